@@ -1,0 +1,341 @@
+// The compiled, frozen view of the config that the data plane reads. This file is the contract
+// between config/ (which builds it, purely) and proxy/ (which only reads it). See DESIGN.md.
+//
+// Shape follows Envoy's model as Istio generates it, so names line up with what Istio users see
+// in /config_dump, stats and access logs:
+//   listener (bind address + port)  ->  filter chains (matched on SNI / transport / dst address)
+//   -> one network filter: HTTP connection manager (route config -> virtual hosts -> routes) or
+//      TCP proxy (ordered L4 routes) -> weighted clusters -> endpoints.
+//
+// Everything a request needs is precomputed: host lookups are Map gets, regexes are compiled,
+// cluster names are interned strings; the proxy never walks raw resources per connection.
+
+import type { Resources } from '../resources/types';
+
+export type Role = 'sidecar' | 'gateway';
+export type OutboundPolicy = 'ALLOW_ANY' | 'REGISTRY_ONLY';
+
+export interface Snapshot {
+  readonly role: Role;
+  /** Namespace and labels of this proxy: the inputs that chose which resources apply. */
+  readonly namespace: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** Content hash of the inputs; changes iff the compiled output may change. */
+  readonly version: string;
+  /** Sidecar only (Istio: "does not apply to gateways"); gateways always behave as REGISTRY_ONLY-less routers. */
+  readonly outboundPolicy: OutboundPolicy;
+  /**
+   * Listeners keyed by name `<bind>_<port>` (Istio's names: `0.0.0.0_80`, `198.18.0.9_3306`).
+   * Gateway: one per Gateway server port; the proxy binds each. Sidecar: virtual listeners that
+   * the capture listener dispatches to by original destination: exact `<ip>_<port>` first, then
+   * `0.0.0.0_<port>`, else the catch-all below (Envoy `use_original_dst`).
+   */
+  readonly listeners: ReadonlyMap<string, Listener>;
+  /** Sidecar catch-all for destinations no listener claims: PassthroughCluster or BlackHoleCluster. */
+  readonly catchAll: CatchAll;
+  /** All clusters any route can reach, plus PassthroughCluster and BlackHoleCluster. */
+  readonly clusters: ReadonlyMap<string, Cluster>;
+  /** Problems found while compiling that do not stop the proxy (e.g. destination host unknown). */
+  readonly warnings: readonly ConfigMessage[];
+  /** The resources this snapshot was compiled from (for /config_dump and explain). */
+  readonly resources: Resources;
+}
+
+export interface ConfigMessage {
+  readonly level: 'error' | 'warning';
+  readonly code: string;
+  /** `FILE:DOC: KIND/NAME: field.path: message`, ready to print. */
+  readonly text: string;
+}
+
+// ------------------------------------------------------------------ listeners
+
+/** Transport-level protocol a listener speaks, as Istio's ModelProtocolToListenerProtocol. */
+export type ListenerProtocol = 'http' | 'tcp' | 'auto';
+
+export interface Listener {
+  /** `0.0.0.0_80` */
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  readonly protocol: ListenerProtocol;
+  /**
+   * Ordered; the first chain whose match accepts the connection wins. A chain whose match has
+   * `serverNames` requires the TLS ClientHello to be inspected first (only then is it sniffed).
+   */
+  readonly chains: readonly FilterChain[];
+  /** True when any chain matches on SNI/ALPN: the listener must read the ClientHello. */
+  readonly needsTlsInspection: boolean;
+}
+
+export interface FilterChain {
+  /** e.g. `0.0.0.0_443|edition.cnn.com` or `default` */
+  readonly name: string;
+  readonly match: ChainMatch;
+  /** Terminate TLS with these settings before the filter; null = bytes go to the filter as they are. */
+  readonly tls: DownstreamTls | null;
+  readonly filter: NetworkFilter;
+}
+
+export interface ChainMatch {
+  /** SNI must match one of these (exact, or `*.suffix` wildcard); null = any (incl. no SNI). */
+  readonly serverNames: HostSet | null;
+  /** Only TLS (`tls`) or only non-TLS (`raw`) first bytes; `any` = no check. */
+  readonly transport: 'tls' | 'raw' | 'any';
+  /** ALPN must include one of these; null = any. */
+  readonly applicationProtocols: readonly string[] | null;
+  /** Original destination must fall in one of these CIDRs; null = any. */
+  readonly destinationPrefixes: readonly Cidr[] | null;
+}
+
+export interface Cidr {
+  readonly text: string;   // as written, e.g. `198.18.0.0/16`
+  readonly family: 4 | 6;
+  readonly bits: number;
+  /** network address as a bigint-free byte array (4 or 16 bytes) */
+  readonly bytes: readonly number[];
+}
+
+/**
+ * A set of host names with Istio/Envoy matching: exact names in a Map, `*.suffix` wildcards
+ * tried longest suffix first, `*` matches everything. Names are lower-cased.
+ */
+export interface HostSet {
+  readonly exact: ReadonlySet<string>;
+  /** Suffixes including the leading dot (`.example.com`), longest first. */
+  readonly suffixes: readonly string[];
+  readonly any: boolean;
+}
+
+export interface DownstreamTls {
+  readonly mode: 'SIMPLE' | 'MUTUAL' | 'ISTIO_MUTUAL' | 'OPTIONAL_MUTUAL';
+  /** File paths (watched and reloaded by the proxy). For ISTIO_MUTUAL: the --certs files. */
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string | null;
+  readonly subjectAltNames: readonly string[];
+  readonly minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
+  readonly maxVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
+  readonly cipherSuites: readonly string[] | null;
+  /** ALPN offered to clients after termination (`h2`, `http/1.1`) */
+  readonly alpn: readonly string[];
+}
+
+export type NetworkFilter = HttpConnectionManager | TcpProxy;
+
+export interface HttpConnectionManager {
+  readonly kind: 'http';
+  /** `http.<statPrefix>.` stats: `outbound_0.0.0.0_80` */
+  readonly statPrefix: string;
+  readonly routeConfig: RouteConfig;
+  /** Gateway server with `tls.httpsRedirect` on a plain port: answer 301 to https. */
+  readonly httpsRedirect: boolean;
+}
+
+export interface TcpProxy {
+  readonly kind: 'tcp';
+  /** `tcp.<statPrefix>.` stats: the cluster name when there is one route, as Istio does. */
+  readonly statPrefix: string;
+  /** Ordered; first match wins. Empty = no route (connection closed, flag NR). */
+  readonly routes: readonly TcpRoute[];
+}
+
+export interface TcpRoute {
+  readonly name: string;
+  readonly source: RuleSource | null;
+  /** Conditions already decided at compile time (gateway, port) are not repeated here. */
+  readonly match: L4Match;
+  readonly clusters: WeightedClusters;
+}
+
+export interface L4Match {
+  readonly destinationPrefixes: readonly Cidr[] | null;
+  readonly sourcePrefixes: readonly Cidr[] | null;
+  /** For tls routes on a passthrough listener: SNI must match. */
+  readonly serverNames: HostSet | null;
+}
+
+// ------------------------------------------------------------------ HTTP routing
+
+export interface RouteConfig {
+  /** Istio names: sidecar `80`; gateway `http.80`; terminated HTTPS `https.443.<portName>.<gw>.<ns>` */
+  readonly name: string;
+  readonly virtualHosts: readonly VirtualHost[];
+  /** lower-cased domain (with and without `:port`) -> virtual host */
+  readonly exactDomains: ReadonlyMap<string, VirtualHost>;
+  /** `*.suffix` domains, longest suffix first; suffix includes the dot. */
+  readonly wildcardDomains: readonly { readonly suffix: string; readonly host: VirtualHost }[];
+  /** `*` domain: sidecar allow_any/block_all vhost, or a gateway VS with host `*`; null = 404 NR. */
+  readonly defaultHost: VirtualHost | null;
+}
+
+export interface VirtualHost {
+  /** `edition.cnn.com:80`, `allow_any`, `block_all` */
+  readonly name: string;
+  readonly domains: readonly string[];
+  /** Ordered; first match wins; none = 404 NR (`route_not_found`). */
+  readonly routes: readonly Route[];
+}
+
+/** Which VirtualService rule a compiled route came from: for logs, explain and config_dump. */
+export interface RuleSource {
+  readonly kind: 'VirtualService' | 'ServiceEntry' | 'default';
+  readonly name: string;
+  readonly namespace: string;
+  /** index in `http`/`tls`/`tcp` */
+  readonly ruleIndex: number;
+  /** index in the rule's `match` list (-1 when the rule has no match) */
+  readonly matchIndex: number;
+}
+
+export interface Route {
+  /** ROUTE_NAME in the access log: the VS rule's `name`, `default`, `allow_any`, `block_all`. */
+  readonly name: string;
+  readonly source: RuleSource | null;
+  readonly match: RouteMatch;
+  readonly action: RouteAction;
+}
+
+export type StringMatcher =
+  | { readonly kind: 'exact'; readonly value: string; readonly ignoreCase: boolean }
+  | { readonly kind: 'prefix'; readonly value: string; readonly ignoreCase: boolean }
+  | { readonly kind: 'regex'; readonly regex: RegExp } // anchored (full match) at compile time
+  | { readonly kind: 'present' };
+
+export interface HeaderMatcher {
+  /** lower-case */
+  readonly name: string;
+  readonly matcher: StringMatcher;
+  /** true for `withoutHeaders` */
+  readonly invert: boolean;
+}
+
+export interface RouteMatch {
+  /** Path without the query string is matched, as Envoy does. */
+  readonly uri: StringMatcher | null;
+  readonly scheme: StringMatcher | null;
+  readonly method: StringMatcher | null;
+  readonly authority: StringMatcher | null;
+  readonly headers: readonly HeaderMatcher[];
+  readonly queryParams: readonly { readonly name: string; readonly matcher: StringMatcher }[];
+}
+
+export type RouteAction = ForwardAction | RedirectAction | DirectResponseAction;
+
+export interface WeightedClusters {
+  /** One entry is the common case: no random draw needed. */
+  readonly entries: readonly { readonly cluster: string; readonly weight: number }[];
+  readonly totalWeight: number;
+}
+
+export interface HeaderOps {
+  readonly set: readonly (readonly [string, string])[];
+  readonly add: readonly (readonly [string, string])[];
+  readonly remove: readonly string[];
+}
+
+export interface ForwardAction {
+  readonly kind: 'forward';
+  readonly clusters: WeightedClusters;
+  /** 0 = no timeout (Istio's default). */
+  readonly timeoutMs: number;
+  readonly rewrite: { readonly uriPrefix: string | null; readonly uri: string | null; readonly authority: string | null } | null;
+  readonly requestHeaders: HeaderOps | null;
+  readonly responseHeaders: HeaderOps | null;
+  readonly retry: { readonly attempts: number; readonly perTryTimeoutMs: number; readonly retryOn: readonly string[] } | null;
+}
+
+export interface RedirectAction {
+  readonly kind: 'redirect';
+  readonly status: number;
+  readonly scheme: string | null;
+  readonly authority: string | null;
+  readonly port: number | null;
+  readonly path: string | null;
+}
+
+export interface DirectResponseAction {
+  readonly kind: 'direct';
+  readonly status: number;
+  readonly body: string;
+  /** RESPONSE_CODE_DETAILS: `direct_response` */
+}
+
+// ------------------------------------------------------------------ sidecar catch-all
+
+export interface CatchAll {
+  /** `PassthroughCluster` (ALLOW_ANY) or `BlackHoleCluster` (REGISTRY_ONLY) for TCP/TLS. */
+  readonly tcpCluster: string;
+  /** For HTTP on a port with an HTTP listener but an unknown Host: allow_any or block_all vhost. */
+  readonly httpHost: VirtualHost;
+}
+
+// ------------------------------------------------------------------ clusters
+
+/** Envoy cluster discovery types, from ServiceEntry resolution (ENVOY-ISTIO.md §1.1). */
+export type DiscoveryType = 'EDS' | 'STRICT_DNS' | 'LOGICAL_DNS' | 'ORIGINAL_DST' | 'STATIC';
+
+export type LbPolicy =
+  | { readonly kind: 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'PASSTHROUGH' }
+  | { readonly kind: 'CONSISTENT_HASH'; readonly key: 'sourceIp' | 'header' | 'cookie' | 'queryParameter'; readonly name: string };
+
+export interface Endpoint {
+  /** IP literal (STATIC/EDS) or DNS name (STRICT_DNS/LOGICAL_DNS) */
+  readonly address: string;
+  readonly port: number;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly weight: number;
+  readonly locality: string;
+  readonly network: string;
+}
+
+export interface UpstreamTls {
+  readonly mode: 'SIMPLE' | 'MUTUAL' | 'ISTIO_MUTUAL';
+  /** SNI to send; null = none (or the request's Host when `autoSni`). */
+  readonly sni: string | null;
+  readonly autoSni: boolean;
+  readonly caFile: string | null;
+  readonly certFile: string | null;
+  readonly keyFile: string | null;
+  readonly subjectAltNames: readonly string[];
+  readonly insecureSkipVerify: boolean;
+  readonly alpn: readonly string[];
+}
+
+export interface CircuitBreakers {
+  readonly maxConnections: number;
+  readonly maxPendingRequests: number;
+  readonly maxRequests: number;
+  readonly maxRetries: number;
+}
+
+export interface Cluster {
+  /** `outbound|80||edition.cnn.com`, `PassthroughCluster`, `BlackHoleCluster` */
+  readonly name: string;
+  /** The SNI/DNS-SRV form `outbound_.80_._.edition.cnn.com`; '' for special clusters. */
+  readonly sniName: string;
+  readonly type: DiscoveryType;
+  /** Service host, port and subset it was built from ('' / 0 for special clusters). */
+  readonly host: string;
+  readonly port: number;
+  readonly subset: string;
+  /** The ServiceEntry port protocol, if any: decides HTTP/1.1 pooling vs raw TCP. */
+  readonly protocol: string;
+  /** Already filtered by the subset's labels. Empty for ORIGINAL_DST and BlackHole. */
+  readonly endpoints: readonly Endpoint[];
+  readonly lb: LbPolicy;
+  readonly connectTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly maxRequestsPerConnection: number;
+  readonly tcpKeepalive: { readonly timeMs: number; readonly intervalMs: number; readonly probes: number } | null;
+  readonly dnsRefreshMs: number;
+  readonly circuitBreakers: CircuitBreakers;
+  readonly tls: UpstreamTls | null;
+  /** Why this cluster has no endpoints, for explain/UH messages (`subset cnn selects no endpoints`). */
+  readonly emptyReason: string | null;
+}
+
+export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';
+export const BLACKHOLE_CLUSTER = 'BlackHoleCluster';
+/** Istio's default circuit-breaker thresholds (math.MaxUint32), ENVOY-ISTIO.md §1.8. */
+export const ISTIO_MAX_UINT32 = 4294967295;

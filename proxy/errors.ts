@@ -1,0 +1,135 @@
+// Every failure the data plane can meet has a stable code, and maps once to what Envoy would do:
+// the HTTP status of the local reply, the response flag(s) in the access log, the
+// RESPONSE_CODE_DETAILS string, and whether a retry may help. Match on `err.code`, never on text.
+// README.md ("Error codes") lists them; test/unit/proxy/errors.test.ts keeps the two in sync.
+
+export const ProxyErrorCode = {
+  /** No route for the request / no filter chain for the connection. */
+  NO_ROUTE: 'PRX_ERR_NO_ROUTE',
+  /** A route names a cluster the snapshot does not have. */
+  NO_CLUSTER: 'PRX_ERR_NO_CLUSTER',
+  /** The cluster has no (healthy) endpoint: empty subset, DNS gave nothing, BlackHoleCluster. */
+  NO_HEALTHY_UPSTREAM: 'PRX_ERR_NO_HEALTHY_UPSTREAM',
+  /** DNS resolution of the cluster's host failed. */
+  DNS_FAILED: 'PRX_ERR_DNS_FAILED',
+  /** TCP connect refused, unreachable, or reset during connect. */
+  UPSTREAM_CONNECT: 'PRX_ERR_UPSTREAM_CONNECT',
+  /** connectTimeout elapsed. */
+  UPSTREAM_CONNECT_TIMEOUT: 'PRX_ERR_UPSTREAM_CONNECT_TIMEOUT',
+  /** TLS handshake with the upstream failed (wrong CA, SAN mismatch, plain port, ...). */
+  UPSTREAM_TLS: 'PRX_ERR_UPSTREAM_TLS',
+  /** maxConnections / pending requests exceeded. */
+  UPSTREAM_OVERFLOW: 'PRX_ERR_UPSTREAM_OVERFLOW',
+  /** Upstream closed or reset before a response started. */
+  UPSTREAM_RESET: 'PRX_ERR_UPSTREAM_RESET',
+  /** Upstream closed or reset after the response started (downstream gets reset, not text). */
+  UPSTREAM_RESET_AFTER_RESPONSE: 'PRX_ERR_UPSTREAM_RESET_AFTER_RESPONSE',
+  /** Route timeout elapsed before the response. */
+  UPSTREAM_TIMEOUT: 'PRX_ERR_UPSTREAM_TIMEOUT',
+  /** Upstream spoke malformed HTTP. */
+  UPSTREAM_PROTOCOL: 'PRX_ERR_UPSTREAM_PROTOCOL',
+  /** Downstream closed before the exchange completed. */
+  DOWNSTREAM_DISCONNECT: 'PRX_ERR_DOWNSTREAM_DISCONNECT',
+  /** Downstream sent malformed HTTP (bad request line, no Host, smuggling attempt). */
+  DOWNSTREAM_PROTOCOL: 'PRX_ERR_DOWNSTREAM_PROTOCOL',
+  /** REGISTRY_ONLY blocked an unknown destination. */
+  BLOCKED: 'PRX_ERR_BLOCKED',
+  /** The SO_ORIGINAL_DST addon is missing or failed: the sidecar cannot know where to go. */
+  ORIGINAL_DST: 'PRX_ERR_ORIGINAL_DST',
+  /** Downstream TLS handshake (terminating gateway) failed. */
+  DOWNSTREAM_TLS: 'PRX_ERR_DOWNSTREAM_TLS',
+  /** ClientHello inspection exceeded its size or time bound. */
+  INSPECT_LIMIT: 'PRX_ERR_INSPECT_LIMIT',
+} as const;
+
+export type ProxyErrorCodeValue = (typeof ProxyErrorCode)[keyof typeof ProxyErrorCode];
+
+export class ProxyError extends Error {
+  readonly code: ProxyErrorCodeValue;
+  /** Envoy's UPSTREAM_TRANSPORT_FAILURE_REASON, when the failure was a transport one. */
+  readonly transportReason: string | null;
+  constructor(code: ProxyErrorCodeValue, message: string, options?: { cause?: unknown; transportReason?: string | null }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ProxyError';
+    this.code = code;
+    this.transportReason = options?.transportReason ?? null;
+  }
+}
+
+/** What Envoy does for a failure: one table, used by the HTTP and TCP paths alike. */
+export interface Rescue {
+  /** Local reply status (HTTP); 0 = reset/close without a reply. */
+  readonly status: number;
+  /** Envoy response flag(s), `UF,URX` style, or '-' */
+  readonly flags: string;
+  /** RESPONSE_CODE_DETAILS */
+  readonly details: string;
+  /** Body of the local reply, Envoy's text. */
+  readonly body: string;
+  /** May another attempt (another endpoint / connection) help? */
+  readonly retryable: boolean;
+}
+
+const RESCUE: Readonly<Record<ProxyErrorCodeValue, Rescue>> = {
+  PRX_ERR_NO_ROUTE: { status: 404, flags: 'NR', details: 'route_not_found', body: '', retryable: false },
+  PRX_ERR_NO_CLUSTER: { status: 503, flags: 'NC', details: 'cluster_not_found', body: '', retryable: false },
+  PRX_ERR_NO_HEALTHY_UPSTREAM: { status: 503, flags: 'UH', details: 'no_healthy_upstream', body: 'no healthy upstream', retryable: false },
+  PRX_ERR_DNS_FAILED: { status: 503, flags: 'UH', details: 'no_healthy_upstream', body: 'no healthy upstream', retryable: false },
+  PRX_ERR_UPSTREAM_CONNECT: {
+    status: 503, flags: 'UF', details: 'upstream_reset_before_response_started{connection_failure}',
+    body: 'upstream connect error or disconnect/reset before headers. reset reason: connection failure', retryable: true,
+  },
+  PRX_ERR_UPSTREAM_CONNECT_TIMEOUT: {
+    status: 503, flags: 'UF', details: 'upstream_reset_before_response_started{connection_timeout}',
+    body: 'upstream connect error or disconnect/reset before headers. reset reason: connection timeout', retryable: true,
+  },
+  PRX_ERR_UPSTREAM_TLS: {
+    status: 503, flags: 'UF', details: 'upstream_reset_before_response_started{connection_failure,TLS_error}',
+    body: 'upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: TLS error', retryable: true,
+  },
+  PRX_ERR_UPSTREAM_OVERFLOW: { status: 503, flags: 'UO', details: 'upstream_reset_before_response_started{overflow}', body: 'upstream connect error or disconnect/reset before headers. reset reason: overflow', retryable: false },
+  PRX_ERR_UPSTREAM_RESET: {
+    status: 503, flags: 'UC', details: 'upstream_reset_before_response_started{connection_termination}',
+    body: 'upstream connect error or disconnect/reset before headers. reset reason: connection termination', retryable: true,
+  },
+  PRX_ERR_UPSTREAM_RESET_AFTER_RESPONSE: { status: 0, flags: 'UC', details: 'upstream_reset_after_response_started{connection_termination}', body: '', retryable: false },
+  PRX_ERR_UPSTREAM_TIMEOUT: { status: 504, flags: 'UT', details: 'upstream_response_timeout', body: 'upstream request timeout', retryable: false },
+  PRX_ERR_UPSTREAM_PROTOCOL: { status: 502, flags: 'UPE', details: 'upstream_reset_before_response_started{protocol_error}', body: 'upstream connect error or disconnect/reset before headers. reset reason: protocol error', retryable: false },
+  PRX_ERR_DOWNSTREAM_DISCONNECT: { status: 0, flags: 'DC', details: 'downstream_remote_disconnect', body: '', retryable: false },
+  PRX_ERR_DOWNSTREAM_PROTOCOL: { status: 400, flags: 'DPE', details: 'http1.codec_error', body: 'Bad Request', retryable: false },
+  PRX_ERR_BLOCKED: { status: 502, flags: '-', details: 'direct_response', body: '', retryable: false },
+  PRX_ERR_ORIGINAL_DST: { status: 0, flags: 'NR', details: 'filter_chain_not_found', body: '', retryable: false },
+  PRX_ERR_DOWNSTREAM_TLS: { status: 0, flags: '-', details: 'filter_chain_not_found', body: '', retryable: false },
+  PRX_ERR_INSPECT_LIMIT: { status: 0, flags: 'NR', details: 'filter_chain_not_found', body: '', retryable: false },
+};
+
+const UNKNOWN_RESCUE: Rescue = { status: 503, flags: 'UC', details: 'upstream_reset_before_response_started{unknown}', body: 'upstream connect error or disconnect/reset before headers', retryable: false };
+
+/** Classify any error once. Unknown errors (a bug) are treated as an upstream reset. */
+export function rescue(err: unknown): Rescue {
+  if (err instanceof ProxyError) return RESCUE[err.code];
+  return UNKNOWN_RESCUE;
+}
+
+export function rescueFor(code: ProxyErrorCodeValue): Rescue {
+  return RESCUE[code];
+}
+
+/** Map a Node socket error to our code (connect phase). */
+export function connectErrorCode(err: NodeJS.ErrnoException): ProxyErrorCodeValue {
+  switch (err.code) {
+    case 'ETIMEDOUT':
+    case 'PRX_ERR_UPSTREAM_CONNECT_TIMEOUT':
+      return ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_NODATA':
+    case 'EAI_NONAME':
+      return ProxyErrorCode.DNS_FAILED;
+    default:
+      if (typeof err.code === 'string' && (err.code.startsWith('ERR_SSL') || err.code.startsWith('ERR_TLS') || err.code.includes('CERT') || err.code === 'DEPTH_ZERO_SELF_SIGNED_CERT')) {
+        return ProxyErrorCode.UPSTREAM_TLS;
+      }
+      return ProxyErrorCode.UPSTREAM_CONNECT;
+  }
+}

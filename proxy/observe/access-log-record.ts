@@ -1,0 +1,60 @@
+// One access-log entry: an HTTP request or a TCP/TLS connection. All fields are initialised in the
+// constructor so V8 keeps one hidden class (STYLE.md rule 8); the data plane fills them in as the
+// exchange proceeds and hands the record to the AccessLog sink when it completes. Field meanings
+// are Envoy's command operators (ENVOY-ISTIO.md §2); `null` prints as `-`.
+
+export class AccessLogRecord {
+  /** ms since epoch: START_TIME */
+  startTime: number;
+  /** high-resolution start for DURATION (performance.now()) */
+  startHr: number;
+  method: string | null = null;
+  /** X-ENVOY-ORIGINAL-PATH?:PATH */
+  path: string | null = null;
+  /** `HTTP/1.1`; null for TCP */
+  protocol: string | null = null;
+  /** 0 = no response (TCP, or client gone) */
+  responseCode = 0;
+  /** `UF,URX` or '-' when empty */
+  responseFlags = '-';
+  responseCodeDetails: string | null = null;
+  connectionTerminationDetails: string | null = null;
+  upstreamTransportFailureReason: string | null = null;
+  /** downstream body bytes (HTTP) or connection bytes (TCP) */
+  bytesReceived = 0;
+  bytesSent = 0;
+  /** ms; set on completion */
+  durationMs = 0;
+  /** X-ENVOY-UPSTREAM-SERVICE-TIME: ms until upstream response headers; null = none */
+  upstreamServiceTimeMs: number | null = null;
+  xForwardedFor: string | null = null;
+  userAgent: string | null = null;
+  requestId: string | null = null;
+  authority: string | null = null;
+  /** `ip:port` of the upstream endpoint */
+  upstreamHost: string | null = null;
+  upstreamCluster: string | null = null;
+  upstreamLocalAddress: string | null = null;
+  downstreamLocalAddress: string | null = null;
+  downstreamRemoteAddress: string | null = null;
+  requestedServerName: string | null = null;
+  routeName: string | null = null;
+
+  constructor(startTime: number, startHr: number) {
+    this.startTime = startTime;
+    this.startHr = startHr;
+  }
+
+  /** Add a response flag, keeping Envoy's comma-joined form. */
+  addFlag(flag: string): void {
+    if (flag === '-' || flag === '') return;
+    this.responseFlags = this.responseFlags === '-' ? flag : this.responseFlags + ',' + flag;
+  }
+}
+
+/** Where completed records go. The real one (access-log.ts) formats and writes asynchronously. */
+export interface AccessLogSink {
+  log(record: AccessLogRecord): void;
+}
+
+export const NULL_ACCESS_LOG: AccessLogSink = { log() {} };
