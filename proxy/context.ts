@@ -1,0 +1,52 @@
+// What every connection handler needs from the running proxy, gathered in one object created by the
+// runtime: the current snapshot, live clusters, stats, the access-log sink and the process logger.
+// Stat bundles for listeners / HTTP / TCP prefixes are created once per name and reused.
+
+import type { Logger } from 'pino';
+import type { Role, Snapshot } from '../config/compile/snapshot';
+import type { AccessLogSink } from './observe/access-log-record';
+import { HttpStats, ListenerStats, TcpStats, type StatsStore } from './observe/stats';
+import type { ClusterManager } from './upstream/cluster-manager';
+import type { ServerTlsContexts } from './tls/server-contexts';
+
+export class ProxyContext {
+  readonly role: Role;
+  readonly stats: StatsStore;
+  readonly clusters: ClusterManager;
+  readonly accessLog: AccessLogSink;
+  readonly log: Logger;
+  readonly serverTls: ServerTlsContexts;
+  /** Replaced atomically on reload; connections capture the value they started with. */
+  snapshot: Snapshot;
+  private readonly listenerStats = new Map<string, ListenerStats>();
+  private readonly httpStats = new Map<string, HttpStats>();
+  private readonly tcpStats = new Map<string, TcpStats>();
+
+  constructor(init: { role: Role; stats: StatsStore; clusters: ClusterManager; accessLog: AccessLogSink; log: Logger; serverTls: ServerTlsContexts; snapshot: Snapshot }) {
+    this.role = init.role;
+    this.stats = init.stats;
+    this.clusters = init.clusters;
+    this.accessLog = init.accessLog;
+    this.log = init.log;
+    this.serverTls = init.serverTls;
+    this.snapshot = init.snapshot;
+  }
+
+  listenerStatsFor(name: string): ListenerStats {
+    let s = this.listenerStats.get(name);
+    if (s === undefined) this.listenerStats.set(name, (s = new ListenerStats(this.stats, name)));
+    return s;
+  }
+
+  httpStatsFor(prefix: string): HttpStats {
+    let s = this.httpStats.get(prefix);
+    if (s === undefined) this.httpStats.set(prefix, (s = new HttpStats(this.stats, prefix)));
+    return s;
+  }
+
+  tcpStatsFor(prefix: string): TcpStats {
+    let s = this.tcpStats.get(prefix);
+    if (s === undefined) this.tcpStats.set(prefix, (s = new TcpStats(this.stats, prefix)));
+    return s;
+  }
+}

@@ -1,0 +1,100 @@
+// Sidecar role: the `virtualOutbound` listener on 15001 that iptables REDIRECTs the application's
+// outbound TCP to. For each connection the original destination is read from the kernel
+// (SO_ORIGINAL_DST, original-dst.ts), then, as Envoy's `use_original_dst`, the connection goes to the
+// virtual listener for `<ip>_<port>`, else `0.0.0.0_<port>`, else the catch-all
+// (PassthroughCluster under ALLOW_ANY, BlackHoleCluster under REGISTRY_ONLY). Connections that were
+// not redirected, or that target 15001 itself, are black-holed so the proxy can never loop.
+
+import net from 'node:net';
+import type http from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { findListener } from '../../config/compile/lookup';
+import type { ProxyContext } from '../context';
+import { AccessLogRecord } from '../observe/access-log-record';
+import { proxyTcpToCluster } from '../l4/tcp-proxy';
+import { dispatchConnection } from './dispatch';
+import { bareIp, formatSocketAddress, trackDownstream } from './connection-stats';
+import { getOriginalDst } from './original-dst';
+
+export class CaptureListener {
+  private readonly ctx: ProxyContext;
+  private readonly httpServer: http.Server;
+  private readonly port: number;
+  private readonly server: net.Server;
+  readonly name: string;
+
+  constructor(ctx: ProxyContext, httpServer: http.Server, port: number) {
+    this.ctx = ctx;
+    this.httpServer = httpServer;
+    this.port = port;
+    this.name = 'virtualOutbound';
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onConnection(socket));
+  }
+
+  listen(host: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host, port: this.port }, () => {
+        this.server.removeListener('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  address(): { name: string; address: string } {
+    const a = this.server.address() as net.AddressInfo | null;
+    return { name: this.name, address: a === null ? '-' : `${a.address}:${a.port}` };
+  }
+
+  close(): void {
+    this.server.close();
+  }
+
+  private onConnection(socket: net.Socket): void {
+    const ctx = this.ctx;
+    socket.on('error', noop);
+    const remoteIp = bareIp(socket.remoteAddress);
+    const remoteAddress = formatSocketAddress(socket.remoteAddress, socket.remotePort);
+    let od;
+    try {
+      od = getOriginalDst(socket);
+    } catch (e) {
+      ctx.log.error({ err: (e as Error).message }, 'cannot read the original destination; closing the connection');
+      this.blackhole(socket, remoteAddress, formatSocketAddress(socket.localAddress, socket.localPort), 'original_destination_unavailable');
+      return;
+    }
+    if (od === null || od.port === this.port) {
+      // Not redirected (a client dialled 15001 itself) or a loop back into the capture port:
+      // Envoy's virtualOutbound-blackhole chain.
+      const rootStats = ctx.listenerStatsFor('0.0.0.0_' + this.port);
+      trackDownstream(socket, rootStats);
+      this.blackhole(socket, remoteAddress, formatSocketAddress(socket.localAddress, socket.localPort), null);
+      return;
+    }
+    const snapshot = ctx.snapshot;
+    const localAddress = formatSocketAddress(od.address, od.port);
+    const l4 = { originalDst: { address: od.address, port: od.port }, dstIp: od.address, localAddress, remoteIp, remoteAddress };
+    const listener = findListener(snapshot, od.address, od.port);
+    if (listener === null) {
+      trackDownstream(socket, ctx.listenerStatsFor('0.0.0.0_' + this.port));
+      proxyTcpToCluster(ctx, socket, null, snapshot.catchAll.tcpCluster, { ...l4, sni: null });
+      return;
+    }
+    const listenerStats = ctx.listenerStatsFor(listener.name);
+    trackDownstream(socket, listenerStats);
+    dispatchConnection(ctx, { socket, listener, listenerStats, httpServer: this.httpServer, l4 });
+  }
+
+  private blackhole(socket: net.Socket, remoteAddress: string, localAddress: string, details: string | null): void {
+    const r = new AccessLogRecord(Date.now(), performance.now());
+    r.upstreamCluster = 'BlackHoleCluster';
+    r.downstreamRemoteAddress = remoteAddress;
+    r.downstreamLocalAddress = localAddress;
+    r.addFlag('UH');
+    r.connectionTerminationDetails = details;
+    socket.destroy();
+    this.ctx.accessLog.log(r);
+  }
+}
+
+function noop(): void {}

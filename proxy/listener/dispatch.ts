@@ -1,0 +1,131 @@
+// What happens to an accepted connection once we know which Listener it belongs to: inspect the first
+// bytes only when a chain needs SNI/ALPN (server-first protocols on declared TCP ports are never
+// sniffed), select the filter chain, terminate TLS when the chain says so, then hand the socket to the
+// HTTP connection manager or the TCP proxy. Shared by the gateway ports and the sidecar capture port.
+
+import type net from 'node:net';
+import tls from 'node:tls';
+import { performance } from 'node:perf_hooks';
+import type { FilterChain, Listener } from '../../config/compile/snapshot';
+import { selectChain } from '../../config/compile/lookup';
+import type { ProxyContext } from '../context';
+import { AccessLogRecord } from '../observe/access-log-record';
+import type { ListenerStats } from '../observe/stats';
+import { DownstreamInfo, handOverHttp } from '../l7/http-connection';
+import { proxyTcp, type L4Info } from '../l4/tcp-proxy';
+import { inspect, type Inspection } from './inspect';
+import type http from 'node:http';
+
+/** Bound on first-bytes inspection (PERFORMANCE.md §5.3: hellos span segments; Istio waits indefinitely by default). */
+const INSPECT_TIMEOUT_MS = 10_000;
+const INSPECT_MAX_BYTES = 16 * 1024 + 5 * 4;
+
+export interface AcceptedConnection {
+  readonly socket: net.Socket;
+  readonly listener: Listener;
+  readonly listenerStats: ListenerStats;
+  readonly l4: Omit<L4Info, 'sni'>;
+  /** the one HTTP server of the runtime connections are emitted into */
+  readonly httpServer: http.Server;
+}
+
+export function dispatchConnection(ctx: ProxyContext, conn: AcceptedConnection): void {
+  const { listener } = conn;
+  const needsHttpSniff = listener.protocol === 'auto';
+  if (!listener.needsTlsInspection && !needsHttpSniff) {
+    const chain = selectChain(listener, { isTls: false, sni: null, alpn: null, dstIp: conn.l4.dstIp });
+    runChain(ctx, conn, chain, null, null);
+    return;
+  }
+  inspect(conn.socket, { wantTls: listener.needsTlsInspection || needsHttpSniff, wantHttp: needsHttpSniff, timeoutMs: INSPECT_TIMEOUT_MS, maxBytes: INSPECT_MAX_BYTES }, (err, r) => {
+    if (err !== null || r === null) {
+      conn.listenerStats.no_filter_chain_match.inc();
+      logDropped(ctx, conn, null, 'NR', err === null ? 'filter_chain_not_found' : err.message);
+      conn.socket.destroy();
+      return;
+    }
+    const chain = selectChain(listener, { isTls: r.isTls, sni: r.sni, alpn: r.alpn, dstIp: conn.l4.dstIp });
+    runChain(ctx, conn, chain, r, r.head);
+  });
+}
+
+function runChain(ctx: ProxyContext, conn: AcceptedConnection, chain: FilterChain | null, insp: Inspection | null, head: Buffer | null): void {
+  const sni = insp?.sni ?? null;
+  if (chain === null) {
+    conn.listenerStats.no_filter_chain_match.inc();
+    logDropped(ctx, conn, sni, 'NR', 'filter_chain_not_found');
+    conn.socket.destroy();
+    return;
+  }
+  let socket: net.Socket = conn.socket;
+  if (chain.tls !== null) {
+    // Put the inspected bytes back so the TLS server reads the ClientHello it needs.
+    if (head !== null && head.length > 0) socket.unshift(head);
+    head = null;
+    let secureContext: tls.SecureContext;
+    try {
+      secureContext = ctx.serverTls.get(chain.tls);
+    } catch (e) {
+      ctx.log.error({ err: (e as Error).message, chain: chain.name }, 'cannot load server certificate');
+      conn.listenerStats.ssl_connection_error.inc();
+      socket.destroy();
+      return;
+    }
+    const mutual = chain.tls.mode !== 'SIMPLE';
+    const secure = new tls.TLSSocket(socket, {
+      isServer: true,
+      secureContext,
+      requestCert: mutual,
+      rejectUnauthorized: mutual && chain.tls.mode !== 'OPTIONAL_MUTUAL',
+      ALPNProtocols: chain.tls.alpn.length > 0 ? [...chain.tls.alpn] : undefined,
+    });
+    secure.once('secure', () => {
+      conn.listenerStats.ssl_handshake.inc();
+      handToFilter(ctx, conn, chain, secure, sni ?? ((secure as unknown as { servername?: string }).servername || null), null, 'https');
+    });
+    secure.on('error', (err: NodeJS.ErrnoException) => {
+      if ((secure as unknown as { _secureEstablished?: boolean })._secureEstablished) return;
+      const code = err.code ?? '';
+      if (code.includes('CERT') || code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') {
+        if (code.includes('NO_CERT') || code.includes('DID_NOT_RETURN')) conn.listenerStats.ssl_no_certificate.inc();
+        else conn.listenerStats.ssl_fail_verify_error.inc();
+      } else conn.listenerStats.ssl_connection_error.inc();
+      logDropped(ctx, conn, sni, '-', 'downstream TLS handshake failed: ' + code);
+      secure.destroy();
+    });
+    return;
+  }
+  handToFilter(ctx, conn, chain, socket, sni, head, 'http');
+}
+
+function handToFilter(ctx: ProxyContext, conn: AcceptedConnection, chain: FilterChain, socket: net.Socket, sni: string | null, head: Buffer | null, scheme: 'http' | 'https'): void {
+  const f = chain.filter;
+  if (f.kind === 'http') {
+    if (head !== null && head.length > 0) socket.unshift(head);
+    const info = new DownstreamInfo({
+      hcm: f,
+      httpStats: ctx.httpStatsFor(f.statPrefix),
+      originalDst: conn.l4.originalDst,
+      localAddress: conn.l4.localAddress,
+      remoteIp: conn.l4.remoteIp,
+      remoteAddress: conn.l4.remoteAddress,
+      sni,
+      scheme,
+      appendXff: ctx.role === 'gateway',
+      absoluteForm: false,
+    });
+    handOverHttp(conn.httpServer, socket, info);
+    return;
+  }
+  proxyTcp(ctx, socket, head, f, { ...conn.l4, sni });
+}
+
+function logDropped(ctx: ProxyContext, conn: AcceptedConnection, sni: string | null, flags: string, details: string): void {
+  const r = new AccessLogRecord(Date.now(), performance.now());
+  r.downstreamLocalAddress = conn.l4.localAddress;
+  r.downstreamRemoteAddress = conn.l4.remoteAddress;
+  r.requestedServerName = sni;
+  r.addFlag(flags);
+  r.connectionTerminationDetails = details;
+  ctx.accessLog.log(r);
+}

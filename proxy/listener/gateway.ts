@@ -1,0 +1,105 @@
+// Gateway role: one real listening socket per Gateway server port in the snapshot (`0.0.0.0_<port>`).
+// A reload opens sockets for new ports and closes those no longer configured (open connections on a
+// closed port finish undisturbed); a port that cannot be bound is reported and counted, and the rest
+// keep serving. Which listener config applies is read from the current snapshot at accept time.
+
+import net from 'node:net';
+import type http from 'node:http';
+import type { Snapshot } from '../../config/compile/snapshot';
+import type { ProxyContext } from '../context';
+import { dispatchConnection } from './dispatch';
+import { bareIp, formatSocketAddress, trackDownstream } from './connection-stats';
+
+interface Bound {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  readonly server: net.Server;
+}
+
+export class GatewayListeners {
+  private readonly ctx: ProxyContext;
+  private readonly httpServer: http.Server;
+  private readonly bound = new Map<string, Bound>();
+
+  constructor(ctx: ProxyContext, httpServer: http.Server) {
+    this.ctx = ctx;
+    this.httpServer = httpServer;
+  }
+
+  /** Make the bound sockets match the snapshot's listeners. */
+  async sync(snapshot: Snapshot): Promise<void> {
+    const stats = this.ctx.stats;
+    for (const [name, b] of this.bound) {
+      if (!snapshot.listeners.has(name)) {
+        b.server.close();
+        this.bound.delete(name);
+        stats.counter('listener_manager.listener_removed').inc();
+      }
+    }
+    const opening: Promise<void>[] = [];
+    for (const l of snapshot.listeners.values()) {
+      if (this.bound.has(l.name)) continue;
+      opening.push(this.open(l.name, l.address, l.port));
+    }
+    await Promise.all(opening);
+    stats.gauge('listener_manager.total_listeners_active').set(this.bound.size);
+  }
+
+  private open(name: string, address: string, port: number): Promise<void> {
+    const ctx = this.ctx;
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onConnection(name, socket));
+    return new Promise((resolve) => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        ctx.stats.counter('listener_manager.listener_create_failure').inc();
+        ctx.log.error({ listener: name, err: err.code ?? err.message }, `cannot listen on ${address}:${port}: ${err.message}`);
+        resolve();
+      });
+      server.listen({ host: address, port }, () => {
+        server.removeAllListeners('error');
+        server.on('error', (err) => ctx.log.error({ listener: name, err: err.message }, 'listener error'));
+        this.bound.set(name, { name, address, port, server });
+        ctx.stats.counter('listener_manager.listener_added').inc();
+        ctx.stats.counter('listener_manager.listener_create_success').inc();
+        resolve();
+      });
+    });
+  }
+
+  private onConnection(name: string, socket: net.Socket): void {
+    const ctx = this.ctx;
+    socket.on('error', noop);
+    const listener = ctx.snapshot.listeners.get(name);
+    if (listener === undefined) {
+      socket.destroy();
+      return;
+    }
+    const listenerStats = ctx.listenerStatsFor(name);
+    trackDownstream(socket, listenerStats);
+    const localIp = bareIp(socket.localAddress);
+    dispatchConnection(ctx, {
+      socket,
+      listener,
+      listenerStats,
+      httpServer: this.httpServer,
+      l4: {
+        originalDst: null,
+        dstIp: localIp,
+        localAddress: formatSocketAddress(socket.localAddress, socket.localPort),
+        remoteIp: bareIp(socket.remoteAddress),
+        remoteAddress: formatSocketAddress(socket.remoteAddress, socket.remotePort),
+      },
+    });
+  }
+
+  addresses(): { name: string; address: string }[] {
+    return [...this.bound.values()].map((b) => ({ name: b.name, address: `${b.address}:${(b.server.address() as net.AddressInfo | null)?.port ?? b.port}` }));
+  }
+
+  close(): void {
+    for (const b of this.bound.values()) b.server.close();
+    this.bound.clear();
+  }
+}
+
+function noop(): void {}

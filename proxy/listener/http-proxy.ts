@@ -1,0 +1,76 @@
+// An explicit HTTP proxy listener for the sidecar (Istio's HTTP_PROXY port protocol): clients that
+// cannot be captured by iptables (no root, e.g. `npm start`'s demo, or `http_proxy=` setups) send
+// absolute-form requests (`GET http://edition.cnn.com/politics HTTP/1.1`). Each request is routed
+// exactly as a captured one would be: by the URI's port to the sidecar's `0.0.0.0_<port>` HTTP
+// listener, then by Host. Unknown ports use the catch-all (allow_any / block_all). CONNECT is not
+// supported (HTTPS through this listener is refused).
+
+import http from 'node:http';
+import type net from 'node:net';
+import type { HttpConnectionManager } from '../../config/compile/snapshot';
+import type { ProxyContext } from '../context';
+import { DownstreamInfo, routeRequest } from '../l7/http-connection';
+import { bareIp, formatSocketAddress, trackDownstream } from './connection-stats';
+
+export class HttpProxyListener {
+  private readonly ctx: ProxyContext;
+  private readonly server: http.Server;
+  private readonly port: number;
+
+  constructor(ctx: ProxyContext, port: number) {
+    this.ctx = ctx;
+    this.port = port;
+    this.server = http.createServer({ requireHostHeader: false, noDelay: true, keepAlive: true }, (req, res) => this.onRequest(req, res));
+    this.server.on('connection', (socket: net.Socket) => trackDownstream(socket, ctx.listenerStatsFor('0.0.0.0_' + port)));
+  }
+
+  listen(host: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host, port: this.port }, () => resolve((this.server.address() as net.AddressInfo).port));
+    });
+  }
+
+  address(): { name: string; address: string } {
+    const a = this.server.address() as net.AddressInfo | null;
+    return { name: 'httpProxy', address: a === null ? '-' : `${a.address}:${a.port}` };
+  }
+
+  close(): void {
+    this.server.close();
+  }
+
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const ctx = this.ctx;
+    const snapshot = ctx.snapshot;
+    let port = 80;
+    let host = '';
+    try {
+      const u = new URL(req.url ?? '');
+      port = u.port === '' ? (u.protocol === 'https:' ? 443 : 80) : Number(u.port);
+      host = u.hostname;
+    } catch {
+      // origin-form request: use the Host header and port 80
+      host = (req.headers.host ?? '').split(':')[0] ?? '';
+    }
+    const listener = snapshot.listeners.get('0.0.0.0_' + port);
+    const chain = listener?.chains.find((c) => c.filter.kind === 'http');
+    const hcm: HttpConnectionManager = chain !== undefined && chain.filter.kind === 'http'
+      ? chain.filter
+      : { kind: 'http', statPrefix: 'outbound_0.0.0.0_' + port, httpsRedirect: false, routeConfig: { name: String(port), virtualHosts: [snapshot.catchAll.httpHost], exactDomains: new Map(), wildcardDomains: [], defaultHost: snapshot.catchAll.httpHost } };
+    const info = new DownstreamInfo({
+      hcm,
+      httpStats: ctx.httpStatsFor(hcm.statPrefix),
+      // PassthroughCluster needs a destination: the URI's host and port (resolved when connecting).
+      originalDst: { address: host, port },
+      localAddress: formatSocketAddress(host, port),
+      remoteIp: bareIp(req.socket.remoteAddress),
+      remoteAddress: formatSocketAddress(req.socket.remoteAddress, req.socket.remotePort),
+      sni: null,
+      scheme: 'http',
+      appendXff: false,
+      absoluteForm: true,
+    });
+    routeRequest(ctx, info, req, res);
+  }
+}

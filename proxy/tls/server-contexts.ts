@@ -1,0 +1,56 @@
+// SecureContexts for TLS that sluice terminates (gateway SIMPLE / MUTUAL / ISTIO_MUTUAL servers),
+// built once per distinct set of files and rebuilt when a file changes on disk, so a certificate
+// rotation takes effect for new connections without a restart while open connections keep theirs.
+// File reads happen here (reload time), never per connection.
+
+import fs from 'node:fs';
+import tls from 'node:tls';
+import type { DownstreamTls } from '../../config/compile/snapshot';
+
+interface Entry {
+  context: tls.SecureContext;
+  /** mtimes of the files when the context was built */
+  stamp: string;
+  checkedAt: number;
+}
+
+/** How often (ms) a context's files are stat()ed for changes; a coarse clock, not per connection. */
+const RECHECK_MS = 1000;
+
+export class ServerTlsContexts {
+  private readonly entries = new Map<string, Entry>();
+
+  /** The current context for these settings; throws (with the file named) when files are unreadable. */
+  get(t: DownstreamTls, now: number = Date.now()): tls.SecureContext {
+    const key = t.certFile + '\0' + t.keyFile + '\0' + (t.caFile ?? '') + '\0' + t.minVersion + '\0' + t.maxVersion + '\0' + (t.cipherSuites ?? []).join(':');
+    const e = this.entries.get(key);
+    if (e !== undefined && now - e.checkedAt < RECHECK_MS) return e.context;
+    const stamp = stampOf(t);
+    if (e !== undefined && e.stamp === stamp) {
+      e.checkedAt = now;
+      return e.context;
+    }
+    const context = tls.createSecureContext({
+      cert: fs.readFileSync(t.certFile),
+      key: fs.readFileSync(t.keyFile),
+      ca: t.caFile === null ? undefined : fs.readFileSync(t.caFile),
+      minVersion: t.minVersion,
+      maxVersion: t.maxVersion,
+      ciphers: t.cipherSuites === null ? undefined : t.cipherSuites.join(':'),
+    });
+    this.entries.set(key, { context, stamp, checkedAt: now });
+    return context;
+  }
+}
+
+function stampOf(t: DownstreamTls): string {
+  const files = [t.certFile, t.keyFile, t.caFile].filter((f): f is string => f !== null);
+  return files.map((f) => {
+    try {
+      const s = fs.statSync(f);
+      return s.mtimeMs + ':' + s.size + ':' + s.ino;
+    } catch {
+      return 'missing';
+    }
+  }).join('|');
+}

@@ -1,0 +1,202 @@
+// A live cluster: the compiled Cluster config plus what the data plane keeps for it — resolved
+// hosts, the load balancer, the TLS origination context, HTTP connection pools per host — and its
+// Envoy stats (shared with earlier generations of the same cluster name, so counters survive reloads).
+
+import fs from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import { Pool } from 'undici';
+import type { Cluster } from '../../config/compile/snapshot';
+import type { ClusterStats } from '../observe/stats';
+import { connectUpstream, type ConnectCallback, type ConnectOptions, type TlsOrigination } from './connect';
+import { resolveName } from './dns';
+import { UpstreamHost } from './host';
+import { createLoadBalancer, type LoadBalancer, type PickContext } from './lb';
+
+export interface OriginalDestination {
+  readonly address: string;
+  readonly port: number;
+}
+
+export class UpstreamCluster {
+  readonly config: Cluster;
+  readonly name: string;
+  readonly stats: ClusterStats;
+  /** Resolved, usable hosts. Replaced wholesale on re-resolution (never mutated in place). */
+  hosts: readonly UpstreamHost[] = [];
+  /** Why there are no hosts (DNS error text, empty subset); null when hosts exist. */
+  noHostsReason: string | null;
+  private readonly lb: LoadBalancer;
+  private readonly tlsOrigination: TlsOrigination | null;
+  private readonly pools = new Map<string, Pool>();
+  /** ORIGINAL_DST hosts, created per destination and kept (bounded) so /clusters can show them. */
+  private readonly originalDstHosts = new Map<string, UpstreamHost>();
+  private refreshTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  constructor(config: Cluster, stats: ClusterStats) {
+    this.config = config;
+    this.name = config.name;
+    this.stats = stats;
+    this.lb = createLoadBalancer(config.lb);
+    this.tlsOrigination = config.tls === null ? null : buildTlsOrigination(config);
+    this.noHostsReason = config.emptyReason;
+  }
+
+  /** Resolve endpoints; resolves (never rejects) once the first resolution finished. */
+  start(): Promise<void> {
+    const c = this.config;
+    if (c.type === 'ORIGINAL_DST') return Promise.resolve();
+    if (c.type === 'STATIC' || c.type === 'EDS') {
+      this.setHosts(c.endpoints.map((e) => new UpstreamHost(e.address, e.port, '', e)), null);
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      this.resolveOnce(resolve);
+    });
+  }
+
+  private resolveOnce(done: (() => void) | null): void {
+    const c = this.config;
+    const endpoints = c.endpoints;
+    if (endpoints.length === 0) {
+      this.setHosts([], c.emptyReason ?? 'no endpoints');
+      if (done) done();
+      return;
+    }
+    const results: UpstreamHost[][] = new Array(endpoints.length);
+    const errors: string[] = [];
+    let pending = endpoints.length;
+    endpoints.forEach((e, i) => {
+      resolveName(e.address, (r) => {
+        if (r.error) errors.push(`DNS resolution of ${e.address} failed: ${r.error.code ?? r.error.message}`);
+        // LOGICAL_DNS uses only the first address (Envoy); STRICT_DNS all of them.
+        const addrs = c.type === 'LOGICAL_DNS' ? r.addresses.slice(0, 1) : r.addresses;
+        results[i] = addrs.map((a) => new UpstreamHost(a, e.port, e.address, e));
+        if (--pending === 0) {
+          const hosts = results.flat();
+          this.setHosts(hosts, hosts.length === 0 ? errors.join('; ') || 'DNS returned no addresses' : null);
+          if (!this.closed && c.dnsRefreshMs > 0) {
+            this.refreshTimer = setTimeout(() => this.resolveOnce(null), c.dnsRefreshMs);
+            this.refreshTimer.unref();
+          }
+          if (done) done();
+        }
+      });
+    });
+  }
+
+  private setHosts(hosts: UpstreamHost[], reason: string | null): void {
+    // Keep host objects (and their counters) for addresses that did not change.
+    const old = new Map(this.hosts.map((h) => [h.key, h]));
+    const merged = hosts.map((h) => old.get(h.key) ?? h);
+    const changed = merged.length !== this.hosts.length || merged.some((h, i) => h !== this.hosts[i]);
+    this.hosts = merged;
+    this.noHostsReason = reason;
+    this.stats.membership_total.set(merged.length);
+    this.stats.membership_healthy.set(merged.length);
+    if (changed) this.stats.membership_change.inc();
+  }
+
+  /** Choose a host for one connection/request; null = no healthy upstream (UH). */
+  pick(ctx: PickContext, originalDst: OriginalDestination | null): UpstreamHost | null {
+    if (this.config.type === 'ORIGINAL_DST') {
+      if (originalDst === null) return null;
+      const key = originalDst.address + ':' + originalDst.port;
+      let h = this.originalDstHosts.get(key);
+      if (h === undefined) {
+        if (this.originalDstHosts.size > 10_000) this.originalDstHosts.clear();
+        h = new UpstreamHost(originalDst.address, originalDst.port, '', null);
+        this.originalDstHosts.set(key, h);
+      }
+      return h;
+    }
+    const hosts = this.hosts;
+    if (hosts.length === 0) return null;
+    return this.lb.pick(hosts, ctx);
+  }
+
+  /** Open a raw (or TLS-originated) connection for the TCP proxy. */
+  connect(host: UpstreamHost, sni: string | null, cb: ConnectCallback): void {
+    connectUpstream(this.stats, host, this.connectOptions(sni), cb);
+  }
+
+  private connectOptions(sni: string | null): ConnectOptions {
+    const c = this.config;
+    const t = c.tls;
+    return {
+      connectTimeoutMs: c.connectTimeoutMs,
+      tls: this.tlsOrigination,
+      sni: t === null ? null : t.sni ?? (t.autoSni ? sni : null) ?? sni,
+      keepalive: c.tcpKeepalive === null ? null : { timeMs: c.tcpKeepalive.timeMs },
+    };
+  }
+
+  /** HTTP/1.1 keep-alive pool to one host (and SNI, when TLS is originated with auto SNI). */
+  pool(host: UpstreamHost, sni: string | null): Pool {
+    const key = this.tlsOrigination === null ? host.key : host.key + '|' + (sni ?? '');
+    let pool = this.pools.get(key);
+    if (pool === undefined) {
+      const stats = this.stats;
+      const opts = this.connectOptions(sni);
+      const c = this.config;
+      pool = new Pool('http://' + host.key, {
+        connections: c.circuitBreakers.maxConnections >= 4294967295 ? null : c.circuitBreakers.maxConnections,
+        pipelining: 1,
+        maxRequestsPerClient: c.maxRequestsPerConnection > 0 ? c.maxRequestsPerConnection : undefined,
+        // undici owns keep-alive timing; Envoy's 1h idle timeout would outlive most upstream servers'
+        // own idle timeouts, so honour the server's Keep-Alive hints (undici default) instead.
+        connect(_o: unknown, cb: (err: Error | null, socket: net.Socket | tls.TLSSocket | null) => void) {
+          connectUpstream(stats, host, opts, (err, socket) => {
+            if (err) {
+              cb(err, null);
+              return;
+            }
+            stats.upstream_cx_http1_total.inc();
+            cb(null, socket);
+          });
+        },
+      } as unknown as Pool.Options);
+      this.pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    for (const p of this.pools.values()) p.close().catch(() => {});
+    this.pools.clear();
+  }
+}
+
+function readOptional(file: string | null): Buffer | undefined {
+  return file === null ? undefined : fs.readFileSync(file);
+}
+
+/** Prebuild the SecureContext once per cluster generation (PERFORMANCE.md §5.1). */
+function buildTlsOrigination(c: Cluster): TlsOrigination {
+  const t = c.tls!;
+  const ca = readOptional(t.caFile);
+  const secureContext = tls.createSecureContext({
+    ca, // undefined = Node's bundled roots (Istio: "else OS CAs")
+    cert: readOptional(t.certFile),
+    key: readOptional(t.keyFile),
+  });
+  let check: TlsOrigination['checkServerIdentity'];
+  if (t.subjectAltNames.length > 0) {
+    const wanted = new Set(t.subjectAltNames);
+    check = (_host, cert) => {
+      const sans = (cert.subjectaltname ?? '').split(/,\s*/).map((s) => s.replace(/^(DNS|URI|IP Address):/, ''));
+      if (sans.some((s) => wanted.has(s))) return undefined;
+      const err = new Error(`certificate SANs [${sans.join(', ')}] match none of ${[...wanted].join(', ')}`) as NodeJS.ErrnoException;
+      err.code = 'ERR_SLUICE_SAN_MISMATCH';
+      return err;
+    };
+  } else if (t.mode === 'ISTIO_MUTUAL') {
+    // The peer is a mesh workload: the CA (root-cert.pem) vouches for it; its SAN is a SPIFFE URI,
+    // not the SNI, so Node's hostname check does not apply.
+    check = () => undefined;
+  }
+  return { secureContext, rejectUnauthorized: !t.insecureSkipVerify, alpn: t.alpn, checkServerIdentity: check, sessions: new Map() };
+}

@@ -1,0 +1,170 @@
+// Opening one upstream connection (TCP, optionally TLS-originated) with Envoy's cluster stats:
+// upstream_cx_total when the connection is created (failures included, as Envoy counts them),
+// upstream_cx_connect_fail / _connect_timeout, upstream_cx_active, upstream_cx_connect_ms, and on
+// close upstream_cx_destroy(_local|_remote), upstream_cx_length_ms and the byte totals.
+//
+// The connect timer is one setTimeout per connection (not per request or chunk), cleared on
+// connect. TLS uses the cluster's prebuilt SecureContext and its session cache (PERFORMANCE.md §5).
+
+import net from 'node:net';
+import tls from 'node:tls';
+import { performance } from 'node:perf_hooks';
+import { ProxyError, ProxyErrorCode, connectErrorCode } from '../errors';
+import type { ClusterStats } from '../observe/stats';
+import type { UpstreamHost } from './host';
+
+export interface TlsOrigination {
+  readonly secureContext: tls.SecureContext;
+  readonly rejectUnauthorized: boolean;
+  readonly alpn: readonly string[];
+  /** Verifies the peer certificate beyond the CA chain (SAN list); undefined = Node's hostname check. */
+  readonly checkServerIdentity: ((host: string, cert: tls.PeerCertificate) => Error | undefined) | undefined;
+  readonly sessions: Map<string, Buffer>;
+}
+
+export type ConnectCallback = (err: ProxyError | null, socket: net.Socket | null) => void;
+
+/** Per-connection bookkeeping, one object, fields set in the constructor (no closures per chunk). */
+class UpstreamConnection {
+  readonly stats: ClusterStats;
+  readonly host: UpstreamHost;
+  readonly startHr: number;
+  readonly tcp: net.Socket;
+  socket: net.Socket;
+  timer: NodeJS.Timeout | null = null;
+  cb: ConnectCallback | null;
+  connected = false;
+  closedLocally = false;
+
+  constructor(stats: ClusterStats, host: UpstreamHost, tcp: net.Socket, cb: ConnectCallback) {
+    this.stats = stats;
+    this.host = host;
+    this.tcp = tcp;
+    this.socket = tcp;
+    this.cb = cb;
+    this.startHr = performance.now();
+  }
+
+  fail(err: ProxyError): void {
+    if (this.timer) clearTimeout(this.timer);
+    const cb = this.cb;
+    this.cb = null;
+    if (cb === null) return;
+    if (err.code === ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT) this.stats.upstream_cx_connect_timeout.inc();
+    this.stats.upstream_cx_connect_fail.inc();
+    this.host.counters.cx_connect_fail++;
+    this.host.healthy = false;
+    this.closedLocally = true;
+    this.socket.destroy();
+    cb(err, null);
+  }
+
+  ready(): void {
+    if (this.timer) clearTimeout(this.timer);
+    const cb = this.cb;
+    this.cb = null;
+    if (cb === null) return;
+    this.connected = true;
+    this.host.healthy = true;
+    this.stats.upstream_cx_connect_ms.record(performance.now() - this.startHr);
+    cb(null, this.socket);
+  }
+}
+
+function onConnectTimeout(this: UpstreamConnection): void {
+  this.fail(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT, `connect to ${this.host.key} timed out`, { transportReason: 'connection_timeout' }));
+}
+
+function onTcpError(this: UpstreamConnection, err: NodeJS.ErrnoException): void {
+  if (this.cb !== null) {
+    const code = connectErrorCode(err);
+    const reason = code === ProxyErrorCode.UPSTREAM_TLS ? 'TLS_error:' + (err.code ?? err.message) : (err.code ?? err.message);
+    if (code === ProxyErrorCode.UPSTREAM_TLS) countTlsFailure(this.stats, err);
+    this.fail(new ProxyError(code === ProxyErrorCode.DNS_FAILED ? ProxyErrorCode.UPSTREAM_CONNECT : code, `connect to ${this.host.key} failed: ${err.message}`, { cause: err, transportReason: reason }));
+  }
+  // After connect, errors are the owner's to handle (relay / undici); 'close' does the accounting.
+}
+
+function onTcpClose(this: UpstreamConnection): void {
+  const s = this.stats;
+  s.upstream_cx_active.dec();
+  this.host.counters.cx_active--;
+  s.upstream_cx_destroy.inc();
+  if (this.closedLocally || this.tcp.destroyed && !this.tcp.readableEnded) s.upstream_cx_destroy_local.inc();
+  else s.upstream_cx_destroy_remote.inc();
+  s.upstream_cx_rx_bytes_total.add(this.tcp.bytesRead);
+  s.upstream_cx_tx_bytes_total.add(this.tcp.bytesWritten);
+  if (this.connected) s.upstream_cx_length_ms.record(performance.now() - this.startHr);
+  if (this.cb !== null) this.fail(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT, `connection to ${this.host.key} closed during connect`, { transportReason: 'connection_termination' }));
+}
+
+function onTcpConnect(this: UpstreamConnection): void {
+  this.ready();
+}
+
+function countTlsFailure(stats: ClusterStats, err: NodeJS.ErrnoException): void {
+  const code = err.code ?? '';
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID' || code === 'ERR_SLUICE_SAN_MISMATCH') stats.ssl_fail_verify_san.inc();
+  else if (code.includes('CERT') || code.includes('SELF_SIGNED') || code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE') stats.ssl_fail_verify_error.inc();
+  else stats.ssl_connection_error.inc();
+}
+
+function onSecureConnect(this: UpstreamConnection): void {
+  const s = this.socket as tls.TLSSocket;
+  this.stats.ssl_handshake.inc();
+  if (s.isSessionReused()) this.stats.ssl_session_reused.inc();
+  this.ready();
+}
+
+function onTlsError(this: UpstreamConnection, err: NodeJS.ErrnoException): void {
+  if (this.cb === null) return;
+  countTlsFailure(this.stats, err);
+  this.fail(new ProxyError(ProxyErrorCode.UPSTREAM_TLS, `TLS handshake with ${this.host.key} failed: ${err.message}`, { cause: err, transportReason: 'TLS_error:' + (err.code ?? err.message) }));
+}
+
+export interface ConnectOptions {
+  readonly connectTimeoutMs: number;
+  readonly tls: TlsOrigination | null;
+  /** SNI to send when originating TLS; null = none */
+  readonly sni: string | null;
+  readonly keepalive: { readonly timeMs: number } | null;
+}
+
+/** Connect to `host`; `cb` gets a connected (and, with TLS, handshaken) socket or a classified error. */
+export function connectUpstream(stats: ClusterStats, host: UpstreamHost, opts: ConnectOptions, cb: ConnectCallback): void {
+  stats.upstream_cx_total.inc();
+  stats.upstream_cx_active.inc();
+  host.counters.cx_total++;
+  host.counters.cx_active++;
+  const tcp = net.connect({ host: host.address, port: host.port, noDelay: true, allowHalfOpen: true });
+  if (opts.keepalive !== null) tcp.setKeepAlive(true, opts.keepalive.timeMs);
+  const conn = new UpstreamConnection(stats, host, tcp, cb);
+  tcp.once('close', onTcpClose.bind(conn));
+  tcp.on('error', onTcpError.bind(conn));
+  if (opts.connectTimeoutMs > 0) conn.timer = setTimeout(onConnectTimeout.bind(conn), opts.connectTimeoutMs);
+  const t = opts.tls;
+  if (t === null) {
+    tcp.once('connect', onTcpConnect.bind(conn));
+    return;
+  }
+  const sessionKey = opts.sni ?? host.key;
+  const options: tls.ConnectionOptions = {
+    socket: tcp,
+    secureContext: t.secureContext,
+    rejectUnauthorized: t.rejectUnauthorized,
+    ALPNProtocols: t.alpn.length > 0 ? [...t.alpn] : undefined,
+    session: t.sessions.get(sessionKey),
+    allowHalfOpen: true,
+  } as tls.ConnectionOptions;
+  if (opts.sni !== null && !net.isIP(opts.sni)) options.servername = opts.sni;
+  if (t.checkServerIdentity !== undefined) options.checkServerIdentity = t.checkServerIdentity;
+  const secure = tls.connect(options);
+  conn.socket = secure;
+  secure.once('secureConnect', onSecureConnect.bind(conn));
+  secure.on('error', onTlsError.bind(conn));
+  // TLS 1.3 tickets arrive after the handshake (PERFORMANCE.md §5.2); keep the latest per SNI.
+  secure.on('session', (session: Buffer) => {
+    if (t.sessions.size > 1000) t.sessions.clear();
+    t.sessions.set(sessionKey, session);
+  });
+}

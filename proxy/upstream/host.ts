@@ -1,0 +1,41 @@
+// One upstream endpoint as the data plane sees it: a resolved address, its Envoy per-host counters
+// (shown by /clusters) and the load-balancer state (active requests for LEAST_REQUEST).
+
+import type { Endpoint } from '../../config/compile/snapshot';
+
+export class HostCounters {
+  cx_active = 0;
+  cx_connect_fail = 0;
+  cx_total = 0;
+  rq_active = 0;
+  rq_error = 0;
+  rq_success = 0;
+  rq_timeout = 0;
+  rq_total = 0;
+}
+
+export class UpstreamHost {
+  /** IP literal */
+  readonly address: string;
+  readonly port: number;
+  /** The DNS name it was resolved from ('' for static IPs): /clusters `hostname`. */
+  readonly hostname: string;
+  readonly weight: number;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly locality: string;
+  /** `ip:port` (`[v6]:port`), UPSTREAM_HOST in the access log; built once. */
+  readonly key: string;
+  readonly counters = new HostCounters();
+  /** Set when a connect to it failed recently; cleared on success (crude passive health). */
+  healthy = true;
+
+  constructor(address: string, port: number, hostname: string, endpoint: Endpoint | null) {
+    this.address = address;
+    this.port = port;
+    this.hostname = hostname;
+    this.weight = endpoint?.weight ?? 1;
+    this.labels = endpoint?.labels ?? {};
+    this.locality = endpoint?.locality ?? '';
+    this.key = (address.includes(':') ? '[' + address + ']' : address) + ':' + port;
+  }
+}
