@@ -1,0 +1,246 @@
+#!/usr/bin/env node
+// The `sluice` command (DESIGN.md, "CLI"): run | validate | explain | iptables | demo.
+// Every flag can also come from the environment as SLUICE_<FLAG> (`--outbound-port` ->
+// SLUICE_OUTBOUND_PORT), for containers. Exit codes: 0 ok, 1 invalid config / runtime failure,
+// 2 usage error.
+
+import type { OutboundPolicy, Role } from '../config/compile/snapshot';
+import { ConfigError } from '../config/errors';
+import { validatePaths } from '../config/validate';
+import { loadPaths } from '../config/resources/load';
+import { compile } from '../config/compile/index';
+import { runIptablesCommand } from './listener/iptables';
+import { Runtime, type RunOptions } from './runtime';
+import { runDemo } from './demo';
+import { explain, parseExplainTarget } from './explain';
+
+const USAGE = `usage:
+  sluice run --role sidecar|gateway --config PATH [--config PATH ...] [--namespace NS] [--labels k=v,...]
+             [--admin HOST:PORT] [--outbound-port 15001] [--inbound-port 15006] [--certs DIR]
+             [--outbound-policy ALLOW_ANY|REGISTRY_ONLY] [--access-log stdout|off|PATH]
+             [--access-log-format istio|envoy|json] [--concurrency N] [--http-proxy-port PORT] [--no-capture]
+             [--prometheus-port 15090|off] [--health-port 15021|off]
+  sluice validate --config PATH ... [--namespace NS] [--role R --labels ..]
+  sluice explain --config PATH ... --role R [--labels ..] (--url URL | --sni HOST --port N | --tcp IP:PORT)
+  sluice iptables [--proxy-uid 1337] [--outbound-port 15001] [--inbound-port 15006] [--exclude-outbound-cidrs ..]
+                  [--exclude-outbound-ports ..] [--inbound-ports '*'|list] [--dry-run] [--clean]
+  sluice demo [--once]     a self-contained sidecar -> egress gateway -> external demo on loopback`;
+
+export class UsageError extends Error {
+  readonly code = 'CLI_ERR_USAGE';
+}
+
+/** Parsed `--flag value` pairs; repeated flags accumulate. Booleans are flags without a value. */
+export interface Flags {
+  get(name: string): string | undefined;
+  all(name: string): string[];
+  has(name: string): boolean;
+}
+
+const BOOLEAN_FLAGS = new Set(['dry-run', 'clean', 'once', 'no-capture', 'help']);
+
+export function parseFlags(argv: readonly string[], known: readonly string[], env: NodeJS.ProcessEnv = process.env): Flags {
+  const values = new Map<string, string[]>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) throw new UsageError(`unexpected argument "${arg}"`);
+    let name = arg.slice(2);
+    let value: string | undefined;
+    const eq = name.indexOf('=');
+    if (eq >= 0) {
+      value = name.slice(eq + 1);
+      name = name.slice(0, eq);
+    }
+    if (!known.includes(name)) throw new UsageError(`unknown flag --${name}`);
+    if (value === undefined) {
+      if (BOOLEAN_FLAGS.has(name)) value = 'true';
+      else {
+        value = argv[++i];
+        if (value === undefined) throw new UsageError(`--${name} needs a value`);
+      }
+    }
+    values.set(name, [...(values.get(name) ?? []), value]);
+  }
+  const fromEnv = (name: string): string | undefined => env['SLUICE_' + name.toUpperCase().replace(/-/g, '_')];
+  return {
+    get: (name) => values.get(name)?.at(-1) ?? fromEnv(name),
+    all: (name) => values.get(name) ?? (fromEnv(name)?.split(',').filter((s) => s !== '') ?? []),
+    has: (name) => values.has(name) || fromEnv(name) !== undefined,
+  };
+}
+
+function intFlag(flags: Flags, name: string, dflt: number, min = 0, max = 65535): number {
+  const v = flags.get(name);
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got "${v}"`);
+  return n;
+}
+
+function optionalPort(flags: Flags, name: string, dflt: number | null): number | null {
+  const v = flags.get(name);
+  if (v === 'off') return null;
+  return v === undefined ? dflt : intFlag(flags, name, 0);
+}
+
+export function parseLabels(s: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (s === undefined || s === '') return out;
+  for (const pair of s.split(',')) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--labels expects k=v pairs separated by commas, got "${pair}"`);
+    out[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+function parseHostPort(s: string, flag: string): { host: string; port: number } {
+  const i = s.lastIndexOf(':');
+  const port = Number(s.slice(i + 1));
+  if (i <= 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--${flag} expects HOST:PORT, got "${s}"`);
+  return { host: s.slice(0, i).replace(/^\[|\]$/g, ''), port };
+}
+
+function role(flags: Flags): Role {
+  const r = flags.get('role');
+  if (r !== 'sidecar' && r !== 'gateway') throw new UsageError(`--role must be sidecar or gateway, got "${r ?? ''}"`);
+  return r;
+}
+
+const RUN_FLAGS = ['role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port'];
+
+export function runOptionsFrom(flags: Flags): RunOptions {
+  const configPaths = flags.all('config');
+  if (configPaths.length === 0) throw new UsageError('--config is required (a file, a directory, or several --config flags)');
+  const policy = flags.get('outbound-policy') ?? 'ALLOW_ANY';
+  if (policy !== 'ALLOW_ANY' && policy !== 'REGISTRY_ONLY') throw new UsageError(`--outbound-policy must be ALLOW_ANY or REGISTRY_ONLY, got "${policy}"`);
+  const format = flags.get('access-log-format') ?? 'istio';
+  if (format !== 'istio' && format !== 'envoy' && format !== 'json') throw new UsageError(`--access-log-format must be istio, envoy or json, got "${format}"`);
+  const r = role(flags);
+  const httpProxy = flags.get('http-proxy-port');
+  return {
+    role: r,
+    configPaths,
+    embeddedConfig: null,
+    namespace: flags.get('namespace') ?? (r === 'gateway' ? 'istio-system' : 'default'),
+    labels: parseLabels(flags.get('labels')),
+    admin: parseHostPort(flags.get('admin') ?? '127.0.0.1:15000', 'admin'),
+    prometheusPort: optionalPort(flags, 'prometheus-port', 15090),
+    healthPort: optionalPort(flags, 'health-port', 15021),
+    outboundPort: intFlag(flags, 'outbound-port', 15001, 1),
+    inboundPort: intFlag(flags, 'inbound-port', 15006, 1),
+    certsDir: flags.get('certs') ?? '/etc/certs',
+    outboundPolicy: policy as OutboundPolicy,
+    accessLog: flags.get('access-log') ?? 'stdout',
+    accessLogFormat: format,
+    concurrency: intFlag(flags, 'concurrency', 1, 1, 256),
+    httpProxyPort: httpProxy === undefined ? null : intFlag(flags, 'http-proxy-port', 0),
+    capture: r === 'sidecar' && flags.get('no-capture') !== 'true',
+  };
+}
+
+async function cmdRun(argv: string[]): Promise<number> {
+  const opts = runOptionsFrom(parseFlags(argv, RUN_FLAGS));
+  if (opts.concurrency > 1) {
+    process.stderr.write(`sluice: --concurrency ${opts.concurrency}: multi-worker mode is not implemented yet; running one worker\n`);
+  }
+  const rt = await Runtime.start(opts);
+  const shutdown = (signal: string): void => {
+    rt.log.info({ signal }, 'shutting down');
+    void rt.stop().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  return -1; // keep running
+}
+
+function cmdValidate(argv: string[]): number {
+  const flags = parseFlags(argv, ['config', 'namespace', 'role', 'labels', 'outbound-policy', 'certs']);
+  const paths = flags.all('config');
+  if (paths.length === 0) throw new UsageError('--config is required');
+  const namespace = flags.get('namespace') ?? 'default';
+  const result = validatePaths(paths, { defaultNamespace: namespace });
+  const lines = [...result.lines];
+  let ok = result.ok;
+  if (ok) {
+    // Cross-resource problems the compiler finds (unknown hosts, empty subsets) are warnings too.
+    const loaded = loadPaths(paths, { defaultNamespace: namespace });
+    const roles: Role[] = flags.get('role') === undefined ? ['sidecar', 'gateway'] : [role(flags)];
+    const seen = new Set(lines);
+    for (const r of roles) {
+      const snap = compile(loaded.resources, { role: r, namespace, labels: parseLabels(flags.get('labels')), outboundPolicy: 'ALLOW_ANY', certsDir: flags.get('certs') ?? '/etc/certs' });
+      for (const m of snap.warnings) {
+        if (m.level === 'error') ok = false;
+        const line = `${m.level}: ${m.text}`;
+        if (!seen.has(line) && !seen.has(m.text)) {
+          seen.add(line);
+          lines.push(line);
+        }
+      }
+    }
+  }
+  for (const l of lines) process.stdout.write(l + '\n');
+  if (ok) process.stdout.write(`${paths.join(', ')}: valid\n`);
+  return ok ? 0 : 1;
+}
+
+function cmdExplain(argv: string[]): number {
+  const flags = parseFlags(argv, ['config', 'namespace', 'role', 'labels', 'outbound-policy', 'certs', 'url', 'sni', 'port', 'tcp']);
+  const paths = flags.all('config');
+  if (paths.length === 0) throw new UsageError('--config is required');
+  const r = role(flags);
+  const namespace = flags.get('namespace') ?? (r === 'gateway' ? 'istio-system' : 'default');
+  const loaded = loadPaths(paths, { defaultNamespace: namespace });
+  if (loaded.messages.some((m) => m.level === 'error')) throw new ConfigError(loaded.messages);
+  const policy = (flags.get('outbound-policy') ?? 'ALLOW_ANY') as OutboundPolicy;
+  const snap = compile(loaded.resources, { role: r, namespace, labels: parseLabels(flags.get('labels')), outboundPolicy: policy, certsDir: flags.get('certs') ?? '/etc/certs' });
+  const target = parseExplainTarget({ url: flags.get('url'), sni: flags.get('sni'), port: flags.get('port'), tcp: flags.get('tcp') });
+  if (target === null) throw new UsageError('explain needs --url URL, or --sni HOST --port N, or --tcp IP:PORT');
+  process.stdout.write(explain(snap, target).join('\n') + '\n');
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'run':
+      return cmdRun(rest);
+    case 'validate':
+      return cmdValidate(rest);
+    case 'explain':
+      return cmdExplain(rest);
+    case 'iptables':
+      return runIptablesCommand(rest);
+    case 'demo':
+      return runDemo(parseFlags(rest, ['once']).has('once'));
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE + '\n');
+      return cmd === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command "${cmd}"`);
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      if (code >= 0) process.exitCode = code;
+    },
+    (err: unknown) => {
+      if (err instanceof UsageError) {
+        process.stderr.write(`sluice: ${err.message}\n${USAGE}\n`);
+        process.exitCode = 2;
+      } else if (err instanceof ConfigError) {
+        process.stderr.write(`sluice: invalid config:\n${err.messages.filter((m) => m.level === 'error').map((m) => '  ' + m.text).join('\n')}\n`);
+        process.exitCode = 1;
+      } else {
+        const e = err as NodeJS.ErrnoException;
+        process.stderr.write(`sluice: ${e.code ? e.code + ': ' : ''}${e.message}\n`);
+        process.exitCode = 1;
+      }
+    },
+  );
+}

@@ -1,0 +1,295 @@
+// Boots one role: config source -> compiled snapshot -> clusters -> listeners + admin; reloads on
+// config change; drains on shutdown. A config that fails to load or compile never replaces the
+// running one: the proxy logs every problem (file, document, resource, field) and keeps its last
+// good snapshot. A reload is one reference swap (ctx.snapshot); open connections finish on the
+// snapshot they started with.
+
+import os from 'node:os';
+import type { Logger } from 'pino';
+import { compile, type CompileOptions } from '../config/compile/index';
+import type { OutboundPolicy, Role, Snapshot } from '../config/compile/snapshot';
+import { ConfigError } from '../config/errors';
+import { loadText, type LoadResult } from '../config/resources/load';
+import { FileSource } from '../config/sources/files';
+import type { AdminContext, ClusterStatus, ServerState } from './admin/context';
+import { startAdmin, startHealthListener, startPrometheusListener } from './admin/server';
+import { ProxyContext } from './context';
+import { createHttpServer } from './l7/http-connection';
+import { CaptureListener } from './listener/capture';
+import { GatewayListeners } from './listener/gateway';
+import { HttpProxyListener } from './listener/http-proxy';
+import { originalDstSupport } from './listener/original-dst';
+import { createAccessLog } from './observe/access-log';
+import { createLogger } from './observe/log';
+import { StatsStore } from './observe/stats';
+import { ClusterManager } from './upstream/cluster-manager';
+import { ServerTlsContexts } from './tls/server-contexts';
+
+export const SLUICE_VERSION = '0.1.0';
+
+export interface RunOptions {
+  readonly role: Role;
+  /** Files or directories; ignored when `embeddedConfig` is given. */
+  readonly configPaths: readonly string[];
+  /** Config text used instead of files (the demo's embedded default). */
+  readonly embeddedConfig: { readonly name: string; readonly text: string } | null;
+  readonly namespace: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly admin: { readonly host: string; readonly port: number };
+  /** 15090 /stats/prometheus and 15021 /healthz/ready; null = not opened */
+  readonly prometheusPort: number | null;
+  readonly healthPort: number | null;
+  readonly outboundPort: number;
+  readonly inboundPort: number;
+  readonly certsDir: string;
+  readonly outboundPolicy: OutboundPolicy;
+  readonly accessLog: string;
+  readonly accessLogFormat: 'istio' | 'envoy' | 'json';
+  readonly concurrency: number;
+  /** Sidecar: also serve an explicit HTTP proxy on this port (HTTP_PROXY); null = off. */
+  readonly httpProxyPort: number | null;
+  /** Sidecar: open the capture listener (needs the SO_ORIGINAL_DST addon). */
+  readonly capture: boolean;
+  readonly logger?: Logger;
+}
+
+export class Runtime {
+  readonly options: RunOptions;
+  readonly log: Logger;
+  readonly stats = new StatsStore();
+  private readonly clusters: ClusterManager;
+  private ctx: ProxyContext | null = null;
+  private source: FileSource | null = null;
+  private gateway: GatewayListeners | null = null;
+  private capture: CaptureListener | null = null;
+  private httpProxy: HttpProxyListener | null = null;
+  private readonly closers: (() => Promise<void> | void)[] = [];
+  private serverState: ServerState = 'PRE_INITIALIZING';
+  private healthFailed = false;
+  private readonly startedAt = Date.now();
+  private reloading: Promise<void> = Promise.resolve();
+  private accessLog: { flush(): Promise<void> } | null = null;
+  adminPort = 0;
+  httpProxyPort = 0;
+
+  private constructor(options: RunOptions) {
+    this.options = options;
+    this.log = options.logger ?? createLogger();
+    this.clusters = new ClusterManager(this.stats);
+  }
+
+  /** Start a role; rejects (with every config problem listed) when the initial config is invalid. */
+  static async start(options: RunOptions): Promise<Runtime> {
+    const rt = new Runtime(options);
+    try {
+      await rt.boot();
+    } catch (e) {
+      await rt.stop();
+      throw e;
+    }
+    return rt;
+  }
+
+  private compileOptions(): CompileOptions {
+    const o = this.options;
+    return { role: o.role, namespace: o.namespace, labels: o.labels, outboundPolicy: o.outboundPolicy, certsDir: o.certsDir };
+  }
+
+  /** Load + compile; throws ConfigError with all messages when anything is wrong. */
+  private build(result: LoadResult): Snapshot {
+    for (const m of result.messages) if (m.level === 'warning') this.log.warn({ code: m.code }, m.text);
+    if (result.messages.some((m) => m.level === 'error')) throw new ConfigError(result.messages);
+    const snapshot = compile(result.resources, this.compileOptions());
+    for (const m of snapshot.warnings) this.log.warn({ code: m.code }, m.text);
+    if (snapshot.warnings.some((m) => m.level === 'error')) throw new ConfigError(snapshot.warnings);
+    return snapshot;
+  }
+
+  private async boot(): Promise<void> {
+    const o = this.options;
+    this.serverState = 'INITIALIZING';
+    const s = this.stats;
+    s.gauge('server.concurrency').set(1);
+    s.gauge('server.live').set(0);
+
+    let initial: LoadResult;
+    if (o.embeddedConfig !== null) {
+      initial = loadText(o.embeddedConfig.text, o.embeddedConfig.name, { defaultNamespace: o.namespace });
+    } else {
+      this.source = new FileSource(o.configPaths, { defaultNamespace: o.namespace }, (r) => this.onConfigChange(r));
+      initial = this.source.load();
+    }
+    const snapshot = this.build(initial);
+    await this.clusters.update(snapshot);
+
+    const accessLog = createAccessLog({ target: o.accessLog, format: o.accessLogFormat }, s);
+    this.accessLog = accessLog;
+    this.closers.push(() => accessLog.close());
+    const ctx = new ProxyContext({ role: o.role, stats: s, clusters: this.clusters, accessLog, log: this.log, serverTls: new ServerTlsContexts(), snapshot });
+    this.ctx = ctx;
+    const httpServer = createHttpServer(ctx);
+
+    if (o.role === 'gateway') {
+      this.gateway = new GatewayListeners(ctx, httpServer);
+      await this.gateway.sync(snapshot);
+    } else {
+      if (o.capture) {
+        const support = originalDstSupport();
+        if (!support.ok) {
+          // Never guess where a captured connection was going (DESIGN.md): refuse to capture.
+          throw Object.assign(new Error(`the sidecar capture listener needs the SO_ORIGINAL_DST addon: ${support.reason}`), { code: 'PRX_ERR_ORIGINAL_DST' });
+        }
+        this.capture = new CaptureListener(ctx, httpServer, o.outboundPort);
+        await this.capture.listen('0.0.0.0');
+      }
+      if (o.httpProxyPort !== null) {
+        this.httpProxy = new HttpProxyListener(ctx, o.httpProxyPort);
+        this.httpProxyPort = await this.httpProxy.listen('127.0.0.1');
+      }
+    }
+
+    const adminCtx = this.adminContext();
+    const admin = await startAdmin(adminCtx, o.admin.host, o.admin.port);
+    this.adminPort = admin.port;
+    this.closers.push(() => admin.close());
+    if (o.prometheusPort !== null) {
+      const p = await startPrometheusListener(s, '0.0.0.0', o.prometheusPort);
+      this.closers.push(() => p.close());
+    }
+    if (o.healthPort !== null) {
+      const h = await startHealthListener(adminCtx, '0.0.0.0', o.healthPort);
+      this.closers.push(() => h.close());
+    }
+    this.source?.start();
+    const uptime = setInterval(() => this.refreshServerStats(), 1000);
+    uptime.unref();
+    this.closers.push(() => clearInterval(uptime));
+    this.serverState = 'LIVE';
+    this.refreshServerStats();
+    this.log.info({ role: o.role, listeners: this.listenerAddresses(), admin: `${o.admin.host}:${admin.port}`, version: snapshot.version }, 'sluice is live');
+  }
+
+  private refreshServerStats(): void {
+    const s = this.stats;
+    s.gauge('server.uptime').set(Math.floor((Date.now() - this.startedAt) / 1000));
+    s.gauge('server.live').set(this.serverState === 'LIVE' ? 1 : 0);
+    s.gauge('server.memory_allocated').set(process.memoryUsage().heapUsed);
+    s.gauge('server.memory_heap_size').set(process.memoryUsage().heapTotal);
+    s.gauge('server.state').set(this.serverState === 'LIVE' ? 0 : this.serverState === 'DRAINING' ? 1 : 2);
+  }
+
+  /** A new config arrived from the source: apply it, or keep the last good one. Serialised. */
+  private onConfigChange(result: LoadResult): void {
+    this.reloading = this.reloading.then(() => this.apply(result));
+  }
+
+  private async apply(result: LoadResult): Promise<void> {
+    const ctx = this.ctx;
+    if (ctx === null) return;
+    let snapshot: Snapshot;
+    try {
+      snapshot = this.build(result);
+    } catch (e) {
+      this.stats.counter('sluice.config.rejected').inc();
+      const messages = e instanceof ConfigError ? e.messages.filter((m) => m.level === 'error').map((m) => m.text) : [(e as Error).message];
+      this.log.error({ errors: messages }, 'config rejected; keeping the last good config');
+      return;
+    }
+    if (snapshot.version === ctx.snapshot.version) return;
+    await this.clusters.update(snapshot);
+    ctx.snapshot = snapshot;
+    if (this.gateway !== null) await this.gateway.sync(snapshot);
+    this.stats.counter('sluice.config.applied').inc();
+    this.log.info({ version: snapshot.version }, 'config applied');
+  }
+
+  /** Test seam: apply config text as if the source had produced it; resolves when applied or rejected. */
+  async applyText(text: string, name = 'inline.yaml'): Promise<void> {
+    this.onConfigChange(loadText(text, name, { defaultNamespace: this.options.namespace }));
+    await this.reloading;
+  }
+
+  /** Wait until every access-log line written so far reached its sink. */
+  async flushAccessLog(): Promise<void> {
+    await this.accessLog?.flush();
+  }
+
+  get snapshot(): Snapshot | null {
+    return this.ctx?.snapshot ?? null;
+  }
+
+  listenerAddresses(): { name: string; address: string }[] {
+    const out: { name: string; address: string }[] = [];
+    if (this.capture !== null) out.push(this.capture.address());
+    if (this.httpProxy !== null) out.push(this.httpProxy.address());
+    if (this.gateway !== null) out.push(...this.gateway.addresses());
+    return out;
+  }
+
+  private clusterStatuses(): ClusterStatus[] {
+    const out: ClusterStatus[] = [];
+    for (const c of this.clusters.all()) {
+      out.push({
+        name: c.name,
+        addedViaApi: true,
+        circuitBreakers: c.config.circuitBreakers,
+        hosts: c.hosts.map((h) => ({
+          address: h.address,
+          port: h.port,
+          hostname: h.hostname,
+          healthy: h.healthy,
+          weight: h.weight,
+          locality: h.locality,
+          stats: { ...h.counters },
+        })),
+      });
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  private adminContext(): AdminContext {
+    return {
+      stats: this.stats,
+      snapshot: () => this.snapshot,
+      state: () => (this.healthFailed ? 'DRAINING' : this.serverState),
+      setHealthCheckFailed: (failed: boolean) => {
+        this.healthFailed = failed;
+      },
+      clusters: () => this.clusterStatuses(),
+      listeners: () => this.listenerAddresses(),
+      serverInfo: () => ({
+        version: `sluice/${SLUICE_VERSION}/node-${process.version}`,
+        state: this.healthFailed ? 'DRAINING' : this.serverState,
+        hot_restart_version: 'disabled',
+        command_line_options: { ...this.options, logger: undefined, embeddedConfig: this.options.embeddedConfig === null ? null : this.options.embeddedConfig.name, concurrency: 1 },
+        node: { id: `${this.options.role}~${os.hostname()}~${this.options.namespace}`, cluster: this.options.role, user_agent_name: 'sluice', user_agent_build_version: SLUICE_VERSION },
+        uptime_current_epoch: `${Math.floor((Date.now() - this.startedAt) / 1000)}s`,
+        uptime_all_epochs: `${Math.floor((Date.now() - this.startedAt) / 1000)}s`,
+      }),
+      setLogLevel: (level: string) => {
+        this.log.level = level;
+      },
+      quit: () => {
+        void this.stop().then(() => process.exit(0));
+      },
+    };
+  }
+
+  /** Stop accepting, close admin and flush the access log. */
+  async stop(): Promise<void> {
+    this.serverState = 'DRAINING';
+    this.source?.close();
+    this.capture?.close();
+    this.httpProxy?.close();
+    this.gateway?.close();
+    this.clusters.close();
+    for (const c of this.closers.reverse()) {
+      try {
+        await c();
+      } catch {
+        // shutting down: nothing more useful to do
+      }
+    }
+    this.closers.length = 0;
+  }
+}
