@@ -1,9 +1,32 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import t from 'tap';
-import { ProxyError, ProxyErrorCode, rescue } from '../../../proxy/errors';
+import { ConfigErrorCode } from '../../../config/errors';
+import { ProxyError, ProxyErrorCode, connectErrorCode, rescue, rescueFor } from '../../../proxy/errors';
 
-t.test('a connect failure maps to 503 UF with Envoy details', async (t) => {
-  const r = rescue(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT, 'refused'));
-  t.equal(r.status, 503);
-  t.equal(r.flags, 'UF');
-  t.equal(r.details, 'upstream_reset_before_response_started{connection_failure}');
+const README = fs.readFileSync(path.join(__dirname, '..', '..', '..', '..', 'README.md'), 'utf8');
+
+t.test('every error code is documented in the README (and nothing stale is)', async (t) => {
+  const codes = [...Object.values(ProxyErrorCode), ...Object.values(ConfigErrorCode)];
+  for (const code of codes) t.ok(README.includes('`' + code + '`'), `${code} is in README.md`);
+  const documented = new Set([...README.matchAll(/`((?:PRX|CFG)_(?:ERR|WARN)_[A-Z_]+)`/g)].map((m) => m[1]));
+  for (const d of documented) t.ok(codes.includes(d as never), `${d} in README.md exists in the code`);
+});
+
+t.test('failures map to Envoy statuses, flags and details', async (t) => {
+  const uf = rescue(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT, 'refused'));
+  t.same([uf.status, uf.flags, uf.details], [503, 'UF', 'upstream_reset_before_response_started{connection_failure}']);
+  t.same([rescueFor(ProxyErrorCode.NO_ROUTE).status, rescueFor(ProxyErrorCode.NO_ROUTE).flags], [404, 'NR']);
+  t.equal(rescueFor(ProxyErrorCode.NO_HEALTHY_UPSTREAM).body, 'no healthy upstream');
+  t.equal(rescueFor(ProxyErrorCode.UPSTREAM_TIMEOUT).status, 504);
+  t.equal(rescue(new Error('a bug')).status, 503, 'unknown errors are an upstream reset, never a crash');
+});
+
+t.test('socket errors are classified by code', async (t) => {
+  const err = (code: string) => Object.assign(new Error(code), { code });
+  t.equal(connectErrorCode(err('ECONNREFUSED')), ProxyErrorCode.UPSTREAM_CONNECT);
+  t.equal(connectErrorCode(err('ETIMEDOUT')), ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT);
+  t.equal(connectErrorCode(err('ENOTFOUND')), ProxyErrorCode.DNS_FAILED);
+  t.equal(connectErrorCode(err('DEPTH_ZERO_SELF_SIGNED_CERT')), ProxyErrorCode.UPSTREAM_TLS);
+  t.equal(connectErrorCode(err('ERR_TLS_CERT_ALTNAME_INVALID')), ProxyErrorCode.UPSTREAM_TLS);
 });
