@@ -1,0 +1,176 @@
+// Rules that need more than one resource: the known traps of ENVOY-ISTIO.md §6 that Istio accepts
+// but that will not do what the user meant, and the few cross-resource errors Istio itself has.
+// Every one names the resource and field to fix and says what will happen at runtime.
+
+import { ConfigErrorCode } from '../errors';
+import type { ConfigMessage } from '../compile/snapshot';
+import { fqdn, hostMatches } from './common';
+import { terminatesTls } from './gateway';
+import { Reporter, type Locator } from './schema';
+import type { Destination, Gateway, Resource, Resources, ServiceEntry, VirtualService } from './types';
+
+const MESH = 'mesh';
+
+/** Protocols for which a sidecar binds 0.0.0.0:PORT when the ServiceEntry has no addresses. */
+const ADDRESS_BOUND_PROTOCOLS = new Set(['TCP', 'MONGO', 'REDIS', 'MYSQL']);
+
+export function crossCheck(res: Resources, loc: Locator, out: ConfigMessage[]): void {
+  const reporters = new Map<Resource, Reporter>();
+  const reporter = (r: Resource): Reporter => {
+    let rep = reporters.get(r);
+    if (rep === undefined) reporters.set(r, (rep = new Reporter(out, r.origin, `${r.kind}/${r.metadata.name}`)));
+    return rep;
+  };
+  const gateways = new Map<string, Gateway>();
+  for (const g of res.gateways) gateways.set(`${g.metadata.namespace}/${g.metadata.name}`, g);
+
+  checkDelegateHosts(res.virtualServices, loc, reporter);
+  for (const vs of res.virtualServices) {
+    checkGatewayRefs(vs, gateways, loc, reporter(vs));
+    checkTlsRoutesOnTerminatingServers(vs, gateways, loc, reporter(vs));
+    checkGatewayDestinationsResolvable(vs, res.serviceEntries, loc, reporter(vs));
+    checkSubsetsDefined(vs, res, loc, reporter(vs));
+  }
+  for (const se of res.serviceEntries) checkTcpPortsHaveAddresses(se, loc, reporter(se));
+}
+
+/** Istio's gateway name forms (model/config.go resolveGatewayName): `gw`, `ns/gw`, `./gw`, `gw.ns.svc.cluster.local`. */
+export function resolveGatewayName(name: string, vsNamespace: string): string {
+  if (name === MESH) return MESH;
+  const slash = name.indexOf('/');
+  if (slash >= 0) return name.startsWith('./') ? `${vsNamespace}/${name.slice(2)}` : name;
+  const dot = name.indexOf('.');
+  if (dot >= 0) {
+    const [gw, ns] = name.split('.');
+    return `${ns}/${gw}`;
+  }
+  return `${vsNamespace}/${name}`;
+}
+
+function topGateways(vs: VirtualService): readonly string[] {
+  const g = vs.spec.gateways;
+  return g === undefined || g.length === 0 ? [MESH] : g;
+}
+
+/** The gateways a rule applies to: its matches' `gateways` when given, else the VS's (Istio: match overrides). */
+function ruleGateways(vs: VirtualService, matches: readonly ({ readonly gateways?: readonly string[] } | null)[] | undefined): string[] {
+  const set = new Set<string>();
+  let anyWithout = matches === undefined || matches.length === 0;
+  for (const m of matches ?? []) {
+    if (m?.gateways !== undefined && m.gateways.length > 0) for (const g of m.gateways) set.add(g);
+    else anyWithout = true;
+  }
+  if (anyWithout) for (const g of topGateways(vs)) set.add(g);
+  return [...set];
+}
+
+interface RouteRef {
+  readonly dest: Destination;
+  readonly gateways: readonly string[];
+}
+
+function routeDestinations(vs: VirtualService): RouteRef[] {
+  const refs: RouteRef[] = [];
+  const rules = [...(vs.spec.http ?? []), ...(vs.spec.tls ?? []), ...(vs.spec.tcp ?? [])];
+  for (const rule of rules) {
+    if (!rule) continue;
+    const gws = ruleGateways(vs, rule.match);
+    for (const d of rule.route ?? []) if (d?.destination) refs.push({ dest: d.destination, gateways: gws });
+  }
+  return refs;
+}
+
+function checkDelegateHosts(all: readonly VirtualService[], loc: Locator, reporter: (r: Resource) => Reporter): void {
+  const delegates = new Set<string>();
+  for (const vs of all) {
+    for (const h of vs.spec.http ?? []) {
+      const d = h?.delegate;
+      if (d?.name !== undefined) delegates.add(`${d.namespace ?? vs.metadata.namespace}/${d.name}`);
+    }
+  }
+  for (const vs of all) {
+    if ((vs.spec.hosts?.length ?? 0) > 0 || delegates.has(`${vs.metadata.namespace}/${vs.metadata.name}`)) continue;
+    reporter(vs).error(ConfigErrorCode.REQUIRED, loc.at(vs.spec, 'hosts'),
+      'missing required field (only a VirtualService used as a delegate may omit hosts)');
+  }
+}
+
+function checkGatewayRefs(vs: VirtualService, gateways: ReadonlyMap<string, Gateway>, loc: Locator, rep: Reporter): void {
+  const check = (holder: object, list: readonly string[] | undefined): void => {
+    (list ?? []).forEach((name, i) => {
+      if (name === null || name === MESH) return;
+      const full = resolveGatewayName(name, vs.metadata.namespace);
+      if (!gateways.has(full)) {
+        rep.warn(ConfigErrorCode.TRAP, loc.at(holder, 'gateways', i), `Gateway ${full} is not defined: rules bound to it apply nowhere`);
+      }
+    });
+  };
+  check(vs.spec, vs.spec.gateways);
+  for (const rule of [...(vs.spec.http ?? []), ...(vs.spec.tls ?? []), ...(vs.spec.tcp ?? [])]) {
+    for (const m of rule?.match ?? []) if (m) check(m, m.gateways);
+  }
+}
+
+/** ENVOY-ISTIO.md §3.6: after a gateway terminates TLS only tcp:/http: routes apply; a tls: route never matches (#51471). */
+function checkTlsRoutesOnTerminatingServers(vs: VirtualService, gateways: ReadonlyMap<string, Gateway>, loc: Locator, rep: Reporter): void {
+  (vs.spec.tls ?? []).forEach((rule, i) => {
+    if (!rule) return;
+    const warned = new Set<string>();
+    for (const m of rule.match ?? []) {
+      if (!m) continue;
+      const names = m.gateways !== undefined && m.gateways.length > 0 ? m.gateways : topGateways(vs);
+      for (const name of names) {
+        const gw = gateways.get(resolveGatewayName(name, vs.metadata.namespace));
+        if (gw === undefined) continue;
+        for (const s of gw.spec.servers ?? []) {
+          if (!s?.port || (m.port !== undefined && s.port.number !== m.port) || !terminatesTls(s.tls)) continue;
+          const key = `${gw.metadata.namespace}/${gw.metadata.name}:${s.port.number}`;
+          if (warned.has(key)) continue;
+          warned.add(key);
+          const use = s.port.protocol === 'HTTPS' ? 'http:' : 'tcp:';
+          rep.warn(ConfigErrorCode.TRAP, loc.at(vs.spec, 'tls', i),
+            `tls: route bound to Gateway ${gw.metadata.namespace}/${gw.metadata.name} port ${s.port.number}, which terminates TLS (mode ${s.tls!.mode}); ` +
+            `this route never matches there: use ${use} routes after TLS termination`);
+        }
+      }
+    }
+  });
+}
+
+/** §6 #1/#10: a gateway cannot forward to "the original destination"; NONE on a gateway is an empty cluster (503 UH). */
+function checkGatewayDestinationsResolvable(vs: VirtualService, entries: readonly ServiceEntry[], loc: Locator, rep: Reporter): void {
+  for (const { dest, gateways } of routeDestinations(vs)) {
+    if (!gateways.some((g) => g !== MESH) || dest.host === undefined) continue;
+    const host = fqdn(dest.host, vs.metadata.namespace);
+    const se = entries.find((e) => (e.spec.hosts ?? []).some((h) => h !== null && hostMatches(host, h)));
+    if (se === undefined || (se.spec.resolution ?? 'NONE') !== 'NONE') continue;
+    rep.warn(ConfigErrorCode.TRAP, loc.at(dest, 'host'),
+      `host "${dest.host}" has resolution NONE (ServiceEntry ${se.metadata.namespace}/${se.metadata.name}): a gateway has no original destination to forward to ` +
+      'and answers 503 UH; use resolution DNS (or STATIC with endpoints)');
+  }
+}
+
+/** §6 #1/#8: a subset no DestinationRule defines has no cluster: 503 NC at runtime. */
+function checkSubsetsDefined(vs: VirtualService, res: Resources, loc: Locator, rep: Reporter): void {
+  for (const { dest } of routeDestinations(vs)) {
+    if (dest.subset === undefined || dest.host === undefined) continue;
+    const host = fqdn(dest.host, vs.metadata.namespace);
+    const defined = res.destinationRules.some((dr) =>
+      dr.spec.host !== undefined && hostMatches(host, fqdn(dr.spec.host, dr.metadata.namespace)) &&
+      (dr.spec.subsets ?? []).some((s) => s?.name === dest.subset));
+    if (!defined) {
+      rep.warn(ConfigErrorCode.TRAP, loc.at(dest, 'subset'),
+        `subset "${dest.subset}" is not defined by any DestinationRule for host "${dest.host}": requests will fail with 503 NC (cluster_not_found)`);
+    }
+  }
+}
+
+/** §6 #7: with no addresses a sidecar listens on 0.0.0.0:PORT for this entry, so it captures every connection to that port. */
+function checkTcpPortsHaveAddresses(se: ServiceEntry, loc: Locator, rep: Reporter): void {
+  if ((se.spec.addresses?.length ?? 0) > 0) return;
+  (se.spec.ports ?? []).forEach((p, i) => {
+    if (!p?.protocol || !ADDRESS_BOUND_PROTOCOLS.has(p.protocol)) return;
+    rep.warn(ConfigErrorCode.TRAP, loc.at(se.spec, 'ports', i),
+      `${p.protocol} port ${p.number} without addresses: on a sidecar this ServiceEntry captures all traffic to port ${p.number}, whatever the destination IP; set addresses`);
+  });
+}
