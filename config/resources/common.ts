@@ -34,7 +34,10 @@ function checkRegex(regex: string, path: string, report: Reporter): void {
   try {
     new RegExp(regex);
   } catch (err) {
-    report.error(ConfigErrorCode.INVALID_FIELD, path, `invalid regex: ${(err as Error).message}`);
+    // V8 repeats the pattern in its message ("Invalid regular expression: /(x/: Unterminated group");
+    // the reason after the last colon is what the user needs.
+    const reason = (err as Error).message.split(': ').pop();
+    report.error(ConfigErrorCode.INVALID_FIELD, path, `invalid regex: ${reason}`);
   }
 }
 
