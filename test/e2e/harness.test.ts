@@ -9,7 +9,8 @@ import path from 'node:path';
 import { requireRoot } from './harness/prereqs';
 import { Topology, NETNS_PREFIX } from './harness/topology';
 import { makeCa, makeLeaf, makeWorkloadCerts } from './harness/certs';
-import { serverArgv } from './harness/paths';
+import { distFile, serverArgv } from './harness/paths';
+import { ProcHandle } from './harness/proc-handle';
 import { run } from './harness/run';
 import { DEFAULT_POLITICS_BODY_SIZE, makePoliticsBody, sha256Hex } from './servers/politics-body';
 
@@ -158,4 +159,58 @@ t.test('harness builds hosts, routes like S5, serves HTTP/HTTPS/TCP and cleans u
   });
 
   t.ok(ours.startsWith(`${NETNS_PREFIX}${process.pid}-`));
+});
+
+// The same cleanup must happen when the test process dies: by a signal (exit handlers run) or by
+// SIGKILL (nothing runs; the next Topology.create sweeps namespaces whose creator is dead).
+t.test('cleanup survives a killed test process', async (t) => {
+  if (!(await requireRoot(t))) return;
+  const startChild = async (): Promise<{ child: ProcHandle; namespaces: string[]; sleeperPid: number }> => {
+    const child = new ProcHandle('self-test-child', process.execPath, [distFile('test/e2e/harness/self-test-child.js')], process.env);
+    t.teardown(() => child.stop());
+    await child.waitForLine(/^READY$/, 10_000);
+    const namespaces = child.linesMatching(/^NS /).map((l) => l.slice(3));
+    const sleeperPid = Number(child.linesMatching(/^PID /)[0]?.slice(4));
+    return { child, namespaces, sleeperPid };
+  };
+  const netnsList = async (): Promise<string> => (await run('ip', ['netns', 'list'])).stdout;
+  // Alive = exists and is not a zombie: an orphan killed by SIGKILL stays a zombie until whoever
+  // adopted it reaps it, which is not up to us.
+  const alive = (pid: number): boolean => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    } catch {
+      return false;
+    }
+  };
+
+  t.test('SIGTERM: the exit handlers remove namespaces and processes', async (t) => {
+    const { child, namespaces, sleeperPid } = await startChild();
+    t.equal(namespaces.length, 2);
+    for (const ns of namespaces) t.match(await netnsList(), ns, `${ns} exists while the child runs`);
+    child.kill('SIGTERM');
+    const exit = await child.exited;
+    t.equal(exit.signal, 'SIGTERM', 'the child still dies by SIGTERM after cleaning up');
+    const list = await netnsList();
+    for (const ns of namespaces) t.notMatch(list, ns, `${ns} removed`);
+    t.notOk(existsSync(`/etc/netns/${namespaces[0]}`), '/etc/netns dir removed');
+    t.notOk(alive(sleeperPid), 'the process inside was killed');
+  });
+
+  t.test('SIGKILL: the next create sweeps what the dead run left', async (t) => {
+    const { child, namespaces, sleeperPid } = await startChild();
+    child.kill('SIGKILL');
+    await child.exited;
+    t.match(await netnsList(), namespaces[0] as string, 'SIGKILL left the namespace behind');
+    t.ok(alive(sleeperPid), 'and the process inside it');
+    const topo = await Topology.create(t, [{ name: 'lan', cidr: '198.18.9.0/24' }], [{ name: 'solo', nets: [{ net: 'lan', address: '198.18.9.2' }] }]);
+    const list = await netnsList();
+    for (const ns of namespaces) t.notMatch(list, ns, `${ns} swept`);
+    t.notOk(existsSync(`/etc/netns/${namespaces[0]}`), '/etc/netns dir swept');
+    // Killed by SIGKILL; give the kernel a bounded moment to reap it (it is not our child).
+    for (let i = 0; i < 50 && alive(sleeperPid); i++) await new Promise((r) => setTimeout(r, 20));
+    t.notOk(alive(sleeperPid), 'the orphaned process was killed');
+    await topo.destroy();
+  });
 });
