@@ -1,0 +1,148 @@
+// Clusters: one `outbound|PORT||HOST` per visible ServiceEntry host x port, one
+// `outbound|PORT|SUBSET|HOST` per DestinationRule subset of that host, plus PassthroughCluster and
+// BlackHoleCluster, which always exist (ENVOY-ISTIO.md §1.1). Like Istio, clusters exist for
+// every visible service, not only for the ones a route names.
+
+import type { DestinationRule, ServicePort } from '../resources/types';
+import type { Cluster, DiscoveryType, Endpoint, Role } from './snapshot';
+import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER } from './snapshot';
+import { ConfigErrorCode } from '../errors';
+import { clusterName, sniName } from './names';
+import { labelsSubsetOf } from './hosts';
+import { DEFAULT_DNS_REFRESH_MS, lbPolicy, mergeTrafficPolicy, poolSettings, upstreamTls } from './traffic-policy';
+import type { Registry, Service } from './registry';
+
+/**
+ * Resolution -> discovery type (Istio `convertResolution`, §1.1): NONE is ORIGINAL_DST on
+ * sidecars, but gateways cannot use passthrough clusters and fall back to EDS with no endpoints.
+ */
+function discoveryType(svc: Service, role: Role): DiscoveryType {
+  switch (svc.resolution) {
+    case 'STATIC': return 'EDS';
+    case 'DNS': return 'STRICT_DNS';
+    case 'DNS_ROUND_ROBIN': return 'LOGICAL_DNS';
+    default: return role === 'sidecar' ? 'ORIGINAL_DST' : 'EDS';
+  }
+}
+
+interface EndpointSet {
+  readonly endpoints: readonly Endpoint[];
+  readonly emptyReason: string | null;
+}
+
+function serviceEndpoints(svc: Service, port: ServicePort, type: DiscoveryType): EndpointSet {
+  if (type === 'ORIGINAL_DST') return { endpoints: [], emptyReason: null };
+  if (svc.resolution === 'NONE' || svc.resolution === 'DYNAMIC_DNS') {
+    return { endpoints: [], emptyReason: `resolution ${svc.resolution} on a gateway: no endpoints (Istio falls back to EDS, not passthrough)` };
+  }
+  const defaultPort = port.targetPort ?? port.number;
+  const out: Endpoint[] = [];
+  for (const we of svc.entry.spec.endpoints ?? []) {
+    if (we.address === undefined) continue;
+    out.push({
+      address: we.address,
+      port: we.ports?.[port.name] ?? defaultPort,
+      labels: we.labels ?? {},
+      weight: we.weight ?? 1,
+      locality: we.locality ?? '',
+      network: we.network ?? '',
+    });
+  }
+  if (out.length > 0) return { endpoints: out, emptyReason: null };
+  if ((svc.resolution === 'DNS' || svc.resolution === 'DNS_ROUND_ROBIN') && !svc.host.startsWith('*')) {
+    // DNS without endpoints resolves the host itself (service_entry.proto `resolution`).
+    return { endpoints: [{ address: svc.host, port: defaultPort, labels: {}, weight: 1, locality: '', network: '' }], emptyReason: null };
+  }
+  if (svc.entry.spec.workloadSelector !== undefined) {
+    return { endpoints: [], emptyReason: 'endpoints come from workloadSelector, which sluice does not discover' };
+  }
+  return { endpoints: [], emptyReason: `resolution ${svc.resolution} with no endpoints` };
+}
+
+function buildCluster(
+  reg: Registry, svc: Service, port: ServicePort, dr: DestinationRule | null, subsetIndex: number, name: string, sni: string,
+  withTls: boolean,
+): Cluster {
+  const type = discoveryType(svc, reg.opts.role);
+  const base = serviceEndpoints(svc, port, type);
+  const subset = subsetIndex >= 0 ? dr!.spec.subsets![subsetIndex]! : null;
+  let endpoints = base.endpoints;
+  let emptyReason = base.emptyReason;
+  if (subset !== null && type !== 'ORIGINAL_DST') {
+    endpoints = endpoints.filter((e) => labelsSubsetOf(subset.labels, e.labels));
+    if (endpoints.length === 0 && base.endpoints.length > 0) {
+      emptyReason = `subset ${subset.name} selects no endpoints`;
+      reg.warn(ConfigErrorCode.TRAP, dr!, `spec.subsets[${subsetIndex}].labels`,
+        `subset ${subset.name} selects no endpoints of ${svc.host}: requests routed to it get 503 UH`);
+    }
+  }
+  const policy = mergeTrafficPolicy(dr?.spec.trafficPolicy, subset?.trafficPolicy, port.number);
+  const pool = poolSettings(policy.connectionPool);
+  return {
+    name,
+    sniName: sni,
+    type,
+    host: svc.host,
+    port: port.number,
+    subset: subset?.name ?? '',
+    protocol: port.protocol ?? '',
+    endpoints,
+    lb: type === 'ORIGINAL_DST' ? { kind: 'PASSTHROUGH' } : lbPolicy(policy.loadBalancer),
+    connectTimeoutMs: pool.connectTimeoutMs,
+    idleTimeoutMs: pool.idleTimeoutMs,
+    maxRequestsPerConnection: pool.maxRequestsPerConnection,
+    tcpKeepalive: pool.tcpKeepalive,
+    dnsRefreshMs: DEFAULT_DNS_REFRESH_MS,
+    circuitBreakers: pool.circuitBreakers,
+    tls: withTls ? upstreamTls(policy.tls, reg.opts.certsDir, sni, svc.entry.spec.subjectAltNames ?? []) : null,
+    emptyReason: endpoints.length === 0 ? emptyReason : null,
+  };
+}
+
+const SPECIAL_DEFAULTS = {
+  sniName: '', host: '', port: 0, subset: '', protocol: '', endpoints: [],
+  connectTimeoutMs: 10_000, idleTimeoutMs: 3_600_000, maxRequestsPerConnection: 0, tcpKeepalive: null,
+  dnsRefreshMs: DEFAULT_DNS_REFRESH_MS, tls: null,
+} as const;
+
+function specialClusters(): Cluster[] {
+  const cb = poolSettings(undefined).circuitBreakers;
+  return [
+    { ...SPECIAL_DEFAULTS, name: PASSTHROUGH_CLUSTER, type: 'ORIGINAL_DST', lb: { kind: 'PASSTHROUGH' }, circuitBreakers: cb, emptyReason: null },
+    {
+      ...SPECIAL_DEFAULTS, name: BLACKHOLE_CLUSTER, type: 'STATIC', lb: { kind: 'ROUND_ROBIN' }, circuitBreakers: cb,
+      emptyReason: 'BlackHoleCluster: the destination is not in the registry and the outbound policy is REGISTRY_ONLY',
+    },
+  ];
+}
+
+/** All clusters, in a stable order: per service (load order) base then subsets, then specials. */
+export function buildClusters(reg: Registry): Map<string, Cluster> {
+  const out = new Map<string, Cluster>();
+  for (const svc of reg.services) {
+    const dr = reg.destinationRuleFor(svc.host, svc.entry.metadata.namespace);
+    for (const port of svc.ports) {
+      const base = clusterName(port.number, '', svc.host);
+      out.set(base, buildCluster(reg, svc, port, dr, -1, base, sniName(port.number, '', svc.host), true));
+      (dr?.spec.subsets ?? []).forEach((s, i) => {
+        const name = clusterName(port.number, s.name, svc.host);
+        out.set(name, buildCluster(reg, svc, port, dr, i, name, sniName(port.number, s.name, svc.host), true));
+      });
+    }
+  }
+  for (const c of specialClusters()) out.set(c.name, c);
+  return out;
+}
+
+/**
+ * AUTO_PASSTHROUGH "SNI-DNAT" clusters (ENVOY-ISTIO.md §4, Istio `buildOutboundSniDnatClusters`):
+ * named by the SNI string, same endpoints as the outbound cluster, no TLS origination: the
+ * client's mTLS bytes are passed through untouched. Built only for MESH_INTERNAL services.
+ */
+export function sniDnatCluster(reg: Registry, svc: Service, port: ServicePort, subsetName: string): Cluster | null {
+  const dr = reg.destinationRuleFor(svc.host, svc.entry.metadata.namespace);
+  const index = subsetName === '' ? -1 : (dr?.spec.subsets ?? []).findIndex((s) => s.name === subsetName);
+  if (subsetName !== '' && index < 0) return null;
+  const name = sniName(port.number, subsetName, svc.host);
+  return buildCluster(reg, svc, port, dr, index, name, name, false);
+}
