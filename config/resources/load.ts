@@ -137,7 +137,6 @@ function parseFile(f: SourceFile, opts: LoadOptions, loc: Locator, out: Resource
       for (const e of doc.errors) rep.error(ConfigErrorCode.PARSE, null, `YAML parse error: ${firstLine(e.message)}`);
       return;
     }
-    if (doc.contents === null) return; // empty document: skipped, but it still counts for the index
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
@@ -145,6 +144,7 @@ function parseFile(f: SourceFile, opts: LoadOptions, loc: Locator, out: Resource
       rep.error(ConfigErrorCode.PARSE, null, `YAML parse error: ${firstLine((err as Error).message)}`);
       return;
     }
+    if (value === null || value === undefined) return; // empty document: skipped, but it still counts for the index
     if (isMapping(value) && value.kind === 'List') {
       if (!Array.isArray(value.items)) {
         rep.error(ConfigErrorCode.INVALID_FIELD, 'items', `expected a list, got ${describe(value.items)}`);

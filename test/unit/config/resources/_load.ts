@@ -1,0 +1,15 @@
+// Test helper (not a test): load YAML text as file `f.yaml` and show messages as `level CODE text`.
+import { loadText, type LoadResult } from '../../../../config/resources/load';
+
+export function load(yaml: string, defaultNamespace = 'default'): LoadResult {
+  return loadText(yaml, 'f.yaml', { defaultNamespace });
+}
+
+export function messages(yaml: string): string[] {
+  return load(yaml).messages.map((m) => `${m.level} ${m.code} ${m.text}`);
+}
+
+/** A resource document with the given kind/name and spec YAML (indented by the caller as `spec:` children). */
+export function doc(kind: string, name: string, spec: string, apiVersion = 'networking.istio.io/v1'): string {
+  return `apiVersion: ${apiVersion}\nkind: ${kind}\nmetadata:\n  name: ${name}\nspec:\n${spec.replace(/^\n/, '').replace(/\s+$/, '')}\n`;
+}
