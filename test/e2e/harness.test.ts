@@ -63,6 +63,8 @@ t.test('harness builds hosts, routes like S5, serves HTTP/HTTPS/TCP and cleans u
     t.equal(id.stdout.trim(), '1337');
     const ps = await run('ps', ['-o', 'uid=', '-p', String(external.pid)]);
     t.equal(ps.stdout.trim(), '1337', 'the external stand-in runs as uid 1337');
+    const env = await topo.exec('app', [process.execPath, '-p', 'process.env.NODE_OPTIONS + " " + process.env.TAP'], { env: { TAP: 'kept' } });
+    t.equal(env.stdout.trim(), 'undefined kept', "tap's NODE_OPTIONS hooks do not leak into the system under test; explicit env does");
   });
 
   t.test('names resolve per host through /etc/netns/<ns>/hosts', async (t) => {

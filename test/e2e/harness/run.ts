@@ -21,6 +21,33 @@ export interface RunResult {
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
+
+// tap runs test files with NODE_OPTIONS=--import=<tap's processinfo hook> and TAP_* / _TAPJS_* variables.
+// Passed on, every `node` we start inside a namespace (sluice itself, the stand-ins) would load tap's
+// hooks and try to write .tap/processinfo as uid 1337: the system under test must run as it does in
+// production, so those are dropped unless a caller sets them explicitly in `extra`.
+const TEST_RUNNER_ENV = /^(NODE_OPTIONS|TAP|TAP_.*|_TAPJS_.*|TS_NODE_.*)$/;
+
+/**
+ * `env` argv that strips the test runner's variables right before the payload runs. Needed on top of
+ * childEnv(): tap's processinfo hook patches child_process at a lower level and re-adds NODE_OPTIONS to
+ * every spawn's environment, whatever env we pass. Values the caller set explicitly are put back.
+ */
+export function stripRunnerEnvArgv(extra?: Record<string, string>): string[] {
+  const names = new Set(['NODE_OPTIONS', '_TAPJS_PROCESSINFO_EXCLUDE_', '_TAPJS_PROCESSINFO_EXTERNAL_ID_']);
+  for (const k of Object.keys(process.env)) if (TEST_RUNNER_ENV.test(k)) names.add(k);
+  const argv = ['env'];
+  for (const n of names) if (!(extra && n in extra)) argv.push('-u', n);
+  for (const [k, v] of Object.entries(extra ?? {})) if (TEST_RUNNER_ENV.test(k)) argv.push(`${k}=${v}`);
+  return argv;
+}
+
+/** The environment for a process we start: ours minus the test runner's hooks, plus `extra`. */
+export function childEnv(extra?: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!TEST_RUNNER_ENV.test(k)) env[k] = v;
+  return extra ? Object.assign(env, extra) : env;
+}
 // A runaway command must not eat the test's memory; e2e assertions look at far less than this.
 const MAX_CAPTURE_CHARS = 4 * 1024 * 1024;
 
@@ -38,7 +65,7 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
     const child = spawn(cmd, args, {
       stdio: ['pipe', 'pipe', 'pipe'],
       detached: true,
-      env: opts.env ? { ...process.env, ...opts.env } : process.env,
+      env: childEnv(opts.env),
     });
     let stdout = '';
     let stderr = '';

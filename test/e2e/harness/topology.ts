@@ -14,7 +14,7 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { assertBenchmarkAddress, cidrContains, parseCidr } from './addresses';
 import { onProcessEnd } from './cleanup';
 import { ProcHandle } from './proc-handle';
-import { mustRun, run, RunResult } from './run';
+import { childEnv, mustRun, run, RunResult, stripRunnerEnvArgv } from './run';
 
 export interface NetSpec {
   name: string; // also the interface name inside each host on this net (so at most 15 chars)
@@ -131,7 +131,7 @@ export class Topology {
 
   /** Run a command to completion inside the host (optionally as `uid`); default timeout 10 s. */
   exec(host: string, argv: string[], opts: ExecOptions = {}): Promise<RunResult> {
-    return run('ip', this.wrap(host, argv, opts.uid), {
+    return run('ip', this.wrap(host, argv, opts.uid, opts.env), {
       ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
       ...(opts.input !== undefined ? { input: opts.input } : {}),
       ...(opts.env !== undefined ? { env: opts.env } : {}),
@@ -141,8 +141,7 @@ export class Topology {
   /** Start a long-running process inside the host; it is stopped by destroy(). */
   spawn(host: string, argv: string[], opts: SpawnOptions = {}): ProcHandle {
     if (this.destroying) throw new Error('e2e: topology already destroyed');
-    const env = opts.env ? { ...process.env, ...opts.env } : process.env;
-    const proc = new ProcHandle(opts.name ?? `${host}:${argv[0] ?? '?'}`, 'ip', this.wrap(host, argv, opts.uid), env);
+    const proc = new ProcHandle(opts.name ?? `${host}:${argv[0] ?? '?'}`, 'ip', this.wrap(host, argv, opts.uid, opts.env), childEnv(opts.env));
     this.procs.add(proc);
     void proc.exited.then(() => this.procs.delete(proc));
     return proc;
@@ -192,9 +191,9 @@ export class Topology {
     return h;
   }
 
-  private wrap(host: string, argv: string[], uid: number | undefined): string[] {
+  private wrap(host: string, argv: string[], uid: number | undefined, env: Record<string, string> | undefined): string[] {
     const asUser = uid === undefined ? [] : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--'];
-    return ['netns', 'exec', this.ns(host), ...asUser, ...argv];
+    return ['netns', 'exec', this.ns(host), ...stripRunnerEnvArgv(env), ...asUser, ...argv];
   }
 
   private async build(): Promise<void> {
