@@ -172,15 +172,16 @@ export class Topology {
   }
 
   private async destroyNow(): Promise<void> {
-    this.unregister();
     await Promise.all([...this.procs].map((p) => p.stop()));
     // Hosts first, then the bridge namespace: a host's veth pair dies with the host namespace.
     for (const ns of [...this.created].reverse()) await removeNamespace(ns);
+    // Only now: if the process dies while this async destroy is under way, the sync path finishes it.
+    this.unregister();
   }
 
   private destroySync(): void {
-    if (this.destroying) return; // async destroy already under way or done; let it be (exit waits for nothing, though)
-    this.destroying = Promise.resolve();
+    // Also runs when an async destroy() is in flight (Ctrl-C during teardown): every step is idempotent.
+    this.destroying ??= Promise.resolve();
     for (const p of this.procs) p.killSync();
     for (const ns of [...this.created].reverse()) removeNamespaceSync(ns);
   }
