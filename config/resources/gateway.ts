@@ -84,7 +84,7 @@ function checkServerTls(tls: ServerTlsSettings, loc: Locator, r: Reporter): void
 function checkServer(s: Server, loc: Locator, r: Reporter): void {
   const p = s.port?.protocol;
   if ((p === 'HTTPS' || p === 'TLS') && s.tls === undefined) {
-    r.error(ConfigErrorCode.REQUIRED, loc.at(s, 'tls'), `a ${p} server needs tls settings (mode: PASSTHROUGH, SIMPLE, MUTUAL, ...)`);
+    r.error(ConfigErrorCode.REQUIRED, loc.at(s, 'tls'), `a server with protocol ${p} needs tls settings (mode: PASSTHROUGH, SIMPLE, MUTUAL, ...)`);
   }
 }
 

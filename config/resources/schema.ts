@@ -114,10 +114,23 @@ export function toSnake(camel: string): string {
 export class Locator {
   private readonly paths = new WeakMap<object, string>();
   private readonly keys = new WeakMap<object, ReadonlyMap<string, string>>();
+  private readonly invalid = new WeakMap<object, Set<string>>();
 
   remember(value: object, path: string, writtenKeys?: ReadonlyMap<string, string>): void {
     this.paths.set(value, path);
     if (writtenKeys !== undefined) this.keys.set(value, writtenKeys);
+  }
+
+  /** Records that field `name` of `value` was written but rejected (so rules over it can stay quiet). */
+  rejected(value: object, name: string): void {
+    let set = this.invalid.get(value);
+    if (set === undefined) this.invalid.set(value, (set = new Set()));
+    set.add(name);
+  }
+
+  /** Whether field `name` of `value` was written but rejected: a rule should not report it again as missing or zero. */
+  wasRejected(value: object | null | undefined, name: string): boolean {
+    return value != null && this.invalid.get(value)?.has(name) === true;
   }
 
   /** Path of `value` itself, or of its field `name` (as written; camel when absent), or of `[index]` in that field. */
@@ -182,6 +195,7 @@ export function normaliseObject(raw: unknown, s: ObjectSchema, path: string, loc
   }
   // Second pass in table order, so the output's key order does not depend on the input's.
   const out: Record<string, unknown> = {};
+  const rejected: string[] = [];
   for (const f of s.fields) {
     const key = written.get(f.name);
     const value = key === undefined ? undefined : raw[key];
@@ -192,8 +206,10 @@ export function normaliseObject(raw: unknown, s: ObjectSchema, path: string, loc
     }
     const v = normaliseValue(value, f.type, join(path, key!), loc, report);
     if (v !== ABSENT) out[f.out] = v;
+    else if (f.type.kind !== 'ignore') rejected.push(f.out);
   }
   loc.remember(out, path, written);
+  for (const name of rejected) loc.rejected(out, name);
   if (s.check !== null) s.check(out, loc, report);
   return out;
 }

@@ -165,6 +165,8 @@ interface WithRoute {
 function checkWeights(r: WithRoute, loc: Locator, report: Reporter): void {
   const route = r.route;
   if (route === undefined || route.length < 2) return;
+  // A rejected weight was already reported; a sum without it would only mislead.
+  if (route.some((d) => d === null || loc.wasRejected(d, 'weight'))) return;
   let total = 0;
   for (const d of route) total += d?.weight ?? 0;
   if (total !== 100) report.error(ConfigErrorCode.INVALID_FIELD, loc.at(r, 'route'), `total destination weight is ${total}; weights must add up to 100`);
