@@ -104,3 +104,19 @@ t.test('S10 with other labels serves no gateway', async (t) => {
   const s = compile(s10(), { ...INGRESS_GATEWAY, labels: { istio: 'egressgateway' } });
   t.equal(s.listeners.size, 0);
 });
+
+t.test('S2m sidecar: subset cnn port 80 originates ISTIO_MUTUAL with sni edition.cnn.com', async (t) => {
+  const r = s2();
+  const withMtls = {
+    ...r,
+    destinationRules: r.destinationRules.map((d) => ({
+      ...d,
+      spec: { ...d.spec, subsets: [{ name: 'cnn', trafficPolicy: { portLevelSettings: [{ port: { number: 80 }, tls: { mode: 'ISTIO_MUTUAL' as const, sni: 'edition.cnn.com' } }] } }] },
+    })),
+  };
+  const s = compile(withMtls, SIDECAR);
+  const tls = s.clusters.get(`outbound|80|cnn|${GW_HOST}`)!.tls!;
+  t.same([tls.mode, tls.sni, tls.certFile], ['ISTIO_MUTUAL', 'edition.cnn.com', '/etc/certs/cert-chain.pem']);
+  t.equal(s.clusters.get(`outbound|443|cnn|${GW_HOST}`)!.tls, null, 'port-level: only port 80');
+  t.equal(s.clusters.get(`outbound|80||${GW_HOST}`)!.tls, null, 'subset policy: only the subset');
+});
