@@ -77,7 +77,9 @@ function runChain(ctx: ProxyContext, conn: AcceptedConnection, chain: FilterChai
       secureContext,
       requestCert: mutual,
       rejectUnauthorized: mutual && chain.tls.mode !== 'OPTIONAL_MUTUAL',
-      ALPNProtocols: chain.tls.alpn.length > 0 ? [...chain.tls.alpn] : undefined,
+      // No ALPNProtocols: this path speaks HTTP/1.1 only, and Node aborts the handshake when a client
+      // offers no overlapping protocol (a sidecar's ISTIO_MUTUAL offers `istio-peer-exchange, istio`),
+      // where Envoy carries on without ALPN. Without the option Node selects nothing and continues.
     });
     secure.once('secure', () => {
       conn.listenerStats.ssl_handshake.inc();
