@@ -1,0 +1,225 @@
+// The L4 byte pipe between a downstream and an upstream socket (Envoy's tcp_proxy data path).
+//
+// Hand-written rather than pipe()/pipeline() (PERFORMANCE.md §1): pipe() does not propagate a
+// destroy (nodejs/node#19288) nor carry a half-close on its own, and pipeline() costs ~50% more
+// CPU per connection for its eos/finished machinery. What this does, per direction:
+//   'data' -> peer.write(); write() === false -> pause() the source; peer 'drain' -> resume().
+// So at most one read chunk (<= 64 KiB libuv read) sits above the peer's highWaterMark in user
+// memory, whatever the speed difference between the two ends.
+//
+// Lifecycle rules (both sockets MUST be created with allowHalfOpen: true, else Node ends the
+// writable side itself on FIN and a half-close cannot be carried):
+// - FIN from one side ('end')       -> end() the other side's writable (TCP half-close), keep
+//                                      relaying the other direction.
+// - both directions ended           -> each socket closes itself once its writes are flushed.
+// - 'error' on one side             -> the other side is reset (RST via resetAndDestroy) so a
+//                                      reset propagates as a reset, as Envoy does.
+// - 'close' on one side that is not the clean end of both directions (destroyed locally, idle
+//   timeout by the caller...) -> destroy() the other side.
+// - hooks.onClose fires exactly once, after BOTH sockets have emitted 'close'.
+// No timers here: idle timeouts belong to the caller (tcp_proxy idle_timeout), which just
+// destroys one socket; the relay tears the other down.
+//
+// Sockets may already be paused (inspect leaves them so) and may already have seen 'end'
+// (a client that sent its hello and half-closed); both are honoured at start.
+
+import type net from 'node:net';
+import tls from 'node:tls';
+
+export interface RelayHooks { onClose(r: RelayResult): void }
+
+export interface RelayResult {
+  readonly bytesFromDownstream: number;
+  readonly bytesFromUpstream: number;
+  /** Who ended or closed first; 'error' when either side failed. */
+  readonly closedBy: 'downstream' | 'upstream' | 'error';
+  /** The first error seen on either socket. */
+  readonly error: Error | null;
+  /** The first error came from the downstream socket (Envoy flag DC rather than UC). */
+  readonly downstreamError: boolean;
+}
+
+/** Reset (RST) a plain TCP socket; TLS sockets cannot be reset from JS, so they are destroyed. */
+function resetSocket(s: net.Socket): void {
+  if (s.destroyed) return;
+  if (s instanceof tls.TLSSocket) {
+    s.destroy();
+    return;
+  }
+  try {
+    s.resetAndDestroy();
+  } catch {
+    // Not a TCP handle (e.g. a pipe or a custom Duplex wrapped as a Socket): no RST possible.
+    s.destroy();
+  }
+}
+
+class Relay {
+  private bytesFromDownstream = 0;
+  private bytesFromUpstream = 0;
+  private error: Error | null = null;
+  private downstreamError = false;
+
+  private firstToFinish: 'downstream' | 'upstream' | null = null;
+  private downEnded = false;
+  private upEnded = false;
+  private downClosed = false;
+  private upClosed = false;
+  private reported = false;
+
+  // Bound once per relay: no closure is created per chunk.
+  private readonly onDownData: (chunk: Buffer) => void;
+  private readonly onUpData: (chunk: Buffer) => void;
+  private readonly onDownDrain: () => void;
+  private readonly onUpDrain: () => void;
+  private readonly onDownEnd: () => void;
+  private readonly onUpEnd: () => void;
+  private readonly onDownError: (err: Error) => void;
+  private readonly onUpError: (err: Error) => void;
+  private readonly onDownClose: () => void;
+  private readonly onUpClose: () => void;
+
+  constructor(private readonly down: net.Socket, private readonly up: net.Socket, private readonly hooks: RelayHooks) {
+    this.onDownData = this.downData.bind(this);
+    this.onUpData = this.upData.bind(this);
+    this.onDownDrain = this.downDrain.bind(this);
+    this.onUpDrain = this.upDrain.bind(this);
+    this.onDownEnd = this.downEnd.bind(this);
+    this.onUpEnd = this.upEnd.bind(this);
+    this.onDownError = this.downError.bind(this);
+    this.onUpError = this.upError.bind(this);
+    this.onDownClose = this.downClose.bind(this);
+    this.onUpClose = this.upClose.bind(this);
+  }
+
+  start(head: Buffer | null): void {
+    const { down, up } = this;
+    down.on('data', this.onDownData);
+    down.on('drain', this.onDownDrain);
+    down.on('end', this.onDownEnd);
+    down.on('error', this.onDownError);
+    down.on('close', this.onDownClose);
+    up.on('data', this.onUpData);
+    up.on('drain', this.onUpDrain);
+    up.on('end', this.onUpEnd);
+    up.on('error', this.onUpError);
+    up.on('close', this.onUpClose);
+
+    // A socket that already closed will not emit 'close' again; one being destroyed still will.
+    if (down.closed) this.downClosed = true;
+    if (up.closed) this.upClosed = true;
+    if (down.destroyed || up.destroyed) {
+      this.firstToFinish = down.destroyed ? 'downstream' : 'upstream';
+      this.destroyBoth();
+      this.maybeReport();
+      return;
+    }
+
+    let downPaused = false;
+    if (head !== null && head.length > 0) {
+      this.bytesFromDownstream += head.length;
+      downPaused = !up.write(head);
+    }
+    // inspect() may have seen the FIN already: that 'end' will not be emitted again.
+    if (down.readableEnded) this.downEnd();
+    if (up.readableEnded) this.upEnd();
+    if (!downPaused) down.resume();
+    up.resume();
+  }
+
+  private downData(chunk: Buffer): void {
+    this.bytesFromDownstream += chunk.length;
+    if (!this.up.write(chunk)) this.down.pause();
+  }
+
+  private upData(chunk: Buffer): void {
+    this.bytesFromUpstream += chunk.length;
+    if (!this.down.write(chunk)) this.up.pause();
+  }
+
+  private upDrain(): void { this.down.resume(); }
+  private downDrain(): void { this.up.resume(); }
+
+  private downEnd(): void {
+    if (this.downEnded) return;
+    this.downEnded = true;
+    if (this.firstToFinish === null) this.firstToFinish = 'downstream';
+    this.up.end();
+  }
+
+  private upEnd(): void {
+    if (this.upEnded) return;
+    this.upEnded = true;
+    if (this.firstToFinish === null) this.firstToFinish = 'upstream';
+    this.down.end();
+  }
+
+  private downError(err: Error): void {
+    if (this.error === null) {
+      this.error = err;
+      this.downstreamError = true;
+    }
+    resetSocket(this.up);
+  }
+
+  private upError(err: Error): void {
+    if (this.error === null) this.error = err;
+    resetSocket(this.down);
+  }
+
+  private downClose(): void {
+    this.downClosed = true;
+    if (this.firstToFinish === null) this.firstToFinish = 'downstream';
+    // A close that is not the clean end of both directions tears the other side down.
+    if (!(this.downEnded && this.upEnded)) this.destroyOther(this.up);
+    this.maybeReport();
+  }
+
+  private upClose(): void {
+    this.upClosed = true;
+    if (this.firstToFinish === null) this.firstToFinish = 'upstream';
+    if (!(this.downEnded && this.upEnded)) this.destroyOther(this.down);
+    this.maybeReport();
+  }
+
+  private destroyOther(other: net.Socket): void {
+    if (this.error !== null) resetSocket(other);
+    else if (!other.destroyed) other.destroy();
+  }
+
+  private destroyBoth(): void {
+    if (!this.down.destroyed) this.down.destroy();
+    if (!this.up.destroyed) this.up.destroy();
+  }
+
+  private maybeReport(): void {
+    if (this.reported || !this.downClosed || !this.upClosed) return;
+    this.reported = true;
+    const { down, up } = this;
+    down.removeListener('data', this.onDownData);
+    down.removeListener('drain', this.onDownDrain);
+    down.removeListener('end', this.onDownEnd);
+    down.removeListener('close', this.onDownClose);
+    up.removeListener('data', this.onUpData);
+    up.removeListener('drain', this.onUpDrain);
+    up.removeListener('end', this.onUpEnd);
+    up.removeListener('close', this.onUpClose);
+    // The 'error' listeners stay: a late error on a closed socket must not crash the process.
+    // A plain result (one object per connection), not `this`: loggers must not reach the sockets.
+    this.hooks.onClose({
+      bytesFromDownstream: this.bytesFromDownstream,
+      bytesFromUpstream: this.bytesFromUpstream,
+      closedBy: this.error !== null ? 'error' : (this.firstToFinish ?? 'downstream'),
+      error: this.error,
+      downstreamError: this.downstreamError,
+    });
+  }
+}
+
+/**
+ * Relay bytes both ways until both sides are closed. `head` (bytes already read from the
+ * downstream, e.g. by inspect()) is written to the upstream first; it counts as downstream bytes.
+ */
+export function relay(downstream: net.Socket, upstream: net.Socket, head: Buffer | null, hooks: RelayHooks): void {
+  new Relay(downstream, upstream, hooks).start(head);
+}
