@@ -49,6 +49,8 @@ export class ForwardExchange implements Dispatcher.DispatchHandler {
   private finished = false;
   private timer: NodeJS.Timeout | null = null;
   private readonly onDrain: () => void;
+  private readonly onBodyChunk: (chunk: Buffer) => void;
+  private countingBody = false;
 
   constructor(init: {
     req: IncomingMessage; res: ServerResponse; record: AccessLogRecord; cluster: UpstreamCluster; action: ForwardAction;
@@ -70,6 +72,7 @@ export class ForwardExchange implements Dispatcher.DispatchHandler {
     this.onDone = init.onDone;
     this.attemptsLeft = init.action.retry === null ? DEFAULT_RETRY_ATTEMPTS : init.action.retry.attempts;
     this.onDrain = this.resume.bind(this);
+    this.onBodyChunk = this.countBody.bind(this);
     this.record.upstreamCluster = this.cluster.name;
   }
 
@@ -112,6 +115,12 @@ export class ForwardExchange implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Controller): void {
     this.controller = controller;
+    // Count request body bytes only now: a 'data' listener added before undici attaches its own
+    // would start the stream flowing and lose the bytes that arrive before the upstream connects.
+    if (this.hasBody && !this.countingBody) {
+      this.countingBody = true;
+      this.req.on('data', this.onBodyChunk);
+    }
     if (this.finished) controller.abort(new ProxyError(ProxyErrorCode.DOWNSTREAM_DISCONNECT, 'downstream went away'));
   }
 
@@ -177,6 +186,10 @@ export class ForwardExchange implements Dispatcher.DispatchHandler {
 
   // ---- internals
 
+  private countBody(chunk: Buffer): void {
+    this.record.bytesReceived += chunk.length;
+  }
+
   private resume(): void {
     if (this.controller !== null && !this.finished) this.controller.resume();
   }
@@ -197,13 +210,15 @@ export class ForwardExchange implements Dispatcher.DispatchHandler {
     if (this.retried && r.retryable) record.addFlag('URX');
     record.upstreamTransportFailureReason = err.transportReason;
     record.responseCodeDetails = r.details;
-    this.finish();
     if (this.responseStarted) {
       // Mid-body failure: reset, never append text (STYLE.md rule 12).
+      this.finish();
       this.res.destroy();
       return;
     }
+    // Reply first so the logged record carries the local reply's status.
     sendRescue(this.res, record, { ...r, flags: '' });
+    this.finish();
   }
 
   private onTimeout(): void {

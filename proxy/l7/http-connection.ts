@@ -234,7 +234,6 @@ export function routeRequest(ctx: ProxyContext, info: DownstreamInfo, req: Incom
   if (upstreamPath !== path) extra.push('x-envoy-original-path', path);
   for (let i = 0; i < extra.length; i += 2) replaceHeader(headers, extra[i]!, extra[i + 1]!);
   const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
-  if (hasBody) req.on('data', (chunk: Buffer) => (record.bytesReceived += chunk.length));
 
   const exchange = new ForwardExchange({
     req, res, record, cluster, action, httpStats: stats, path: upstreamPath, headers, hasBody,
