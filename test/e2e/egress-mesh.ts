@@ -46,7 +46,8 @@ export async function buildEgressMesh(t: TeardownHost, opts: { forwarding: boole
         name: 'app',
         nets: [{ net: 'mesh', address: '198.18.1.2' }],
         defaultVia: GATEWAY_MESH_IP,
-        hosts: { 'edition.cnn.com': EXTERNAL_IP, [GATEWAY_SERVICE]: GATEWAY_MESH_IP },
+        // unknown.example: a host no ServiceEntry declares (ALLOW_ANY / REGISTRY_ONLY tests).
+        hosts: { 'edition.cnn.com': EXTERNAL_IP, 'unknown.example': EXTERNAL_IP, [GATEWAY_SERVICE]: GATEWAY_MESH_IP },
       },
       {
         name: 'gateway',
