@@ -9,7 +9,8 @@ import type { AdminContext } from './context';
 export interface AdminReply {
   readonly status: number;
   readonly contentType: string;
-  readonly body: string;
+  /** Large renders (/stats at 10k clusters) come as Buffers, see render-stats.ts OutputChunks. */
+  readonly body: string | Buffer;
   /** Run after the reply has been written (e.g. /quitquitquit exits only once `OK` is sent). */
   readonly after?: () => void;
 }

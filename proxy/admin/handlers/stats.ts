@@ -2,7 +2,7 @@
 // (ENVOY-ISTIO.md §1.2, §1.7; Envoy docs/root/operations/admin.rst).
 
 import { renderPrometheus, renderStatsJson, renderStatsText, type StatsFilter } from '../../observe/render-stats';
-import { PROMETHEUS_TYPE, JSON_TYPE, text, type AdminReply, type AdminEnv, type Endpoint } from '../endpoint';
+import { PROMETHEUS_TYPE, JSON_TYPE, TEXT, text, type AdminReply, type AdminEnv, type Endpoint } from '../endpoint';
 
 /** Raised for a `?filter=` that is not a valid regular expression: the handler answers 400. */
 export class BadStatsQuery extends Error {
@@ -54,7 +54,7 @@ export const statsEndpoints: readonly Endpoint[] = [
       return withFilter(query, (f) =>
         format === 'json'
           ? { status: 200, contentType: JSON_TYPE, body: renderStatsJson(env.ctx.stats, f, env.intervals) }
-          : text(renderStatsText(env.ctx.stats, f, env.intervals)),
+          : { status: 200, contentType: TEXT, body: renderStatsText(env.ctx.stats, f, env.intervals) },
       );
     },
   },

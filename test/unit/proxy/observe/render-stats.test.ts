@@ -5,13 +5,18 @@ import {
   HistogramIntervals,
   SUPPORTED_QUANTILES,
   quantilesOf,
-  renderPrometheus,
-  renderStatsJson,
-  renderStatsText,
+  renderPrometheus as renderPrometheusBuffer,
+  renderStatsJson as renderStatsJsonBuffer,
+  renderStatsText as renderStatsTextBuffer,
 } from '../../../../proxy/observe/render-stats';
 import { parsePrometheus } from './prom-parse';
 
 const CNN = 'outbound|443||edition.cnn.com';
+
+// The renderers return Buffers (see OutputChunks); the assertions read text.
+const renderStatsText = (...a: Parameters<typeof renderStatsTextBuffer>): string => renderStatsTextBuffer(...a).toString();
+const renderStatsJson = (...a: Parameters<typeof renderStatsJsonBuffer>): string => renderStatsJsonBuffer(...a).toString();
+const renderPrometheus = (...a: Parameters<typeof renderPrometheusBuffer>): string => renderPrometheusBuffer(...a).toString();
 
 function storeWithCnn(): { store: StatsStore; cnn: ClusterStats } {
   const store = new StatsStore();
@@ -192,6 +197,28 @@ t.test('prometheus: label values are escaped', async (t) => {
   const text = renderPrometheus(store, { filter: /upstream_cx_total$/, usedOnly: false });
   t.match(text, 'envoy_cluster_upstream_cx_total{cluster_name="we\\"ird\\\\name"} 1');
   t.same(parsePrometheus(text)[0]!.samples[0]!.labels, { cluster_name: 'we"ird\\name' });
+});
+
+t.test('output larger than one chunk is complete and in order', async (t) => {
+  const store = new StatsStore();
+  for (let i = 0; i < 300; i++) new ClusterStats(store, `outbound|80||host${String(i).padStart(3, '0')}.example.com`).upstream_cx_total.add(i);
+  const text = renderStatsText(store, { filter: /upstream_cx_total$/, usedOnly: false });
+  t.ok(Buffer.byteLength(renderStatsText(store)) > 65536 * 2, 'several chunks');
+  const lines = text.trimEnd().split('\n');
+  t.equal(lines.length, 300);
+  t.equal(lines[299], 'cluster.outbound|80||host299.example.com.upstream_cx_total: 299');
+  const prom = parsePrometheus(renderPrometheus(store));
+  t.equal(prom.find((f) => f.name === 'envoy_cluster_upstream_cx_total')!.samples.length, 300);
+  const json = JSON.parse(renderStatsJson(store));
+  const histogramCount = store.all().filter((x) => x.kind === 'histogram').length;
+  t.equal(json.stats.length, store.all().length - histogramCount + 1, 'scalars + one histograms entry');
+  t.equal(json.stats[json.stats.length - 1].histograms.computed_quantiles.length, histogramCount);
+});
+
+t.test('json: names needing escapes are escaped', async (t) => {
+  const store = new StatsStore();
+  store.counter('weird."name\\é').inc();
+  t.same(JSON.parse(renderStatsJson(store)), { stats: [{ name: 'weird."name\\é', value: 1 }] });
 });
 
 t.test('the test parser rejects broken exposition text', async (t) => {
