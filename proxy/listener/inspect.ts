@@ -20,6 +20,8 @@
 //   DOWNSTREAM_DISCONNECT. If `maxBytes` or `timeoutMs` is exceeded first, cb gets INSPECT_LIMIT
 //   (Envoy closes the connection then; the socket is left to the caller to destroy).
 //   `timeoutMs <= 0` waits for ever, as Istio's default protocolDetectionTimeout of 0s does.
+//   For TLS, pass `maxBytes >= MAX_HELLO_BYTES` (tls/client-hello.ts), else a large legitimate
+//   hello (post-quantum key shares, ECH) hits INSPECT_LIMIT.
 
 import type net from 'node:net';
 import { ProxyError, ProxyErrorCode } from '../errors';
@@ -190,7 +192,7 @@ class Inspector {
     this.cb(null, { isTls, sni, alpn, head: this.head });
   }
 
-  /** @internal used by failDisconnected */
+  /** Not private only so the module-level failDisconnected (a nextTick target) can call it. */
   fail(code: ProxyError['code'], message: string, cause: Error | null): void {
     this.finish();
     this.cb(new ProxyError(code, message, cause === null ? undefined : { cause }), null);
