@@ -160,28 +160,27 @@ function cmdValidate(argv: string[]): number {
   if (paths.length === 0) throw new UsageError('--config is required');
   const namespace = flags.get('namespace') ?? 'default';
   const result = validatePaths(paths, { defaultNamespace: namespace });
-  const lines = [...result.lines];
-  let ok = result.ok;
-  if (ok) {
-    // Cross-resource problems the compiler finds (unknown hosts, empty subsets) are warnings too.
+  const messages = [...result.messages];
+  if (result.ok) {
+    // Cross-resource problems the compiler finds (unknown hosts, empty subsets) for each role.
     const loaded = loadPaths(paths, { defaultNamespace: namespace });
     const roles: Role[] = flags.get('role') === undefined ? ['sidecar', 'gateway'] : [role(flags)];
-    const seen = new Set(lines);
+    const seen = new Set(messages.map((m) => m.text));
     for (const r of roles) {
       const snap = compile(loaded.resources, { role: r, namespace, labels: parseLabels(flags.get('labels')), outboundPolicy: 'ALLOW_ANY', certsDir: flags.get('certs') ?? '/etc/certs' });
       for (const m of snap.warnings) {
-        if (m.level === 'error') ok = false;
-        const line = `${m.level}: ${m.text}`;
-        if (!seen.has(line) && !seen.has(m.text)) {
-          seen.add(line);
-          lines.push(line);
-        }
+        if (seen.has(m.text)) continue;
+        seen.add(m.text);
+        messages.push(m);
       }
     }
   }
-  for (const l of lines) process.stdout.write(l + '\n');
-  if (ok) process.stdout.write(`${paths.join(', ')}: valid\n`);
-  return ok ? 0 : 1;
+  // Errors as the contract's bare `FILE:DOC: KIND/NAME: field.path: message`, then warnings, marked.
+  const errors = messages.filter((m) => m.level === 'error');
+  for (const m of errors) process.stdout.write(m.text + '\n');
+  for (const m of messages) if (m.level === 'warning') process.stdout.write('warning: ' + m.text + '\n');
+  if (errors.length === 0) process.stdout.write(`${paths.join(', ')}: valid\n`);
+  return errors.length === 0 ? 0 : 1;
 }
 
 function cmdExplain(argv: string[]): number {

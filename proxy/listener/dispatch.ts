@@ -117,6 +117,8 @@ function handToFilter(ctx: ProxyContext, conn: AcceptedConnection, chain: Filter
       absoluteForm: false,
     });
     handOverHttp(conn.httpServer, socket, info);
+    // inspect() leaves the socket explicitly paused; node:http's 'data' listener would not resume it.
+    socket.resume();
     return;
   }
   proxyTcp(ctx, socket, head, f, { ...conn.l4, sni });
