@@ -156,7 +156,8 @@ t.test('a slow sink drops lines and counts them instead of buffering without bou
   const file = path.join(dir, 'access.log');
   const stats = new StatsStore();
   const lineBytes = Buffer.byteLength(formatIstio(seedHttp()));
-  // Room for 3 lines; nothing can be written before the file opens, so the 4th line on is dropped.
+  // Room for 3 lines. Bytes stay counted until their fs.write completes, which cannot happen
+  // during this synchronous loop, so the 4th line on is dropped.
   const log = createAccessLog({ target: file, format: 'istio', maxBufferBytes: lineBytes * 3 }, stats);
   const N = 50;
   for (let i = 0; i < N; i++) log.log(seedHttp());
@@ -166,6 +167,26 @@ t.test('a slow sink drops lines and counts them instead of buffering without bou
   t.equal(dropped, N - 3);
   await log.close();
   t.equal(readFileSync(file, 'utf8').split('\n').filter(Boolean).length, written, 'exactly the accepted lines reach the file');
+});
+
+t.test('flush() writes lines held back by minLength', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sluice-al-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'access.log');
+  const log = createAccessLog({ target: file, format: 'envoy', minLength: 4096 }, new StatsStore());
+  log.log(seedHttp());
+  log.log(seedHttp());
+  await new Promise((resolve) => setImmediate(resolve));
+  t.equal(readFileSync(file, 'utf8'), '', 'below minLength nothing is written yet');
+  await log.flush();
+  t.equal(readFileSync(file, 'utf8').split('\n').filter(Boolean).length, 2);
+  await log.close();
+});
+
+t.test('an unwritable path fails at creation with a stable code', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sluice-al-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  t.throws(() => createAccessLog({ target: dir, format: 'istio' }, new StatsStore()), { code: 'PRX_ERR_ACCESS_LOG_OPEN', message: new RegExp('cannot open access log "' + dir) });
 });
 
 t.test("'off' is a no-op sink", async (t) => {
