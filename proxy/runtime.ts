@@ -149,15 +149,15 @@ export class Runtime {
     }
 
     const adminCtx = this.adminContext();
-    const admin = await startAdmin(adminCtx, o.admin.host, o.admin.port);
+    const admin = await startAdmin(adminCtx, o.admin.host, o.admin.port, { logger: this.log });
     this.adminPort = admin.port;
     this.closers.push(() => admin.close());
     if (o.prometheusPort !== null) {
-      const p = await startPrometheusListener(s, '0.0.0.0', o.prometheusPort);
+      const p = await startPrometheusListener(s, '0.0.0.0', o.prometheusPort, { logger: this.log });
       this.closers.push(() => p.close());
     }
     if (o.healthPort !== null) {
-      const h = await startHealthListener(adminCtx, '0.0.0.0', o.healthPort);
+      const h = await startHealthListener(adminCtx, '0.0.0.0', o.healthPort, { logger: this.log });
       this.closers.push(() => h.close());
     }
     this.source?.start();

@@ -110,14 +110,15 @@ export function promViewOf(name: string): PromView {
 }
 
 // Scopes are registered by the code that creates them (clusterScope, listenerScope, ...), so the
-// Prometheus view knows where a dotted scope name ends.
+// Prometheus view knows where a dotted scope name ends. Found by trying each `.`-cut prefix of the
+// name from the longest down: a few Set lookups per stat however many scopes exist (a scan of all
+// scopes per stat made creating 10k clusters' stats quadratic: 166 s).
 const knownScopes = new Set<string>();
 function scopeEnd(tail: string): number {
-  let best = -1;
-  for (const s of knownScopes) {
-    if (s.length > best && tail.length > s.length && tail.startsWith(s) && tail.charCodeAt(s.length) === 46 /* . */) best = s.length;
+  for (let cut = tail.lastIndexOf('.'); cut > 0; cut = tail.lastIndexOf('.', cut - 1)) {
+    if (knownScopes.has(tail.slice(0, cut))) return cut;
   }
-  return best;
+  return -1;
 }
 
 /** Envoy replaces `:` by `_` in stat names. */
@@ -127,6 +128,8 @@ export function sanitizeStatSegment(s: string): string {
 
 export class StatsStore {
   private readonly stats = new Map<string, AnyStat>();
+  /** all() sorted, kept until a stat is added (stats are never removed). */
+  private sorted: AnyStat[] | null = null;
 
   counter(name: string): Counter {
     return this.getOrCreate(name, Counter);
@@ -144,8 +147,9 @@ export class StatsStore {
   }
 
   /** All stats, sorted by name (Envoy's order for counters and gauges). */
-  all(): AnyStat[] {
-    return [...this.stats.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  all(): readonly AnyStat[] {
+    if (this.sorted === null) this.sorted = [...this.stats.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return this.sorted;
   }
 
   get(name: string): AnyStat | undefined {
@@ -165,6 +169,7 @@ export class StatsStore {
     }
     const stat = new Ctor(name, promViewOf(name));
     this.stats.set(name, stat);
+    this.sorted = null;
     return stat;
   }
 }
@@ -210,8 +215,9 @@ export class ClusterStats {
   private readonly byCode = new Map<number, readonly [Counter, Counter]>();
 
   constructor(store: StatsStore, clusterName: string) {
-    store.registerScope(clusterName);
-    const p = 'cluster.' + sanitizeStatSegment(clusterName) + '.';
+    const scope = sanitizeStatSegment(clusterName);
+    store.registerScope(scope);
+    const p = 'cluster.' + scope + '.';
     this.prefix = p;
     this.store = store;
     this.upstream_cx_total = store.counter(p + 'upstream_cx_total');
