@@ -38,6 +38,8 @@ export class AccessLogRecord {
   downstreamLocalAddress: string | null = null;
   downstreamRemoteAddress: string | null = null;
   requestedServerName: string | null = null;
+  /** DOWNSTREAM_PEER_URI_SAN: the client certificate's URI SAN (SPIFFE id) on terminated mTLS. */
+  downstreamPeerUriSan: string | null = null;
   routeName: string | null = null;
 
   constructor(startTime: number, startHr: number) {

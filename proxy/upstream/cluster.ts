@@ -2,12 +2,12 @@
 // hosts, the load balancer, the TLS origination context, HTTP connection pools per host — and its
 // Envoy stats (shared with earlier generations of the same cluster name, so counters survive reloads).
 
-import fs from 'node:fs';
-import net from 'node:net';
-import tls from 'node:tls';
+import type net from 'node:net';
+import type tls from 'node:tls';
 import { Pool } from 'undici';
 import type { Cluster } from '../../config/compile/snapshot';
 import type { ClusterStats } from '../observe/stats';
+import { buildTlsOrigination } from '../tls/origination';
 import { connectUpstream, type ConnectCallback, type ConnectOptions, type TlsOrigination } from './connect';
 import { resolveName } from './dns';
 import { UpstreamHost } from './host';
@@ -168,35 +168,4 @@ export class UpstreamCluster {
     for (const p of this.pools.values()) p.close().catch(() => {});
     this.pools.clear();
   }
-}
-
-function readOptional(file: string | null): Buffer | undefined {
-  return file === null ? undefined : fs.readFileSync(file);
-}
-
-/** Prebuild the SecureContext once per cluster generation (PERFORMANCE.md §5.1). */
-function buildTlsOrigination(c: Cluster): TlsOrigination {
-  const t = c.tls!;
-  const ca = readOptional(t.caFile);
-  const secureContext = tls.createSecureContext({
-    ca, // undefined = Node's bundled roots (Istio: "else OS CAs")
-    cert: readOptional(t.certFile),
-    key: readOptional(t.keyFile),
-  });
-  let check: TlsOrigination['checkServerIdentity'];
-  if (t.subjectAltNames.length > 0) {
-    const wanted = new Set(t.subjectAltNames);
-    check = (_host, cert) => {
-      const sans = (cert.subjectaltname ?? '').split(/,\s*/).map((s) => s.replace(/^(DNS|URI|IP Address):/, ''));
-      if (sans.some((s) => wanted.has(s))) return undefined;
-      const err = new Error(`certificate SANs [${sans.join(', ')}] match none of ${[...wanted].join(', ')}`) as NodeJS.ErrnoException;
-      err.code = 'ERR_SLUICE_SAN_MISMATCH';
-      return err;
-    };
-  } else if (t.mode === 'ISTIO_MUTUAL') {
-    // The peer is a mesh workload: the CA (root-cert.pem) vouches for it; its SAN is a SPIFFE URI,
-    // not the SNI, so Node's hostname check does not apply.
-    check = () => undefined;
-  }
-  return { secureContext, rejectUnauthorized: !t.insecureSkipVerify, alpn: t.alpn, checkServerIdentity: check, sessions: new Map() };
 }
