@@ -12,7 +12,8 @@ import fs from 'node:fs';
 import { Runtime, type RunOptions } from './runtime';
 import { createLogger } from './observe/log';
 
-function freePort(): Promise<number> {
+/** A port that was free a moment ago (the demo binds it right after; a small race it can live with). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);

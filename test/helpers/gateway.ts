@@ -16,16 +16,7 @@ export interface TestGateway {
   stat(name: string): number | undefined;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
+export { freePort } from '../../proxy/demo';
 
 export async function startTestRuntime(t: { teardown(fn: () => unknown): void }, text: string, overrides: Partial<RunOptions> = {}): Promise<TestGateway> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-test-'));
