@@ -31,6 +31,11 @@ export interface AdminOptions {
   readonly logger?: Logger;
   /** Histogram interval length for `P50(interval,cumulative)`; default 5 s (Envoy's flush interval). */
   readonly histogramIntervalMs?: number;
+  /**
+   * Awaited before each request is answered: the multi-worker primary gathers its workers' stats and
+   * cluster states here, so every reply reflects all workers at the time of the request.
+   */
+  readonly beforeRequest?: () => Promise<void>;
 }
 
 export const ALL_ENDPOINTS: readonly Endpoint[] = [...statsEndpoints, ...clustersEndpoints, ...configDumpEndpoints, ...serverEndpoints];
@@ -124,10 +129,8 @@ export function startAdmin(ctx: AdminContext, host: string, port: number, option
   const env: AdminEnv = { ctx, intervals: new HistogramIntervals(options.histogramIntervalMs), log, startedAt: Date.now() };
   const endpoints = new Map(ALL_ENDPOINTS.map((e) => [e.path, e] as const));
   const help = helpText(ALL_ENDPOINTS);
-  const server = http.createServer((req, res) => {
+  const answer = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const method = req.method ?? 'GET';
-    // Bodies are never read; drain them so keep-alive connections stay usable.
-    req.resume();
     let reply: AdminReply;
     try {
       reply = dispatch(env, endpoints, help, method, req.url ?? '/');
@@ -136,16 +139,33 @@ export function startAdmin(ctx: AdminContext, host: string, port: number, option
       reply = text('sluice admin: internal error\n', 500);
     }
     send(res, method, reply, log);
+  };
+  const before = options.beforeRequest;
+  const server = http.createServer((req, res) => {
+    // Bodies are never read; drain them so keep-alive connections stay usable.
+    req.resume();
+    if (before === undefined) {
+      answer(req, res);
+      return;
+    }
+    before().then(
+      () => answer(req, res),
+      (err: unknown) => {
+        log.error({ err }, 'admin: gathering worker state failed');
+        send(res, req.method ?? 'GET', text('sluice admin: gathering worker state failed\n', 503), log);
+      },
+    );
   });
   guard(server, log, 'admin');
   return listen(server, host, port, log, 'admin');
 }
 
 /** Istio's 15090: only `GET /stats/prometheus`, for scrapers that must not reach the admin. */
-export function startPrometheusListener(stats: StatsStore, host: string, port: number, options: { logger?: Logger } = {}): Promise<AdminServer> {
+export function startPrometheusListener(stats: StatsStore, host: string, port: number, options: { logger?: Logger; beforeRequest?: () => Promise<void> } = {}): Promise<AdminServer> {
   const log = options.logger ?? createLogger();
-  const server = http.createServer((req, res) => {
+  const server = http.createServer(async (req, res) => {
     req.resume();
+    if (options.beforeRequest !== undefined) await options.beforeRequest().catch((err: unknown) => log.error({ err }, 'prometheus: gathering worker state failed'));
     const method = req.method ?? 'GET';
     let reply: AdminReply;
     const path = (req.url ?? '/').split('?', 1)[0];
