@@ -1,25 +1,228 @@
-// `sluice explain`: the decision chain a request or connection would take through a compiled
-// snapshot — listener, filter chain, virtual host, route (and which resource rule it came from),
-// cluster, endpoints, TLS — using the same lookup functions the proxy uses, so what it prints is
-// what the proxy does. For dead ends it names the Envoy flag and the usual cause.
+// `sluice explain` and admin `/explain`: the decision chain a request or connection would take
+// through a compiled snapshot — listener, filter chain, virtual host, which VirtualService rule
+// matched and why the earlier ones did not, cluster, endpoints (with live health when the running
+// proxy supplies it), LB policy and TLS — using the same lookup functions the proxy uses, so what it
+// prints is what the proxy does. A dead end names what the proxy would answer (status, Envoy
+// response flag, RESPONSE_CODE_DETAILS) and a sentence on the usual cause, found by reading the
+// source resources the snapshot was compiled from (ENVOY-ISTIO.md §6: "which path did my request
+// take, and why did it get 503/404?").
+//
+// Not on the hot path: explain allocates freely.
 
-import type { Cluster, FilterChain, RuleSource, Snapshot, TcpProxy } from '../config/compile/snapshot';
-import { findListener, findRoute, findTcpRoute, findVirtualHost, selectChain, type RequestView } from '../config/compile/lookup';
+import type { Cluster, FilterChain, Listener, RuleSource, Snapshot, TcpProxy, VirtualHost } from '../config/compile/snapshot';
+import { BLACKHOLE_CLUSTER } from '../config/compile/snapshot';
+import { chainMismatch, explainRoute, findListener, findTcpRoute, findVirtualHost, type ChainInput, type RequestView } from '../config/compile/lookup';
+import { hostCovers, hostsOverlap, labelsSubsetOf } from '../config/compile/hosts';
+import { expandHost, MESH_GATEWAY, resolveGatewayName } from '../config/compile/names';
+import type { Gateway, Server, VirtualService } from '../config/resources/types';
+import type { ClusterStatus } from './admin/context';
 
 export type ExplainTarget =
   | { readonly kind: 'url'; readonly url: URL }
   | { readonly kind: 'sni'; readonly sni: string; readonly port: number }
   | { readonly kind: 'tcp'; readonly ip: string; readonly port: number };
 
-export function parseExplainTarget(o: { url?: string; sni?: string; port?: string; tcp?: string }): ExplainTarget | null {
-  if (o.url !== undefined) return { kind: 'url', url: new URL(o.url) };
-  if (o.sni !== undefined && o.port !== undefined) return { kind: 'sni', sni: o.sni.toLowerCase(), port: Number(o.port) };
+/** A bad `--url` / `?url=` etc.: the CLI and the admin turn it into a usage message. */
+export class ExplainTargetError extends Error {
+  readonly code = 'PRX_ERR_EXPLAIN_TARGET';
+}
+
+const USAGE = 'explain needs url=URL, or sni=HOST with port=N, or tcp=IP:PORT';
+
+function portOf(s: string, what: string): number {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new ExplainTargetError(`${what}: port must be 1..65535, got "${s}"`);
+  return n;
+}
+
+/** null when no target was given at all; throws ExplainTargetError for a malformed one. */
+export function parseExplainTarget(o: { url?: string | undefined; sni?: string | undefined; port?: string | undefined; tcp?: string | undefined }): ExplainTarget | null {
+  if (o.url !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(o.url);
+    } catch {
+      throw new ExplainTargetError(`url: not an absolute URL: "${o.url}"`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ExplainTargetError(`url: scheme must be http or https, got "${url.protocol}"`);
+    return { kind: 'url', url };
+  }
+  if (o.sni !== undefined) {
+    if (o.port === undefined) throw new ExplainTargetError('sni needs port');
+    return { kind: 'sni', sni: o.sni.toLowerCase(), port: portOf(o.port, 'sni') };
+  }
   if (o.tcp !== undefined) {
     const i = o.tcp.lastIndexOf(':');
-    return { kind: 'tcp', ip: o.tcp.slice(0, i), port: Number(o.tcp.slice(i + 1)) };
+    if (i <= 0) throw new ExplainTargetError(`tcp: expected IP:PORT, got "${o.tcp}"`);
+    return { kind: 'tcp', ip: o.tcp.slice(0, i).replace(/^\[|\]$/g, ''), port: portOf(o.tcp.slice(i + 1), 'tcp') };
   }
   return null;
 }
+
+export { USAGE as EXPLAIN_USAGE };
+
+/** What the proxy would do in the end. */
+export interface ExplainOutcome {
+  readonly result: 'forward' | 'direct_response' | 'redirect' | 'failure';
+  /** HTTP status of the reply; null for TCP/TLS connections (the connection is relayed or closed). */
+  readonly status: number | null;
+  /** Envoy response flag (`NR`, `UH`, `NC`), `-` when none. */
+  readonly flag: string;
+  /** RESPONSE_CODE_DETAILS or what happens to the connection. */
+  readonly details: string | null;
+  /** The usual cause, in one sentence; null when nothing failed. */
+  readonly cause: string | null;
+}
+
+export interface Explanation {
+  readonly lines: readonly string[];
+  readonly listener: string | null;
+  readonly chain: string | null;
+  readonly virtualHost: string | null;
+  readonly route: string | null;
+  readonly source: RuleSource | null;
+  readonly clusters: readonly string[];
+  readonly outcome: ExplainOutcome;
+}
+
+/** Live cluster state from the running proxy (admin); absent for `sluice explain` on files. */
+export type LiveClusters = (name: string) => ClusterStatus | undefined;
+
+const OK: ExplainOutcome = { result: 'forward', status: null, flag: '-', details: null, cause: null };
+
+/** One explanation being written: lines plus the facts the JSON form reports. */
+class Trace {
+  readonly lines: string[] = [];
+  listener: string | null = null;
+  chain: string | null = null;
+  virtualHost: string | null = null;
+  route: string | null = null;
+  source: RuleSource | null = null;
+  readonly clusters: string[] = [];
+  outcome: ExplainOutcome = OK;
+
+  line(label: string, text: string): void {
+    this.lines.push((label + ':').padEnd(11) + text);
+  }
+
+  fail(status: number | null, flag: string, details: string, cause: string): void {
+    if (this.outcome.result === 'failure') return; // the first dead end is the one that counts
+    this.outcome = { result: 'failure', status, flag, details, cause };
+  }
+
+  done(): Explanation {
+    const o = this.outcome;
+    if (o.result === 'failure') {
+      this.line('result', (o.status === null ? 'connection ' + (o.details ?? 'closed') : `${o.status} ${o.details ?? ''}`) + ` flag ${o.flag}`);
+      this.line('cause', o.cause ?? '');
+    } else if (o.result === 'forward') {
+      this.line('result', `forwarded to ${this.clusters.join(', ')}`);
+    } else {
+      this.line('result', `${o.result} ${o.status ?? ''}`.trimEnd());
+    }
+    return { lines: this.lines, listener: this.listener, chain: this.chain, virtualHost: this.virtualHost, route: this.route, source: this.source, clusters: this.clusters, outcome: this.outcome };
+  }
+}
+
+// ------------------------------------------------------------------ reading the source resources
+
+interface ServerRef {
+  readonly gwName: string;
+  readonly server: Server;
+}
+
+/** Gateways this proxy serves (selector ⊆ labels), with their servers on `port`. */
+function serversOnPort(snap: Snapshot, port: number): ServerRef[] {
+  const out: ServerRef[] = [];
+  for (const gw of snap.resources.gateways) {
+    if (!labelsSubsetOf(gw.spec.selector, snap.labels)) continue;
+    for (const server of gw.spec.servers) if (server.port.number === port) out.push({ gwName: `${gw.metadata.namespace}/${gw.metadata.name}`, server });
+  }
+  return out;
+}
+
+/** Server hosts without their `ns/` part. */
+function serverDns(s: Server): string[] {
+  return s.hosts.map((h) => h.slice(h.indexOf('/') + 1).toLowerCase());
+}
+
+function vsGateways(vs: VirtualService): string[] {
+  const g = vs.spec.gateways === undefined || vs.spec.gateways.length === 0 ? [MESH_GATEWAY] : vs.spec.gateways;
+  return g.map((n) => resolveGatewayName(n, vs.metadata.namespace));
+}
+
+function vsHosts(vs: VirtualService): string[] {
+  return (vs.spec.hosts ?? []).map((h) => expandHost(h, vs.metadata.namespace));
+}
+
+function selectorText(gw: Gateway): string {
+  return JSON.stringify(gw.spec.selector ?? {});
+}
+
+/** The scopes (`mesh` or gateway names) a rule must name to apply on this proxy and port. */
+function scopesHere(snap: Snapshot, port: number): Set<string> {
+  return snap.role === 'sidecar' ? new Set([MESH_GATEWAY]) : new Set(serversOnPort(snap, port).map((r) => r.gwName));
+}
+
+/** Why no Gateway listener exists on `port` for this proxy. */
+function noGatewayListenerCause(snap: Snapshot, port: number): string {
+  const elsewhere = snap.resources.gateways.filter((g) => g.spec.servers.some((s) => s.port.number === port));
+  const labels = JSON.stringify(snap.labels);
+  if (elsewhere.length === 0) return `no Gateway has a server on port ${port}; this proxy (labels ${labels}) listens only on its Gateways' server ports`;
+  return `Gateway ${elsewhere.map((g) => `${g.metadata.namespace}/${g.metadata.name} (selector ${selectorText(g)})`).join(', ')} has a server on port ${port}, but its selector does not match this proxy's labels ${labels}`;
+}
+
+/** Why a gateway has no virtual host (HTTP) or no route (TLS/TCP) for `host` on `port`. */
+function gatewayHostCause(snap: Snapshot, host: string, port: number, block: 'http' | 'tls' | 'tcp'): string {
+  const servers = serversOnPort(snap, port);
+  const forHost = servers.filter((r) => serverDns(r.server).some((d) => hostCovers(d, host)));
+  if (forHost.length === 0) {
+    const accepted = [...new Set(servers.flatMap((r) => serverDns(r.server)))].join(', ');
+    return `no Gateway server on port ${port} for host ${host} (the servers on this port accept: ${accepted || 'nothing'})`;
+  }
+  const names = [...new Set(forHost.map((r) => r.gwName))];
+  const withHost = snap.resources.virtualServices.filter((vs) => vsHosts(vs).some((h) => hostsOverlap(h, host)));
+  if (withHost.length === 0) return `no VirtualService has host ${host}: Gateway ${names.join(', ')} accepts it on port ${port}, but only a VirtualService bound to the gateway routes it (gateways route nothing by default)`;
+  const unbound = withHost.filter((vs) => !vsGateways(vs).some((g) => names.includes(g)));
+  if (unbound.length === withHost.length) {
+    return `gateway not bound: VirtualService ${unbound.map((vs) => `${vs.metadata.namespace}/${vs.metadata.name} (gateways [${vsGateways(vs).join(', ')}])`).join(', ')} has host ${host} but does not list ${names.join(' or ')}`;
+  }
+  const bound = withHost.filter((vs) => !unbound.includes(vs));
+  return `VirtualService ${bound.map((vs) => `${vs.metadata.namespace}/${vs.metadata.name}`).join(', ')} is bound to ${names.join(', ')} but none of its ${block}: rules applies to this gateway on port ${port} (check match.gateways and match.port)`;
+}
+
+/** A terminating TLS server routes with `tcp:` rules only: find the `tls:` rules that were meant for it. */
+function tlsModeMismatchCause(snap: Snapshot, chain: FilterChain, port: number): string | null {
+  if (chain.tls === null || snap.role !== 'gateway') return null;
+  const here = scopesHere(snap, port);
+  const vss = snap.resources.virtualServices.filter((vs) => (vs.spec.tls ?? []).length > 0 && vsGateways(vs).some((g) => here.has(g)));
+  if (vss.length === 0) return null;
+  return `TLS mode mismatch: this Gateway server terminates TLS (mode ${chain.tls.mode}), after which only VirtualService tcp: routes apply; ` +
+    `${vss.map((vs) => `${vs.metadata.namespace}/${vs.metadata.name}`).join(', ')} has tls: routes, which match only on PASSTHROUGH servers ` +
+    '(use tcp: routes, or tls.mode PASSTHROUGH; Istio drops this listener, #51471)';
+}
+
+/** Rules of the winning VirtualService before the winner that were not compiled for this proxy/port. */
+function skippedRules(snap: Snapshot, t: Trace, src: RuleSource, block: 'http' | 'tls' | 'tcp', port: number, present: ReadonlySet<number>): void {
+  if (src.kind !== 'VirtualService') return;
+  const vs = snap.resources.virtualServices.find((v) => v.metadata.name === src.name && v.metadata.namespace === src.namespace);
+  if (vs === undefined) return;
+  const here = scopesHere(snap, port);
+  const rules = (vs.spec[block] ?? []) as readonly { name?: string; match?: readonly { gateways?: readonly string[]; port?: number }[] }[];
+  for (let i = 0; i < src.ruleIndex && i < rules.length; i++) {
+    if (present.has(i)) continue;
+    const rule = rules[i]!;
+    const reasons = (rule.match ?? [{}]).map((m) => {
+      const gws = m.gateways !== undefined && m.gateways.length > 0 ? m.gateways.map((g) => resolveGatewayName(g, vs.metadata.namespace)) : vsGateways(vs);
+      if (!gws.some((g) => here.has(g))) return `gateways [${gws.join(', ')}]`;
+      if (m.port !== undefined && m.port !== 0 && m.port !== port) return `port ${m.port}`;
+      return 'source labels/namespace';
+    });
+    t.line('skipped', `${block}[${i}]${rule.name ? ' "' + rule.name + '"' : ''} of VirtualService ${vs.metadata.namespace}/${vs.metadata.name}: not for ${snap.role === 'sidecar' ? 'mesh' : [...here].join(', ')} on port ${port} (${[...new Set(reasons)].join('; ')})`);
+  }
+}
+
+// ------------------------------------------------------------------ steps
 
 function describeSource(s: RuleSource | null): string {
   if (s === null) return '(generated)';
@@ -27,87 +230,184 @@ function describeSource(s: RuleSource | null): string {
   return `${s.kind} ${s.namespace}/${s.name} rule #${s.ruleIndex}` + (s.matchIndex >= 0 ? ` match #${s.matchIndex}` : '');
 }
 
-function describeCluster(snapshot: Snapshot, name: string, out: string[]): void {
-  const c: Cluster | undefined = snapshot.clusters.get(name);
-  if (c === undefined) {
-    out.push(`cluster:   ${name}  -> NOT FOUND: 503 NC (cluster_not_found): the destination host is not declared by any ServiceEntry visible here`);
-    return;
-  }
-  out.push(`cluster:   ${c.name}  (type ${c.type}, lb ${c.lb.kind}, connect timeout ${c.connectTimeoutMs} ms)`);
-  if (c.type === 'ORIGINAL_DST') out.push('endpoints: the original destination of the connection');
-  else if (c.endpoints.length === 0) out.push(`endpoints: none -> 503 UH (no_healthy_upstream): ${c.emptyReason ?? 'no endpoints'}`);
-  else out.push('endpoints: ' + c.endpoints.map((e) => `${e.address}:${e.port}` + (Object.keys(e.labels).length ? ` ${JSON.stringify(e.labels)}` : '')).join(', ') + (c.type === 'STRICT_DNS' || c.type === 'LOGICAL_DNS' ? ' (resolved by DNS at run time)' : ''));
-  out.push(c.tls === null ? 'tls:       none (plaintext to the upstream)' : `tls:       originate ${c.tls.mode}, sni ${c.tls.sni ?? (c.tls.autoSni ? '(from Host)' : '(none)')}, ca ${c.tls.caFile ?? 'system roots'}${c.tls.insecureSkipVerify ? ', verification OFF' : ''}`);
+function lbText(c: Cluster): string {
+  return c.lb.kind === 'CONSISTENT_HASH' ? `CONSISTENT_HASH(${c.lb.key}${c.lb.name ? ' ' + c.lb.name : ''})` : c.lb.kind;
 }
 
-function explainTcp(snapshot: Snapshot, filter: TcpProxy, dstIp: string, sni: string | null, out: string[]): void {
+function describeCluster(snap: Snapshot, name: string, weight: string, t: Trace, live: LiveClusters | undefined, http: boolean): void {
+  t.clusters.push(name);
+  const c = snap.clusters.get(name);
+  if (c === undefined) {
+    t.line('cluster', `${name}${weight}  NOT FOUND`);
+    t.fail(http ? 503 : null, 'NC', http ? 'cluster_not_found' : 'closed', `cluster ${name} does not exist: the destination host is not declared by any ServiceEntry visible to this proxy`);
+    return;
+  }
+  t.line('cluster', `${c.name}${weight}  (type ${c.type}, lb ${lbText(c)}, connect timeout ${c.connectTimeoutMs} ms)`);
+  const noHealthy = (cause: string): void => t.fail(http ? 503 : null, 'UH', http ? 'no_healthy_upstream' : 'closed', cause);
+  if (c.name === BLACKHOLE_CLUSTER) {
+    t.line('endpoints', 'none (BlackHoleCluster drops every connection)');
+    noHealthy(snap.outboundPolicy === 'REGISTRY_ONLY' ? 'REGISTRY_ONLY: the destination is not in any ServiceEntry, so the sidecar sends it to BlackHoleCluster' : 'the route sends this traffic to BlackHoleCluster');
+  } else if (c.type === 'ORIGINAL_DST') {
+    t.line('endpoints', 'the original destination of the connection');
+  } else {
+    const status = live?.(name);
+    if (status !== undefined) {
+      if (status.hosts.length === 0) t.line('endpoints', 'none live');
+      for (const h of status.hosts) {
+        t.line('endpoint', `${h.address}:${h.port} ${h.healthy ? 'healthy' : 'UNHEALTHY'}${h.hostname && h.hostname !== h.address ? ' (' + h.hostname + ')' : ''} cx_active=${h.stats.cx_active} cx_total=${h.stats.cx_total} cx_connect_fail=${h.stats.cx_connect_fail} rq_total=${h.stats.rq_total}`);
+      }
+      if (!status.hosts.some((h) => h.healthy)) {
+        noHealthy(c.endpoints.length === 0 ? (c.emptyReason ?? `cluster ${name} has no endpoints`) : status.hosts.length === 0 ? `cluster ${name} has no resolved endpoints (DNS for ${c.endpoints.map((e) => e.address).join(', ')} returned nothing yet)` : `every endpoint of ${name} is marked unhealthy`);
+      }
+    } else if (c.endpoints.length === 0) {
+      t.line('endpoints', 'none');
+      noHealthy(c.emptyReason ?? `cluster ${name} has no endpoints`);
+    } else {
+      t.line('endpoints', c.endpoints.map((e) => `${e.address}:${e.port}` + (Object.keys(e.labels).length ? ` ${JSON.stringify(e.labels)}` : '')).join(', ') + (c.type === 'STRICT_DNS' || c.type === 'LOGICAL_DNS' ? ' (resolved by DNS at run time)' : ''));
+    }
+  }
+  t.line('tls', c.tls === null ? 'none (plaintext to the upstream)' : `originate ${c.tls.mode}, sni ${c.tls.sni ?? (c.tls.autoSni ? '(from Host)' : '(none)')}, ca ${c.tls.caFile ?? 'system roots'}${c.tls.insecureSkipVerify ? ', verification OFF' : ''}${c.tls.alpn.length ? ', alpn ' + c.tls.alpn.join(',') : ''}`);
+}
+
+function explainTcp(snap: Snapshot, chain: FilterChain, filter: TcpProxy, dstIp: string, sni: string | null, port: number, t: Trace, live: LiveClusters | undefined): void {
+  t.line('tcp', `tcp_proxy, stats tcp.${filter.statPrefix}.`);
   const route = findTcpRoute(filter.routes, dstIp, '0.0.0.0', sni);
   if (route === null) {
-    out.push('route:     none -> connection closed, flag NR (no TCP/TLS route matches)');
+    t.line('route', `none of ${filter.routes.length} TCP/TLS route(s) matches`);
+    const cause = tlsModeMismatchCause(snap, chain, port)
+      ?? (snap.role === 'gateway' ? gatewayHostCause(snap, sni ?? '*', port, chain.tls === null && sni !== null ? 'tls' : 'tcp') : 'no VirtualService tcp:/tls: rule matches this destination');
+    t.fail(null, 'NR', 'closed', cause);
     return;
   }
-  out.push(`route:     ${route.name || '-'} from ${describeSource(route.source)}`);
-  for (const e of route.clusters.entries) describeCluster(snapshot, e.cluster, out);
+  t.route = route.name || null;
+  t.source = route.source;
+  if (route.source !== null) {
+    const present = new Set(filter.routes.filter((r) => r.source?.name === route.source!.name && r.source.namespace === route.source!.namespace).map((r) => r.source!.ruleIndex));
+    skippedRules(snap, t, route.source, chain.tls === null && sni !== null && route.name.includes('.tls.') ? 'tls' : 'tcp', port, present);
+  }
+  t.line('route', `${route.name || '-'} from ${describeSource(route.source)}`);
+  describeClusters(snap, route.clusters.entries, t, live, false);
 }
 
-function explainChain(snapshot: Snapshot, chain: FilterChain | null, target: ExplainTarget, dstIp: string, out: string[]): void {
-  if (chain === null) {
-    out.push('chain:     none matches -> connection closed, flag NR (filter_chain_not_found)');
-    return;
-  }
-  out.push(`chain:     ${chain.name}` + (chain.tls !== null ? ` (terminates TLS: ${chain.tls.mode})` : ''));
+function describeClusters(snap: Snapshot, entries: readonly { cluster: string; weight: number }[], t: Trace, live: LiveClusters | undefined, http: boolean): void {
+  const total = entries.reduce((a, e) => a + e.weight, 0);
+  for (const e of entries) describeCluster(snap, e.cluster, entries.length > 1 ? ` (weight ${e.weight}/${total})` : '', t, live, http);
+}
+
+function explainHttp(snap: Snapshot, chain: FilterChain, target: ExplainTarget, port: number, t: Trace, live: LiveClusters | undefined): void {
   const f = chain.filter;
-  if (f.kind === 'tcp') {
-    explainTcp(snapshot, f, dstIp, target.kind === 'sni' ? target.sni : null, out);
-    return;
-  }
+  if (f.kind !== 'http') return;
+  t.line('http', `route config ${f.routeConfig.name}, stats http.${f.statPrefix}.`);
   if (target.kind !== 'url') {
-    out.push(`http:      route config ${f.routeConfig.name} (HTTP needs --url to go further)`);
+    t.line('note', 'HTTP routing needs a URL (--url / ?url=) to go further');
     return;
   }
   const authority = target.url.host;
-  const vh = findVirtualHost(f.routeConfig, authority);
-  out.push(`http:      route config ${f.routeConfig.name}`);
+  const vh: VirtualHost | null = findVirtualHost(f.routeConfig, authority);
   if (vh === null) {
-    out.push(`vhost:     none for "${authority}" -> 404 NR (route_not_found): no VirtualService bound here has this host`);
+    t.line('vhost', `none for "${authority}" (domains here: ${f.routeConfig.virtualHosts.flatMap((v) => v.domains).join(', ') || 'none'})`);
+    t.fail(404, 'NR', 'route_not_found', snap.role === 'gateway' ? gatewayHostCause(snap, target.url.hostname, port, 'http') : `no virtual host on route config ${f.routeConfig.name} has domain ${authority}`);
     return;
   }
-  out.push(`vhost:     ${vh.name}`);
+  t.virtualHost = vh.name;
+  t.line('vhost', vh.name);
   const view: RequestView = { method: 'GET', path: target.url.pathname + target.url.search, scheme: target.url.protocol.replace(':', ''), authority, header: () => undefined };
-  const route = findRoute(vh, view);
-  if (route === null) {
-    out.push('route:     none of ' + vh.routes.length + ' route(s) matches -> 404 NR (route_not_found)');
+  const steps = explainRoute(vh, view);
+  const winner = steps.at(-1)?.matched === true ? steps.at(-1)!.route : null;
+  if (winner?.source != null) {
+    const present = new Set(vh.routes.filter((r) => r.source?.name === winner.source!.name && r.source.namespace === winner.source!.namespace).map((r) => r.source!.ruleIndex));
+    skippedRules(snap, t, winner.source, 'http', port, present);
+  }
+  for (const s of steps) {
+    if (s.matched) break;
+    t.line('no match', `${s.route.name || '-'} from ${describeSource(s.route.source)}: ${s.failed} does not match (GET ${view.path})`);
+  }
+  if (winner === null) {
+    t.line('route', `none of ${vh.routes.length} route(s) matches`);
+    t.fail(404, 'NR', 'route_not_found', `the virtual host ${vh.name} has routes, but none matches GET ${view.path} (see "no match" above)`);
     return;
   }
-  out.push(`route:     ${route.name} from ${describeSource(route.source)}`);
-  const a = route.action;
-  if (a.kind === 'direct') out.push(`action:    direct response ${a.status}` + (route.name === 'block_all' ? ' (REGISTRY_ONLY: host not in any ServiceEntry)' : ''));
-  else if (a.kind === 'redirect') out.push(`action:    redirect ${a.status}`);
-  else for (const e of a.clusters.entries) describeCluster(snapshot, e.cluster, out);
+  t.route = winner.name || null;
+  t.source = winner.source;
+  t.line('route', `${winner.name || '-'} from ${describeSource(winner.source)}`);
+  const a = winner.action;
+  if (a.kind === 'direct') {
+    t.line('action', `direct response ${a.status}`);
+    if (winner.name === 'block_all') t.fail(a.status, '-', 'direct_response', `REGISTRY_ONLY: host ${target.url.hostname} is not in any ServiceEntry, so the sidecar answers ${a.status} (route block_all)`);
+    else t.outcome = { result: 'direct_response', status: a.status, flag: '-', details: 'direct_response', cause: null };
+  } else if (a.kind === 'redirect') {
+    t.line('action', `redirect ${a.status}` + (a.scheme ? ` scheme ${a.scheme}` : '') + (a.authority ? ` authority ${a.authority}` : '') + (a.path ? ` path ${a.path}` : ''));
+    t.outcome = { result: 'redirect', status: a.status, flag: '-', details: 'direct_response', cause: null };
+  } else {
+    if (a.timeoutMs > 0) t.line('timeout', `${a.timeoutMs} ms (504 UT when exceeded)`);
+    if (a.retry !== null) t.line('retries', `${a.retry.attempts} on ${a.retry.retryOn.join(',')}`);
+    describeClusters(snap, a.clusters.entries, t, live, true);
+  }
 }
 
-export function explain(snapshot: Snapshot, target: ExplainTarget): string[] {
-  const out: string[] = [`role:      ${snapshot.role} (namespace ${snapshot.namespace})`];
+function explainListener(snap: Snapshot, listener: Listener, target: ExplainTarget, ip: string, port: number, t: Trace, live: LiveClusters | undefined): void {
+  t.listener = listener.name;
+  t.line('listener', `${listener.name} (${listener.protocol}${listener.needsTlsInspection ? ', reads the TLS ClientHello' : ''})`);
+  const isTls = target.kind === 'sni' || (target.kind === 'url' && target.url.protocol === 'https:');
+  const sni = target.kind === 'sni' ? target.sni : target.kind === 'url' && isTls ? target.url.hostname : null;
+  const input: ChainInput = { isTls, sni, alpn: target.kind === 'url' && !isTls ? ['http/1.1'] : null, dstIp: ip };
+  let chain: FilterChain | null = null;
+  for (const c of listener.chains) {
+    const why = chainMismatch(c, input);
+    if (why === null) {
+      chain = c;
+      break;
+    }
+    if (listener.chains.length > 1) t.line('no match', `chain ${c.name}: ${why}`);
+  }
+  if (chain === null) {
+    t.line('chain', 'none matches');
+    const cause = snap.role === 'gateway'
+      ? (sni !== null ? gatewayHostCause(snap, sni, port, 'tls') : `no Gateway server on port ${port} accepts ${isTls ? 'TLS without SNI' : 'plain text'}`)
+      : `no filter chain of ${listener.name} accepts ${sni !== null ? 'SNI ' + sni : isTls ? 'TLS without SNI' : 'plain text'}`;
+    t.fail(null, 'NR', 'filter_chain_not_found', cause);
+    return;
+  }
+  t.chain = chain.name;
+  t.line('chain', chain.name + (chain.tls !== null ? `  (terminates TLS: ${chain.tls.mode}${chain.tls.caFile ? ', client certificates verified' : ''})` : ''));
+  if (chain.filter.kind === 'tcp') explainTcp(snap, chain, chain.filter, ip, sni, port, t, live);
+  else explainHttp(snap, chain, target, port, t, live);
+}
+
+/** The full decision chain, with its outcome. `live` adds endpoint health from the running proxy. */
+export function explainDetailed(snap: Snapshot, target: ExplainTarget, live?: LiveClusters): Explanation {
+  const t = new Trace();
+  t.line('role', `${snap.role} (namespace ${snap.namespace}, labels ${JSON.stringify(snap.labels)}, config ${snap.version})`);
   let port: number;
   let ip = '0.0.0.0';
-  if (target.kind === 'url') port = Number(target.url.port || (target.url.protocol === 'https:' ? 443 : 80));
-  else if (target.kind === 'sni') port = target.port;
-  else {
+  if (target.kind === 'url') {
+    port = Number(target.url.port || (target.url.protocol === 'https:' ? 443 : 80));
+    t.line('request', `GET ${target.url.href}`);
+  } else if (target.kind === 'sni') {
+    port = target.port;
+    t.line('request', `TLS ClientHello SNI ${target.sni} to port ${port}`);
+  } else {
     port = target.port;
     ip = target.ip;
+    t.line('request', `TCP connection to ${ip}:${port}`);
   }
-  const listener = findListener(snapshot, ip, port);
-  if (listener === null) {
-    if (snapshot.role === 'gateway') {
-      out.push(`listener:  none on port ${port} -> connection refused: no Gateway server selected by this proxy's labels listens on ${port}`);
-    } else {
-      out.push(`listener:  none for ${ip}:${port} -> catch-all ${snapshot.catchAll.tcpCluster}` + (snapshot.catchAll.tcpCluster === 'BlackHoleCluster' ? ' (REGISTRY_ONLY: destination not in any ServiceEntry; flag UH)' : ' (ALLOW_ANY: sent to the original destination)'));
-    }
-    return out;
+  const listener = findListener(snap, ip, port);
+  if (listener !== null) {
+    explainListener(snap, listener, target, ip, port, t, live);
+  } else if (snap.role === 'gateway') {
+    t.line('listener', `none on port ${port}`);
+    t.fail(null, '-', 'refused', noGatewayListenerCause(snap, port));
+  } else {
+    const cluster = snap.catchAll.tcpCluster;
+    t.listener = 'virtualOutbound';
+    t.line('listener', `none for ${ip}:${port}: the virtualOutbound catch-all chain (${snap.outboundPolicy})`);
+    t.route = cluster;
+    describeCluster(snap, cluster, '', t, live, false);
   }
-  out.push(`listener:  ${listener.name} (${listener.protocol})`);
-  const isTls = target.kind === 'sni' || (target.kind === 'url' && target.url.protocol === 'https:');
-  const chain = selectChain(listener, { isTls, sni: target.kind === 'sni' ? target.sni : target.kind === 'url' && isTls ? target.url.hostname : null, alpn: target.kind === 'url' && !isTls ? ['http/1.1'] : null, dstIp: ip });
-  explainChain(snapshot, chain, target, ip, out);
-  return out;
+  return t.done();
+}
+
+/** The decision chain as text lines (what `sluice explain` prints). */
+export function explain(snap: Snapshot, target: ExplainTarget, live?: LiveClusters): string[] {
+  return [...explainDetailed(snap, target, live).lines];
 }

@@ -17,6 +17,7 @@ import type { AdminContext } from './context';
 import { PROMETHEUS_TYPE, TEXT, text, type AdminEnv, type AdminReply, type Endpoint } from './endpoint';
 import { clustersEndpoints } from './handlers/clusters';
 import { configDumpEndpoints } from './handlers/config-dump';
+import { explainEndpoints } from './handlers/explain';
 import { serverEndpoints } from './handlers/server';
 import { statsEndpoints } from './handlers/stats';
 
@@ -38,7 +39,7 @@ export interface AdminOptions {
   readonly beforeRequest?: () => Promise<void>;
 }
 
-export const ALL_ENDPOINTS: readonly Endpoint[] = [...statsEndpoints, ...clustersEndpoints, ...configDumpEndpoints, ...serverEndpoints];
+export const ALL_ENDPOINTS: readonly Endpoint[] = [...statsEndpoints, ...clustersEndpoints, ...configDumpEndpoints, ...serverEndpoints, ...explainEndpoints];
 
 /** Envoy's wording for a GET on a mutating endpoint. */
 export const POST_REQUIRED = 'Method GET not allowed, POST required.\n';
