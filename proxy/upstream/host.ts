@@ -2,6 +2,7 @@
 // (shown by /clusters) and the load-balancer state (active requests for LEAST_REQUEST).
 
 import type { Endpoint } from '../../config/compile/snapshot';
+import { hashKey } from './lb';
 
 export class HostCounters {
   cx_active = 0;
@@ -26,16 +27,22 @@ export class UpstreamHost {
   /** `ip:port` (`[v6]:port`), UPSTREAM_HOST in the access log; built once. */
   readonly key: string;
   readonly counters = new HostCounters();
+  /** hash of `key`, precomputed for consistent hashing */
+  readonly keyHash: number;
   /** Set when a connect to it failed recently; cleared on success (crude passive health). */
   healthy = true;
+  /** smooth weighted round robin state (lb.ts), only used when weights differ */
+  lbCurrentWeight = 0;
 
   constructor(address: string, port: number, hostname: string, endpoint: Endpoint | null) {
     this.address = address;
     this.port = port;
     this.hostname = hostname;
-    this.weight = endpoint?.weight ?? 1;
+    // Envoy rejects weight 0; the schema allows it, so treat it as the smallest weight.
+    this.weight = Math.max(1, endpoint?.weight ?? 1);
     this.labels = endpoint?.labels ?? {};
     this.locality = endpoint?.locality ?? '';
     this.key = (address.includes(':') ? '[' + address + ']' : address) + ':' + port;
+    this.keyHash = hashKey(this.key);
   }
 }

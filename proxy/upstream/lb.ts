@@ -1,8 +1,12 @@
-// Load balancing over a cluster's healthy hosts, per DestinationRule `loadBalancer` (Istio's
-// default is LEAST_REQUEST, ENVOY-ISTIO.md §3.8). Each policy is a small object created once per
-// cluster generation; `pick` runs per connection/request and allocates nothing.
+// Load balancing over a cluster's hosts, per DestinationRule `loadBalancer` (Istio's default is
+// LEAST_REQUEST, ENVOY-ISTIO.md §3.8). Each policy is a small object created once per cluster
+// generation; `pick` runs per connection/request and allocates nothing.
+//
+// Endpoint `weight` (ServiceEntry endpoints) is honoured as Envoy does: ROUND_ROBIN and
+// LEAST_REQUEST are weighted, RANDOM is not (Envoy's random LB ignores weights), consistent hashing
+// gives a host a share of keys proportional to its weight. PASSTHROUGH is decided by the cluster
+// (the original destination is used; no host list is consulted), see UpstreamCluster.pick.
 
-import { createHash } from 'node:crypto';
 import type { LbPolicy } from '../../config/compile/snapshot';
 import type { UpstreamHost } from './host';
 
@@ -17,13 +21,38 @@ export interface LoadBalancer {
   pick(hosts: readonly UpstreamHost[], ctx: PickContext): UpstreamHost | null;
 }
 
+function allWeightsEqual(hosts: readonly UpstreamHost[]): boolean {
+  const w = hosts[0]!.weight;
+  for (let i = 1; i < hosts.length; i++) if (hosts[i]!.weight !== w) return false;
+  return true;
+}
+
+/**
+ * Plain rotation when weights are equal (the common case); otherwise smooth weighted round robin
+ * (each pick: every host gains its weight, the highest is chosen and loses the total), which
+ * interleaves hosts as Envoy's EDF scheduler does instead of sending bursts to the heaviest.
+ */
 class RoundRobin implements LoadBalancer {
   private next = 0;
   pick(hosts: readonly UpstreamHost[]): UpstreamHost | null {
-    if (hosts.length === 0) return null;
-    const h = hosts[this.next % hosts.length]!;
-    this.next = (this.next + 1) % 1_000_000_007;
-    return h;
+    const n = hosts.length;
+    if (n === 0) return null;
+    if (n === 1) return hosts[0]!;
+    if (allWeightsEqual(hosts)) {
+      const h = hosts[this.next % n]!;
+      this.next = (this.next + 1) % 1_000_000_007;
+      return h;
+    }
+    let best: UpstreamHost = hosts[0]!;
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      const h = hosts[i]!;
+      h.lbCurrentWeight += h.weight;
+      total += h.weight;
+      if (h.lbCurrentWeight > best.lbCurrentWeight) best = h;
+    }
+    best.lbCurrentWeight -= total;
+    return best;
   }
 }
 
@@ -34,37 +63,72 @@ class RandomLb implements LoadBalancer {
   }
 }
 
-/** Envoy's LEAST_REQUEST with choice_count 2: power of two random choices, weight-aware. */
+/**
+ * Envoy's LEAST_REQUEST with choice_count 2: two distinct random hosts, the one with fewer active
+ * requests (TCP: open proxied connections) wins; with unequal weights the load is divided by the
+ * weight first. Ties go to the first draw, so equal hosts still spread randomly.
+ */
 class LeastRequest implements LoadBalancer {
   pick(hosts: readonly UpstreamHost[]): UpstreamHost | null {
     const n = hosts.length;
     if (n === 0) return null;
     if (n === 1) return hosts[0]!;
-    const a = hosts[Math.floor(Math.random() * n)]!;
-    let b = hosts[Math.floor(Math.random() * n)]!;
-    if (b === a) b = hosts[(hosts.indexOf(a) + 1) % n]!;
-    // Envoy compares active requests scaled by weight when weights differ.
-    const sa = (a.counters.rq_active + a.counters.cx_active) / a.weight;
-    const sb = (b.counters.rq_active + b.counters.cx_active) / b.weight;
-    return sb < sa ? b : a;
+    const i = Math.floor(Math.random() * n);
+    let j = Math.floor(Math.random() * (n - 1));
+    if (j >= i) j++;
+    const a = hosts[i]!;
+    const b = hosts[j]!;
+    return b.counters.rq_active / b.weight < a.counters.rq_active / a.weight ? b : a;
   }
 }
 
-/** Ring-hash-like consistent hashing: hash the key, pick by rendezvous (highest random weight). */
+/** FNV-1a over the UTF-16 code units: a stable 32-bit hash of the key, no allocation. */
+export function hashKey(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/** murmur3's finaliser: spreads a combined key/host hash over all 32 bits. */
+function mix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * Consistent hashing by rendezvous (highest random weight): each host scores hash(key, host) and
+ * the best wins. Like Envoy's ring hash, a key keeps its host while that host stays, and removing
+ * a host moves only the keys it had (nothing else reshuffles). Weighted with the
+ * `-weight / ln(u)` score, so a host's share of keys is proportional to its weight. No key (an
+ * HTTP request without the header/cookie) falls back to a random host, as Envoy does.
+ */
 class ConsistentHash implements LoadBalancer {
   private readonly bySource: boolean;
   constructor(bySource: boolean) {
     this.bySource = bySource;
   }
   pick(hosts: readonly UpstreamHost[], ctx: PickContext): UpstreamHost | null {
-    if (hosts.length === 0) return null;
+    const n = hosts.length;
+    if (n === 0) return null;
     const key = this.bySource ? ctx.sourceIp : ctx.hashValue;
-    if (key === null) return hosts[Math.floor(Math.random() * hosts.length)]!;
-    let best: UpstreamHost | null = null;
-    let bestScore = -1;
-    for (const h of hosts) {
-      // Rendezvous hashing keeps the mapping stable when hosts come and go, as a ring does.
-      const score = createHash('sha1').update(key).update('\0').update(h.key).digest().readUInt32BE(0) * h.weight;
+    if (key === null) return hosts[Math.floor(Math.random() * n)]!;
+    if (n === 1) return hosts[0]!;
+    const k = hashKey(key);
+    const weighted = !allWeightsEqual(hosts);
+    let best: UpstreamHost = hosts[0]!;
+    let bestScore = -Infinity;
+    for (let i = 0; i < n; i++) {
+      const h = hosts[i]!;
+      const r = mix(k ^ h.keyHash);
+      // Unweighted: the raw hash orders hosts. Weighted: u in (0,1), score -w/ln(u) (Schindelhauer).
+      const score = weighted ? -h.weight / Math.log((r + 1) / 4294967297) : r;
       if (score > bestScore) {
         bestScore = score;
         best = h;
@@ -82,7 +146,7 @@ export function createLoadBalancer(policy: LbPolicy): LoadBalancer {
       return new RandomLb();
     case 'CONSISTENT_HASH':
       return new ConsistentHash(policy.key === 'sourceIp');
-    case 'PASSTHROUGH': // the original destination is used instead; hosts are not consulted
+    case 'PASSTHROUGH': // the cluster uses the original destination; this is only a fallback
     case 'LEAST_REQUEST':
     default:
       return new LeastRequest();
