@@ -4,6 +4,8 @@
 // SLUICE_OUTBOUND_PORT), for containers. Exit codes: 0 ok, 1 invalid config / runtime failure,
 // 2 usage error.
 
+import cluster from 'node:cluster';
+import os from 'node:os';
 import type { OutboundPolicy, Role } from '../config/compile/snapshot';
 import { ConfigError } from '../config/errors';
 import { validatePaths } from '../config/validate';
@@ -18,7 +20,7 @@ const USAGE = `usage:
   sluice run --role sidecar|gateway --config PATH [--config PATH ...] [--namespace NS] [--labels k=v,...]
              [--admin HOST:PORT] [--outbound-port 15001] [--inbound-port 15006] [--certs DIR]
              [--outbound-policy ALLOW_ANY|REGISTRY_ONLY] [--access-log stdout|off|PATH]
-             [--access-log-format istio|envoy|json] [--concurrency N] [--http-proxy-port PORT] [--no-capture]
+             [--access-log-format istio|envoy|json] [--concurrency N (default: cores)] [--http-proxy-port PORT] [--no-capture]
              [--prometheus-port 15090|off] [--health-port 15021|off]
   sluice validate --config PATH ... [--namespace NS] [--role R --labels ..]
   sluice explain --config PATH ... --role R [--labels ..] (--url URL | --sni HOST --port N | --tcp IP:PORT)
@@ -133,24 +135,30 @@ export function runOptionsFrom(flags: Flags): RunOptions {
     outboundPolicy: policy as OutboundPolicy,
     accessLog: flags.get('access-log') ?? 'stdout',
     accessLogFormat: format,
-    concurrency: intFlag(flags, 'concurrency', 1, 1, 256),
+    // DESIGN.md: default = number of cores, as Envoy's --concurrency.
+    concurrency: intFlag(flags, 'concurrency', os.availableParallelism(), 1, 256),
     httpProxyPort: httpProxy === undefined ? null : intFlag(flags, 'http-proxy-port', 0),
     capture: r === 'sidecar' && flags.get('no-capture') !== 'true',
   };
 }
 
 async function cmdRun(argv: string[]): Promise<number> {
-  const opts = runOptionsFrom(parseFlags(argv, RUN_FLAGS));
-  if (opts.concurrency > 1) {
-    process.stderr.write(`sluice: --concurrency ${opts.concurrency}: multi-worker mode is not implemented yet; running one worker\n`);
-  }
-  const rt = await Runtime.start(opts);
+  const base = runOptionsFrom(parseFlags(argv, RUN_FLAGS));
+  // One process: --concurrency 1. Otherwise this process is the primary (config + admin) and forks
+  // the workers, which re-run this same command and find themselves to be workers.
+  const mode = cluster.isWorker ? 'worker' : base.concurrency > 1 ? 'primary' : 'single';
+  const rt = await Runtime.start({ ...base, mode });
+  let stopping = false;
   const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
     rt.log.info({ signal }, 'shutting down');
     void rt.stop().then(() => process.exit(0));
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  // A worker whose primary is gone has nobody to answer to.
+  if (mode === 'worker') process.once('disconnect', () => shutdown('primary gone'));
   return -1; // keep running
 }
 

@@ -24,6 +24,9 @@ import { createLogger } from './observe/log';
 import { StatsStore } from './observe/stats';
 import { ClusterManager } from './upstream/cluster-manager';
 import { ServerTlsContexts } from './tls/server-contexts';
+import { IpcAccessLog } from './workers/ipc-access-log';
+import { WorkerPool } from './workers/pool';
+import { announceLive, serveWorker } from './workers/worker-agent';
 
 export const SLUICE_VERSION = '0.1.0';
 
@@ -50,6 +53,11 @@ export interface RunOptions {
   readonly httpProxyPort: number | null;
   /** Sidecar: open the capture listener (needs the SO_ORIGINAL_DST addon). */
   readonly capture: boolean;
+  /**
+   * `single`: everything in this process. With --concurrency N > 1 the `primary` keeps config and the
+   * admin and forks N `worker`s that run the data plane (proxy/workers/pool.ts).
+   */
+  readonly mode?: 'single' | 'primary' | 'worker';
   readonly logger?: Logger;
 }
 
@@ -69,6 +77,10 @@ export class Runtime {
   private readonly startedAt = Date.now();
   private reloading: Promise<void> = Promise.resolve();
   private accessLog: { flush(): Promise<void> } | null = null;
+  private readonly mode: 'single' | 'primary' | 'worker';
+  /** The config in force; in single/worker mode also ctx.snapshot. */
+  private current: Snapshot | null = null;
+  private workers: WorkerPool | null = null;
   adminPort = 0;
   httpProxyPort = 0;
 
@@ -76,6 +88,7 @@ export class Runtime {
     this.options = options;
     this.log = options.logger ?? createLogger();
     this.clusters = new ClusterManager(this.stats);
+    this.mode = options.mode ?? 'single';
   }
 
   /** Start a role; rejects (with every config problem listed) when the initial config is invalid. */
@@ -109,7 +122,8 @@ export class Runtime {
     const o = this.options;
     this.serverState = 'INITIALIZING';
     const s = this.stats;
-    s.gauge('server.concurrency').set(1);
+    // Every process of a multi-worker proxy reports the total, so the merged gauge is the total too.
+    s.gauge('server.concurrency').set(this.mode === 'single' ? 1 : o.concurrency);
     s.gauge('server.live').set(0);
 
     let initial: LoadResult;
@@ -120,40 +134,38 @@ export class Runtime {
       initial = this.source.load();
     }
     const snapshot = this.build(initial);
-    await this.clusters.update(snapshot);
-
-    const accessLog = createAccessLog({ target: o.accessLog, format: o.accessLogFormat }, s);
-    this.accessLog = accessLog;
-    this.closers.push(() => accessLog.close());
-    const ctx = new ProxyContext({ role: o.role, stats: s, clusters: this.clusters, accessLog, log: this.log, serverTls: new ServerTlsContexts(), snapshot });
-    this.ctx = ctx;
-    const httpServer = createHttpServer(ctx);
-
-    if (o.role === 'gateway') {
-      this.gateway = new GatewayListeners(ctx, httpServer);
-      await this.gateway.sync(snapshot);
+    this.current = snapshot;
+    if (this.mode === 'primary') {
+      this.workers = new WorkerPool(o.concurrency, s, this.log);
+      s.onResetCounters = () => this.workers?.broadcast({ t: 'reset-counters' });
+      this.closers.push(() => this.workers?.stop());
+      await this.workers.start();
     } else {
-      if (o.capture) {
-        const support = originalDstSupport();
-        if (!support.ok) {
-          // Never guess where a captured connection was going (DESIGN.md): refuse to capture.
-          throw Object.assign(new Error(`the sidecar capture listener needs the SO_ORIGINAL_DST addon: ${support.reason}`), { code: 'PRX_ERR_ORIGINAL_DST' });
-        }
-        this.capture = new CaptureListener(ctx, httpServer, o.outboundPort);
-        await this.capture.listen('0.0.0.0');
-      }
-      if (o.httpProxyPort !== null) {
-        this.httpProxy = new HttpProxyListener(ctx, o.httpProxyPort);
-        this.httpProxyPort = await this.httpProxy.listen('127.0.0.1');
-      }
+      await this.startDataPlane(snapshot);
     }
-
+    if (this.mode === 'worker') {
+      const stop = serveWorker({
+        stats: s,
+        clusters: () => this.clusterStatuses(),
+        listeners: () => this.listenerAddresses(),
+        setLogLevel: (level) => (this.log.level = level),
+        setHealthCheckFailed: (failed) => (this.healthFailed = failed),
+      });
+      this.closers.push(stop);
+      this.source?.start();
+      this.serverState = 'LIVE';
+      announceLive();
+      this.log.debug({ worker: process.env['SLUICE_WORKER_INDEX'], listeners: this.listenerAddresses() }, 'worker is live');
+      return;
+    }
     const adminCtx = this.adminContext();
-    const admin = await startAdmin(adminCtx, o.admin.host, o.admin.port, { logger: this.log });
+    const workers = this.workers;
+    const beforeRequest = workers === null ? undefined : () => workers.gather();
+    const admin = await startAdmin(adminCtx, o.admin.host, o.admin.port, { logger: this.log, beforeRequest });
     this.adminPort = admin.port;
     this.closers.push(() => admin.close());
     if (o.prometheusPort !== null) {
-      const p = await startPrometheusListener(s, '0.0.0.0', o.prometheusPort, { logger: this.log });
+      const p = await startPrometheusListener(s, '0.0.0.0', o.prometheusPort, { logger: this.log, beforeRequest });
       this.closers.push(() => p.close());
     }
     if (o.healthPort !== null) {
@@ -166,7 +178,41 @@ export class Runtime {
     this.closers.push(() => clearInterval(uptime));
     this.serverState = 'LIVE';
     this.refreshServerStats();
-    this.log.info({ role: o.role, listeners: this.listenerAddresses(), admin: `${o.admin.host}:${admin.port}`, version: snapshot.version }, 'sluice is live');
+    if (workers !== null) await workers.gather();
+    this.log.info({ role: o.role, workers: this.mode === 'primary' ? o.concurrency : 1, listeners: this.listenerAddresses(), admin: `${o.admin.host}:${admin.port}`, version: snapshot.version }, 'sluice is live');
+  }
+
+  /** Clusters, access log, listeners: everything that carries traffic (single and worker modes). */
+  private async startDataPlane(snapshot: Snapshot): Promise<void> {
+    const o = this.options;
+    const s = this.stats;
+    await this.clusters.update(snapshot);
+    // Workers share stdout through the primary (lines from several processes would interleave).
+    const accessLog = this.mode === 'worker' && o.accessLog === 'stdout' ? new IpcAccessLog(o.accessLogFormat, s) : createAccessLog({ target: o.accessLog, format: o.accessLogFormat }, s);
+    this.accessLog = accessLog;
+    this.closers.push(() => accessLog.close());
+    const ctx = new ProxyContext({ role: o.role, stats: s, clusters: this.clusters, accessLog, log: this.log, serverTls: new ServerTlsContexts(), snapshot });
+    this.ctx = ctx;
+    const httpServer = createHttpServer(ctx);
+
+    if (o.role === 'gateway') {
+      this.gateway = new GatewayListeners(ctx, httpServer);
+      await this.gateway.sync(snapshot);
+      return;
+    }
+    if (o.capture) {
+      const support = originalDstSupport();
+      if (!support.ok) {
+        // Never guess where a captured connection was going (DESIGN.md): refuse to capture.
+        throw Object.assign(new Error(`the sidecar capture listener needs the SO_ORIGINAL_DST addon: ${support.reason}`), { code: 'PRX_ERR_ORIGINAL_DST' });
+      }
+      this.capture = new CaptureListener(ctx, httpServer, o.outboundPort);
+      await this.capture.listen('0.0.0.0');
+    }
+    if (o.httpProxyPort !== null) {
+      this.httpProxy = new HttpProxyListener(ctx, o.httpProxyPort);
+      this.httpProxyPort = await this.httpProxy.listen('127.0.0.1');
+    }
   }
 
   private refreshServerStats(): void {
@@ -184,8 +230,7 @@ export class Runtime {
   }
 
   private async apply(result: LoadResult): Promise<void> {
-    const ctx = this.ctx;
-    if (ctx === null) return;
+    if (this.current === null) return;
     let snapshot: Snapshot;
     try {
       snapshot = this.build(result);
@@ -195,10 +240,14 @@ export class Runtime {
       this.log.error({ errors: messages }, 'config rejected; keeping the last good config');
       return;
     }
-    if (snapshot.version === ctx.snapshot.version) return;
-    await this.clusters.update(snapshot);
-    ctx.snapshot = snapshot;
-    if (this.gateway !== null) await this.gateway.sync(snapshot);
+    if (snapshot.version === this.current.version) return;
+    const ctx = this.ctx;
+    if (ctx !== null) {
+      await this.clusters.update(snapshot);
+      ctx.snapshot = snapshot;
+      if (this.gateway !== null) await this.gateway.sync(snapshot);
+    }
+    this.current = snapshot;
     this.stats.counter('sluice.config.applied').inc();
     this.log.info({ version: snapshot.version }, 'config applied');
   }
@@ -215,10 +264,11 @@ export class Runtime {
   }
 
   get snapshot(): Snapshot | null {
-    return this.ctx?.snapshot ?? null;
+    return this.current;
   }
 
   listenerAddresses(): { name: string; address: string }[] {
+    if (this.workers !== null) return [...this.workers.listeners()];
     const out: { name: string; address: string }[] = [];
     if (this.capture !== null) out.push(this.capture.address());
     if (this.httpProxy !== null) out.push(this.httpProxy.address());
@@ -254,20 +304,22 @@ export class Runtime {
       state: () => (this.healthFailed ? 'DRAINING' : this.serverState),
       setHealthCheckFailed: (failed: boolean) => {
         this.healthFailed = failed;
+        this.workers?.broadcast({ t: 'health', failed });
       },
-      clusters: () => this.clusterStatuses(),
+      clusters: () => this.workers?.clusterStatuses() ?? this.clusterStatuses(),
       listeners: () => this.listenerAddresses(),
       serverInfo: () => ({
         version: `sluice/${SLUICE_VERSION}/node-${process.version}`,
         state: this.healthFailed ? 'DRAINING' : this.serverState,
         hot_restart_version: 'disabled',
-        command_line_options: { ...this.options, logger: undefined, embeddedConfig: this.options.embeddedConfig === null ? null : this.options.embeddedConfig.name, concurrency: 1 },
+        command_line_options: { ...this.options, logger: undefined, embeddedConfig: this.options.embeddedConfig === null ? null : this.options.embeddedConfig.name },
         node: { id: `${this.options.role}~${os.hostname()}~${this.options.namespace}`, cluster: this.options.role, user_agent_name: 'sluice', user_agent_build_version: SLUICE_VERSION },
         uptime_current_epoch: `${Math.floor((Date.now() - this.startedAt) / 1000)}s`,
         uptime_all_epochs: `${Math.floor((Date.now() - this.startedAt) / 1000)}s`,
       }),
       setLogLevel: (level: string) => {
         this.log.level = level;
+        this.workers?.broadcast({ t: 'log-level', level });
       },
       quit: () => {
         void this.stop().then(() => process.exit(0));

@@ -156,9 +156,22 @@ export class StatsStore {
     return this.stats.get(name);
   }
 
+  /** All stats in creation order (stable: stats are never removed), for incremental export. */
+  inCreationOrder(): IterableIterator<AnyStat> {
+    return this.stats.values();
+  }
+
+  get size(): number {
+    return this.stats.size;
+  }
+
+  /** Also told when counters are reset (the multi-worker primary forwards it to its workers). */
+  onResetCounters: (() => void) | null = null;
+
   /** POST /reset_counters: zero counters only, as Envoy. */
   resetCounters(): void {
     for (const s of this.stats.values()) if (s.kind === 'counter') s.value = 0;
+    if (this.onResetCounters !== null) this.onResetCounters();
   }
 
   private getOrCreate<T extends AnyStat>(name: string, Ctor: new (name: string, prom: PromView) => T): T {

@@ -70,5 +70,6 @@ t.test('S5: without a sidecar the app cannot get out; with one it can, via the g
     t.equal(r.stdout, '301', `request ${i} through sidecar and gateway got the external host's 301`);
     t.equal(await stat(mesh, 'gateway', 'cluster.outbound|80||edition.cnn.com.upstream_rq_total'), i, `the gateway's request counter went up to ${i}`);
   }
-  t.same([...externalConnections(mesh, /^GET \/politics/)].map((c) => c.split(':')[0]), ['198.18.2.1'], 'every request reached the external host from the gateway');
+  // (each gateway worker has its own pool, so there may be one upstream connection per worker)
+  t.same([...new Set([...externalConnections(mesh, /^GET \/politics/)].map((c) => c.split(':')[0]))], ['198.18.2.1'], 'every request reached the external host from the gateway');
 });
