@@ -15,6 +15,7 @@ import { runIptablesCommand } from './listener/iptables';
 import { Runtime, type RunOptions } from './runtime';
 import { runDemo } from './demo';
 import { explain, parseExplainTarget } from './explain';
+import { DEFAULT_AUDIT_KEEP, DEFAULT_AUDIT_MAX_BYTES } from './observe/audit-log';
 
 const USAGE = `usage:
   sluice run --role sidecar|gateway --config PATH [--config PATH ...] [--namespace NS] [--labels k=v,...]
@@ -22,6 +23,7 @@ const USAGE = `usage:
              [--outbound-policy ALLOW_ANY|REGISTRY_ONLY] [--access-log stdout|off|PATH]
              [--access-log-format istio|envoy|json] [--concurrency N (default: cores)] [--http-proxy-port PORT] [--no-capture]
              [--prometheus-port 15090|off] [--health-port 15021|off]
+             [--audit-log PATH [--audit-log-max-bytes 104857600] [--audit-log-keep 5]]
   sluice validate --config PATH ... [--namespace NS] [--role R --labels ..]
   sluice explain --config PATH ... --role R [--labels ..] (--url URL | --sni HOST --port N | --tcp IP:PORT)
   sluice iptables [--proxy-uid 1337] [--outbound-port 15001] [--inbound-port 15006] [--exclude-outbound-cidrs ..]
@@ -109,7 +111,7 @@ function role(flags: Flags): Role {
   return r;
 }
 
-const RUN_FLAGS = ['role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port'];
+const RUN_FLAGS = ['role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port', 'audit-log', 'audit-log-max-bytes', 'audit-log-keep'];
 
 export function runOptionsFrom(flags: Flags): RunOptions {
   const configPaths = flags.all('config');
@@ -135,6 +137,11 @@ export function runOptionsFrom(flags: Flags): RunOptions {
     outboundPolicy: policy as OutboundPolicy,
     accessLog: flags.get('access-log') ?? 'stdout',
     accessLogFormat: format,
+    auditLog: flags.get('audit-log') === undefined ? null : {
+      path: flags.get('audit-log')!,
+      maxBytes: intFlag(flags, 'audit-log-max-bytes', DEFAULT_AUDIT_MAX_BYTES, 1, Number.MAX_SAFE_INTEGER),
+      keep: intFlag(flags, 'audit-log-keep', DEFAULT_AUDIT_KEEP, 0, 1000),
+    },
     // DESIGN.md: default = number of cores, as Envoy's --concurrency.
     concurrency: intFlag(flags, 'concurrency', os.availableParallelism(), 1, 256),
     httpProxyPort: httpProxy === undefined ? null : intFlag(flags, 'http-proxy-port', 0),

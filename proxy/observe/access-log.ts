@@ -15,6 +15,7 @@ import path from 'node:path';
 import pino from 'pino';
 import type { AccessLogRecord, AccessLogSink } from './access-log-record';
 import type { Counter, StatsStore } from './stats';
+import { AuditLog, auditPathForProcess, type AuditLogOptions } from './audit-log';
 
 export type AccessLogFormat = 'istio' | 'envoy' | 'json';
 export const ACCESS_LOG_FORMATS: readonly AccessLogFormat[] = ['istio', 'envoy', 'json'];
@@ -131,6 +132,8 @@ export interface AccessLogOptions {
   readonly maxBufferBytes?: number;
   /** Bytes gathered before a write is issued; 0 (default) writes as soon as the previous write ends. */
   readonly minLength?: number;
+  /** `--audit-log PATH`: also write every record to the egress audit log (audit-log.ts). */
+  readonly audit?: AuditLogOptions | null;
 }
 
 export type AccessLog = AccessLogSink & {
@@ -280,8 +283,21 @@ export function createAccessLog(
   stats: StatsStore,
 ): AccessLog {
   if (!ACCESS_LOG_FORMATS.includes(opts.format)) throw new TypeError(`unknown access log format "${String(opts.format)}", use one of ${ACCESS_LOG_FORMATS.join(', ')}`);
-  if (opts.target === 'off') return OFF;
-  const sink = new AsyncAccessLog(opts.target, opts.format, stats, opts.maxBufferBytes ?? DEFAULT_ACCESS_LOG_BUFFER_BYTES, opts.minLength ?? 0);
+  const main: AccessLog = opts.target === 'off' ? OFF : asAccessLog(new AsyncAccessLog(opts.target, opts.format, stats, opts.maxBufferBytes ?? DEFAULT_ACCESS_LOG_BUFFER_BYTES, opts.minLength ?? 0));
+  if (opts.audit === undefined || opts.audit === null) return main;
+  // The audit log is a second sink beside the access log (a tee), so the data plane is unchanged.
+  const audit = new AuditLog({ ...opts.audit, path: auditPathForProcess(opts.audit.path) }, stats);
+  return {
+    log(record: AccessLogRecord): void {
+      main.log(record);
+      audit.log(record);
+    },
+    flush: () => Promise.all([main.flush(), audit.flush()]).then(() => undefined),
+    close: () => Promise.all([main.close(), audit.close()]).then(() => undefined),
+  };
+}
+
+function asAccessLog(sink: AsyncAccessLog): AccessLog {
   return {
     log: sink.log.bind(sink),
     flush: sink.flush.bind(sink),
