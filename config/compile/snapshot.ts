@@ -325,6 +325,10 @@ export interface Cluster {
   readonly endpoints: readonly Endpoint[];
   readonly lb: LbPolicy;
   readonly connectTimeoutMs: number;
+  /**
+   * tcp_proxy idle timeout (no bytes either way for this long closes both sides): Istio takes it
+   * from `connectionPool.tcp.idleTimeout`, default 1h. 0 = none.
+   */
   readonly idleTimeoutMs: number;
   readonly maxRequestsPerConnection: number;
   readonly tcpKeepalive: { readonly timeMs: number; readonly intervalMs: number; readonly probes: number } | null;

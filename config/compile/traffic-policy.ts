@@ -77,7 +77,9 @@ export function poolSettings(cp: ConnectionPoolSettings | undefined): PoolSettin
   const ka = cp?.tcp?.tcpKeepalive;
   return {
     connectTimeoutMs: cp?.tcp?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-    idleTimeoutMs: cp?.http?.idleTimeoutMs ?? cp?.tcp?.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    // The TCP proxy's idle timeout (Istio: tcp.idleTimeout -> tcp_proxy idle_timeout). The HTTP
+    // pool's idle timeout (http.idleTimeout) is undici's keep-alive business, not this field.
+    idleTimeoutMs: cp?.tcp?.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
     maxRequestsPerConnection: cp?.http?.maxRequestsPerConnection ?? 0,
     // Unset keepalive fields fall back to Linux's defaults, which is what Envoy leaves in place.
     tcpKeepalive: ka === undefined ? null : { timeMs: ka.timeMs ?? 7_200_000, intervalMs: ka.intervalMs ?? 75_000, probes: ka.probes ?? 9 },

@@ -17,8 +17,8 @@
 // - 'close' on one side that is not the clean end of both directions (destroyed locally, idle
 //   timeout by the caller...) -> destroy() the other side.
 // - hooks.onClose fires exactly once, after BOTH sockets have emitted 'close'.
-// No timers here: idle timeouts belong to the caller (tcp_proxy idle_timeout), which just
-// destroys one socket; the relay tears the other down.
+// No timers here: idle timeouts belong to the caller (tcp_proxy idle_timeout), which watches the
+// byte counts and calls abort().
 //
 // Sockets may already be paused (inspect leaves them so) and may already have seen 'end'
 // (a client that sent its hello and half-closed); both are honoured at start.
@@ -54,9 +54,9 @@ function resetSocket(s: net.Socket): void {
   }
 }
 
-class Relay {
-  private bytesFromDownstream = 0;
-  private bytesFromUpstream = 0;
+export class Relay {
+  bytesFromDownstream = 0;
+  bytesFromUpstream = 0;
   private error: Error | null = null;
   private downstreamError = false;
 
@@ -192,6 +192,12 @@ class Relay {
     if (!this.up.destroyed) this.up.destroy();
   }
 
+  /** Close both sides now (idle timeout, drain): no reset, the relay reports as usual. */
+  abort(): void {
+    if (this.firstToFinish === null) this.firstToFinish = 'downstream';
+    this.destroyBoth();
+  }
+
   private maybeReport(): void {
     if (this.reported || !this.downClosed || !this.upClosed) return;
     this.reported = true;
@@ -220,6 +226,8 @@ class Relay {
  * Relay bytes both ways until both sides are closed. `head` (bytes already read from the
  * downstream, e.g. by inspect()) is written to the upstream first; it counts as downstream bytes.
  */
-export function relay(downstream: net.Socket, upstream: net.Socket, head: Buffer | null, hooks: RelayHooks): void {
-  new Relay(downstream, upstream, hooks).start(head);
+export function relay(downstream: net.Socket, upstream: net.Socket, head: Buffer | null, hooks: RelayHooks): Relay {
+  const r = new Relay(downstream, upstream, hooks);
+  r.start(head);
+  return r;
 }

@@ -13,7 +13,7 @@ import { AccessLogRecord } from '../observe/access-log-record';
 import type { TcpStats } from '../observe/stats';
 import type { OriginalDestination } from '../upstream/cluster';
 import type { UpstreamHost } from '../upstream/host';
-import { relay, type RelayResult } from './relay';
+import { relay, type Relay, type RelayResult } from './relay';
 
 /** What the listener learnt about a downstream connection. */
 export interface L4Info {
@@ -82,19 +82,61 @@ function connectAndRelay(ctx: ProxyContext, downstream: net.Socket, head: Buffer
   record.upstreamHost = host.key;
   // Hold downstream bytes while connecting; the relay resumes it.
   downstream.pause();
-  let downstreamGone = false;
-  const onEarlyClose = (): void => {
-    downstreamGone = true;
-  };
-  downstream.once('close', onEarlyClose);
+  const session = new TcpSession(ctx, downstream, head, record, stats, host, cluster.config.idleTimeoutMs);
+  downstream.once('close', session.onEarlyClose);
   downstream.on('error', noop);
-  cluster.connect(host, info.sni, (err: ProxyError | null, upstream: net.Socket | null) => {
-    downstream.removeListener('close', onEarlyClose);
+  cluster.connect(host, info.sni, session.onConnected);
+}
+
+/**
+ * One proxied connection from connect to the access-log line. Callbacks are bound once here (one
+ * object per connection, nothing per chunk). The host counts it as an active request from the
+ * pick until the end, so LEAST_REQUEST sees TCP load (and in-flight connects) too.
+ */
+class TcpSession {
+  readonly onEarlyClose: () => void;
+  readonly onConnected: (err: ProxyError | null, upstream: net.Socket | null) => void;
+  private readonly onRelayClose: (r: RelayResult) => void;
+  private readonly onIdleCheck: () => void;
+  private downstreamGone = false;
+  private relay: Relay | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private lastActivity = 0;
+  private lastActivityAt = 0;
+
+  constructor(
+    private readonly ctx: ProxyContext,
+    private readonly downstream: net.Socket,
+    private readonly head: Buffer | null,
+    private readonly record: AccessLogRecord,
+    private readonly stats: TcpStats,
+    private readonly host: UpstreamHost,
+    private readonly idleTimeoutMs: number,
+  ) {
+    this.onEarlyClose = this.earlyClose.bind(this);
+    this.onConnected = this.connected.bind(this);
+    this.onRelayClose = this.relayClosed.bind(this);
+    this.onIdleCheck = this.idleCheck.bind(this);
+    host.counters.rq_active++;
+  }
+
+  private earlyClose(): void {
+    this.downstreamGone = true;
+  }
+
+  private connected(err: ProxyError | null, upstream: net.Socket | null): void {
+    const { ctx, downstream, record } = this;
+    downstream.removeListener('close', this.onEarlyClose);
     if (err !== null || upstream === null) {
-      failConnection(ctx, downstream, record, rescueFor(err?.code ?? ProxyErrorCode.UPSTREAM_CONNECT).flags, null, err?.transportReason ?? null);
+      this.host.counters.rq_active--;
+      const code = err?.code ?? ProxyErrorCode.UPSTREAM_CONNECT;
+      // tcp_proxy's max_connect_attempts is 1 under Istio: a failed connect is also the last attempt (URX).
+      const flags = code === ProxyErrorCode.UPSTREAM_OVERFLOW ? rescueFor(code).flags : rescueFor(code).flags + ',URX';
+      failConnection(ctx, downstream, record, flags, null, err?.transportReason ?? null);
       return;
     }
-    if (downstreamGone) {
+    if (this.downstreamGone) {
+      this.host.counters.rq_active--;
       upstream.destroy();
       record.addFlag('DC');
       record.durationMs = Math.round(performance.now() - record.startHr);
@@ -102,13 +144,50 @@ function connectAndRelay(ctx: ProxyContext, downstream: net.Socket, head: Buffer
       return;
     }
     record.upstreamLocalAddress = upstream.localAddress === undefined ? null : formatAddress(upstream.localAddress, upstream.localPort ?? 0);
-    host.counters.rq_total++;
-    relay(downstream, upstream, head, {
-      onClose(r: RelayResult) {
-        finishRelay(ctx, record, stats, host, r);
-      },
-    });
-  });
+    this.host.counters.rq_total++;
+    this.relay = relay(downstream, upstream, this.head, { onClose: this.onRelayClose });
+    if (this.idleTimeoutMs > 0 && this.relay !== null) {
+      this.lastActivityAt = performance.now();
+      this.idleTimer = setTimeout(this.onIdleCheck, idleCheckPeriod(this.idleTimeoutMs));
+      this.idleTimer.unref();
+    }
+  }
+
+  /**
+   * tcp_proxy idle_timeout: no byte either way for idleTimeoutMs closes both sides. Checked every
+   * quarter of the timeout against the relay's byte counts (no timer work per chunk), so the
+   * connection closes between T and 1.25 T of silence.
+   */
+  private idleCheck(): void {
+    const r = this.relay;
+    if (r === null) return;
+    const activity = r.bytesFromDownstream + r.bytesFromUpstream;
+    const now = performance.now();
+    if (activity !== this.lastActivity) {
+      this.lastActivity = activity;
+      this.lastActivityAt = now;
+    } else if (now - this.lastActivityAt >= this.idleTimeoutMs) {
+      this.idleTimer = null;
+      this.stats.idle_timeout.inc();
+      this.record.connectionTerminationDetails = 'tcp_proxy_idle_timeout';
+      r.abort();
+      return;
+    }
+    this.idleTimer = setTimeout(this.onIdleCheck, idleCheckPeriod(this.idleTimeoutMs));
+    this.idleTimer.unref();
+  }
+
+  private relayClosed(r: RelayResult): void {
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    this.relay = null;
+    this.host.counters.rq_active--;
+    finishRelay(this.ctx, this.record, this.stats, this.host, r);
+  }
+}
+
+function idleCheckPeriod(idleTimeoutMs: number): number {
+  return Math.max(1, Math.ceil(idleTimeoutMs / 4));
 }
 
 function finishRelay(ctx: ProxyContext, record: AccessLogRecord, stats: TcpStats, host: UpstreamHost, r: RelayResult): void {

@@ -5,11 +5,12 @@
 import type net from 'node:net';
 import type tls from 'node:tls';
 import { Pool } from 'undici';
-import type { Cluster } from '../../config/compile/snapshot';
+import { ISTIO_MAX_UINT32, type Cluster } from '../../config/compile/snapshot';
+import { ProxyError, ProxyErrorCode } from '../errors';
 import type { ClusterStats } from '../observe/stats';
 import { buildTlsOrigination } from '../tls/origination';
 import { connectUpstream, type ConnectCallback, type ConnectOptions, type TlsOrigination } from './connect';
-import { resolveName } from './dns';
+import { dnsConfig, resolveName } from './dns';
 import { UpstreamHost } from './host';
 import { createLoadBalancer, type LoadBalancer, type PickContext } from './lb';
 
@@ -32,6 +33,11 @@ export class UpstreamCluster {
   /** ORIGINAL_DST hosts, created per destination and kept (bounded) so /clusters can show them. */
   private readonly originalDstHosts = new Map<string, UpstreamHost>();
   private refreshTimer: NodeJS.Timeout | null = null;
+  private readonly onRefresh = (): void => this.resolveOnce(null);
+  /** Per endpoint, the hosts of its last successful resolution. */
+  private readonly lastResolved: UpstreamHost[][] = [];
+  /** Delay of the scheduled re-resolution (ms), for /clusters, explain and tests; null = none. */
+  nextRefreshMs: number | null = null;
   private closed = false;
 
   constructor(config: Cluster, stats: ClusterStats) {
@@ -67,23 +73,42 @@ export class UpstreamCluster {
     const results: UpstreamHost[][] = new Array(endpoints.length);
     const errors: string[] = [];
     let pending = endpoints.length;
+    let ttlMs = Infinity;
     endpoints.forEach((e, i) => {
       resolveName(e.address, (r) => {
-        if (r.error) errors.push(`DNS resolution of ${e.address} failed: ${r.error.code ?? r.error.message}`);
-        // LOGICAL_DNS uses only the first address (Envoy); STRICT_DNS all of them.
-        const addrs = c.type === 'LOGICAL_DNS' ? r.addresses.slice(0, 1) : r.addresses;
-        results[i] = addrs.map((a) => new UpstreamHost(a, e.port, e.address, e));
+        if (r.error) {
+          errors.push(`DNS resolution of ${e.address} failed: ${r.error.code ?? r.error.message}`);
+          // Envoy keeps the last good hosts of a name whose re-resolution fails.
+          results[i] = this.lastResolved[i] ?? [];
+        } else {
+          // LOGICAL_DNS uses only the first address (Envoy); STRICT_DNS all of them.
+          const addrs = c.type === 'LOGICAL_DNS' ? r.addresses.slice(0, 1) : r.addresses;
+          results[i] = addrs.map((a) => new UpstreamHost(a, e.port, e.address, e));
+          this.lastResolved[i] = results[i]!;
+        }
+        if (r.ttlMs !== null && r.ttlMs < ttlMs) ttlMs = r.ttlMs;
         if (--pending === 0) {
           const hosts = results.flat();
           this.setHosts(hosts, hosts.length === 0 ? errors.join('; ') || 'DNS returned no addresses' : null);
-          if (!this.closed && c.dnsRefreshMs > 0) {
-            this.refreshTimer = setTimeout(() => this.resolveOnce(null), c.dnsRefreshMs);
-            this.refreshTimer.unref();
-          }
+          this.scheduleRefresh(ttlMs);
           if (done) done();
         }
       });
     });
+  }
+
+  /**
+   * Next re-resolution: at the shortest record TTL when the resolver knows it (Istio sets
+   * respect_dns_ttl), bounded below by the min refresh; else the cluster's dnsRefreshMs.
+   */
+  private scheduleRefresh(ttlMs: number): void {
+    const c = this.config;
+    if (this.closed) return;
+    const delay = Number.isFinite(ttlMs) ? Math.max(ttlMs, dnsConfig().minRefreshMs) : c.dnsRefreshMs;
+    this.nextRefreshMs = delay;
+    if (delay <= 0) return;
+    this.refreshTimer = setTimeout(this.onRefresh, delay);
+    this.refreshTimer.unref();
   }
 
   private setHosts(hosts: UpstreamHost[], reason: string | null): void {
@@ -100,7 +125,8 @@ export class UpstreamCluster {
 
   /** Choose a host for one connection/request; null = no healthy upstream (UH). */
   pick(ctx: PickContext, originalDst: OriginalDestination | null): UpstreamHost | null {
-    if (this.config.type === 'ORIGINAL_DST') {
+    // lb PASSTHROUGH makes any cluster an original-destination one (Istio: ORIGINAL_DST + CLUSTER_PROVIDED).
+    if (this.config.type === 'ORIGINAL_DST' || this.config.lb.kind === 'PASSTHROUGH') {
       if (originalDst === null) return null;
       const key = originalDst.address + ':' + originalDst.port;
       let h = this.originalDstHosts.get(key);
@@ -116,8 +142,26 @@ export class UpstreamCluster {
     return this.lb.pick(hosts, ctx);
   }
 
+  /**
+   * Connection circuit breaker (connectionPool.tcp.maxConnections): Envoy counts every open
+   * upstream connection of the cluster, TCP-proxied and pooled HTTP alike; one more is refused
+   * with upstream_cx_overflow (flag UO). upstream_cx_active is exactly that count (it includes a
+   * previous generation's connections still draining after a reload, which Envoy would not).
+   */
+  overflowError(): ProxyError | null {
+    const max = this.config.circuitBreakers.maxConnections;
+    if (max >= ISTIO_MAX_UINT32 || this.stats.upstream_cx_active.value < max) return null;
+    this.stats.upstream_cx_overflow.inc();
+    return new ProxyError(ProxyErrorCode.UPSTREAM_OVERFLOW, `${this.name}: maxConnections ${max} reached`);
+  }
+
   /** Open a raw (or TLS-originated) connection for the TCP proxy. */
   connect(host: UpstreamHost, sni: string | null, cb: ConnectCallback): void {
+    const overflow = this.overflowError();
+    if (overflow !== null) {
+      cb(overflow, null);
+      return;
+    }
     connectUpstream(this.stats, host, this.connectOptions(sni), cb);
   }
 
@@ -146,7 +190,12 @@ export class UpstreamCluster {
         maxRequestsPerClient: c.maxRequestsPerConnection > 0 ? c.maxRequestsPerConnection : undefined,
         // undici owns keep-alive timing; Envoy's 1h idle timeout would outlive most upstream servers'
         // own idle timeouts, so honour the server's Keep-Alive hints (undici default) instead.
-        connect(_o: unknown, cb: (err: Error | null, socket: net.Socket | tls.TLSSocket | null) => void) {
+        connect: (_o: unknown, cb: (err: Error | null, socket: net.Socket | tls.TLSSocket | null) => void) => {
+          const overflow = this.overflowError();
+          if (overflow !== null) {
+            cb(overflow, null);
+            return;
+          }
           connectUpstream(stats, host, opts, (err, socket) => {
             if (err) {
               cb(err, null);

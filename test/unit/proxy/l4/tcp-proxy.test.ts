@@ -1,0 +1,335 @@
+// The TCP proxy end to end in-process: a real gateway Runtime on loopback with Istio YAML, real
+// upstream servers, real client sockets. Weighted splits, LB policies through the whole path
+// (endpoint ports by name, per-subset policy), the connection circuit breaker (UO), connect
+// failure and timeout (UF,URX), and the idle timeout.
+
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import t from 'tap';
+import { freePort, startTestRuntime, type TestGateway } from '../../../helpers/gateway';
+
+interface Upstream {
+  readonly port: number;
+  readonly sockets: Set<net.Socket>;
+  accepted: number;
+}
+
+/** Writes `name\n` on connect; then echoes; keeps the socket until the client closes. */
+async function upstream(t: { teardown(fn: () => unknown): void }, name: string): Promise<Upstream> {
+  const u: Upstream = { port: 0, sockets: new Set(), accepted: 0 };
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    u.accepted++;
+    u.sockets.add(s);
+    s.on('close', () => u.sockets.delete(s));
+    s.on('error', () => {});
+    s.write(name + '\n');
+    s.pipe(s);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    for (const s of u.sockets) s.destroy();
+    server.close();
+  });
+  return Object.assign(u, { port: (server.address() as net.AddressInfo).port });
+}
+
+/** Connect, read the first line (the upstream's name), close. '' when the proxy closed first. */
+function firstLine(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    let data = '';
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => {
+      data += d;
+      const i = data.indexOf('\n');
+      if (i >= 0) {
+        s.destroy();
+        resolve(data.slice(0, i));
+      }
+    });
+    s.on('error', () => {});
+    s.on('close', () => resolve(data.includes('\n') ? data.slice(0, data.indexOf('\n')) : ''));
+  });
+}
+
+function gatewayYaml(port: number, rest: string): string {
+  return `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: gw }
+spec:
+  selector: { istio: egressgateway }
+  servers:
+  - port: { number: ${port}, name: tcp, protocol: TCP }
+    hosts: ["*"]
+${rest}`;
+}
+
+function staticService(host: string, endpoints: string): string {
+  return `---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: ${host.split('.')[0]} }
+spec:
+  hosts: [${host}]
+  ports: [{ number: 9000, name: tcp-main, protocol: TCP }]
+  resolution: STATIC
+  endpoints:
+${endpoints}
+`;
+}
+
+async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+t.test('weighted split 80/20 over 1000 connections lands within 5 binomial sd', async (t) => {
+  const a = await upstream(t, 'a');
+  const b = await upstream(t, 'b');
+  const port = await freePort();
+  const gw = await startTestRuntime(t, gatewayYaml(port, `
+${staticService('a.test', `  - address: 127.0.0.1\n    ports: { tcp-main: ${a.port} }`)}
+${staticService('b.test', `  - address: 127.0.0.1\n    ports: { tcp-main: ${b.port} }`)}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: split }
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  tcp:
+  - route:
+    - { destination: { host: a.test, port: { number: 9000 } }, weight: 80 }
+    - { destination: { host: b.test, port: { number: 9000 } }, weight: 20 }
+`));
+  const n = 1000;
+  const counts: Record<string, number> = { a: 0, b: 0, '': 0 };
+  for (let i = 0; i < n; i += 25) {
+    const batch = await Promise.all(Array.from({ length: 25 }, () => firstLine(port)));
+    for (const name of batch) counts[name] = (counts[name] ?? 0) + 1;
+  }
+  t.equal(counts[''], 0, 'every connection reached an upstream');
+  // Binomial(1000, 0.8): sd = sqrt(1000 * 0.8 * 0.2) = 12.6. ±63 (5 sd) fails by chance ~6e-7.
+  t.ok(Math.abs(counts.a! - 800) <= 63, `a got ${counts.a} of ${n} (80% expected, 737..863 accepted)`);
+  t.equal(counts.a! + counts.b!, n);
+  t.equal(gw.stat('cluster.outbound|9000||a.test.upstream_cx_total'), counts.a, 'cluster a counted its connections');
+  t.equal(gw.stat('cluster.outbound|9000||b.test.upstream_cx_total'), counts.b, 'cluster b counted its connections');
+});
+
+t.test('ROUND_ROBIN over endpoint ports by name, and a subset overriding the LB with consistentHash', async (t) => {
+  const ups = [await upstream(t, 'u0'), await upstream(t, 'u1'), await upstream(t, 'u2')];
+  const port = await freePort();
+  const eps = ups.map((u, i) => `  - address: 127.0.0.1\n    ports: { tcp-main: ${u.port} }\n    labels: { idx: "${i}", group: g }`).join('\n');
+  const gw = await startTestRuntime(t, gatewayYaml(port, `
+${staticService('rr.test', eps)}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: rr }
+spec:
+  host: rr.test
+  trafficPolicy: { loadBalancer: { simple: ROUND_ROBIN } }
+  subsets:
+  - name: sticky
+    labels: { group: g }
+    trafficPolicy: { loadBalancer: { consistentHash: { useSourceIp: true } } }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: rr }
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  tcp:
+  - match: [{ port: ${port} }]
+    route: [{ destination: { host: rr.test, port: { number: 9000 } } }]
+`));
+  const seq: string[] = [];
+  for (let i = 0; i < 6; i++) seq.push(await firstLine(port));
+  t.same(seq, ['u0', 'u1', 'u2', 'u0', 'u1', 'u2'], 'round robin, each endpoint on its named port');
+  t.ok(gw.rt, 'runtime up');
+
+  // Same world, but routed to the sticky subset: one source IP, one host.
+  const port2 = await freePort();
+  const gw2 = await startTestRuntime(t, gatewayYaml(port2, `
+${staticService('rr.test', eps)}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: rr }
+spec:
+  host: rr.test
+  trafficPolicy: { loadBalancer: { simple: ROUND_ROBIN } }
+  subsets:
+  - name: sticky
+    labels: { group: g }
+    trafficPolicy: { loadBalancer: { consistentHash: { useSourceIp: true } } }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: rr }
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  tcp:
+  - route: [{ destination: { host: rr.test, subset: sticky, port: { number: 9000 } } }]
+`));
+  const sticky = new Set<string>();
+  for (let i = 0; i < 12; i++) sticky.add(await firstLine(port2));
+  t.equal(sticky.size, 1, `consistentHash by source IP: all 12 connections from 127.0.0.1 on one host (${[...sticky]})`);
+  t.equal(gw2.stat('cluster.outbound|9000|sticky|rr.test.upstream_cx_total'), 12);
+});
+
+t.test('maxConnections: the connection over the limit is refused with UO and upstream_cx_overflow', async (t) => {
+  const u = await upstream(t, 'u');
+  const port = await freePort();
+  const gw = await startTestRuntime(t, gatewayYaml(port, `
+${staticService('limited.test', `  - address: 127.0.0.1\n    ports: { tcp-main: ${u.port} }`)}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: limited }
+spec:
+  host: limited.test
+  trafficPolicy: { connectionPool: { tcp: { maxConnections: 2 } } }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: limited }
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  tcp:
+  - route: [{ destination: { host: limited.test, port: { number: 9000 } } }]
+`));
+  const held: net.Socket[] = [];
+  t.teardown(() => held.forEach((s) => s.destroy()));
+  for (let i = 0; i < 2; i++) {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    held.push(s);
+    await new Promise<void>((r) => s.once('data', () => r()));
+  }
+  t.equal(await firstLine(port), '', 'third concurrent connection: closed without reaching the upstream');
+  t.equal(u.accepted, 2, 'the upstream saw only two connections');
+  t.equal(gw.stat('cluster.outbound|9000||limited.test.upstream_cx_overflow'), 1, 'upstream_cx_overflow counted');
+  const lines = await gw.lines();
+  t.ok(lines.some((l) => /"- - -" 0 UO - - "-" 0 0 /.test(l) && l.includes('outbound|9000||limited.test')), 'access log: UO');
+  held[0]!.destroy();
+  await waitFor(() => gw.stat('cluster.outbound|9000||limited.test.upstream_cx_active') === 1, 'a slot to free');
+  t.equal(await firstLine(port), 'u', 'with a slot free, a new connection goes through');
+});
+
+t.test('connect refused and connect timeout: UF,URX, upstream_cx_connect_fail / _connect_timeout', async (t) => {
+  // A port with nothing listening: refused at once.
+  const closedPort = await freePort();
+  // A listener whose accept queue is full and whose process is stopped: the kernel drops further
+  // SYNs (tcp_conn_request: accept queue full -> drop), so a connect hangs until our timeout.
+  const child = spawn(process.execPath, ['-e', `
+    const net = require('node:net');
+    const srv = net.createServer(() => {});
+    srv.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => console.log(srv.address().port));
+  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => {
+    child.kill('SIGCONT');
+    child.kill('SIGKILL');
+  });
+  const stuckPort = await new Promise<number>((r) => child.stdout.once('data', (d: Buffer) => r(Number(String(d).trim()))));
+  child.kill('SIGSTOP');
+  const fillers: net.Socket[] = [];
+  t.teardown(() => fillers.forEach((s) => s.destroy()));
+  for (let i = 0; i < 4; i++) {
+    const s = net.connect(stuckPort, '127.0.0.1');
+    s.on('error', () => {});
+    fillers.push(s);
+  }
+  await new Promise((r) => setTimeout(r, 100));
+
+  const port = await freePort();
+  const port2 = await freePort();
+  const gw = await startTestRuntime(t, `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: gw }
+spec:
+  selector: { istio: egressgateway }
+  servers:
+  - port: { number: ${port}, name: tcp, protocol: TCP }
+    hosts: ["*"]
+  - port: { number: ${port2}, name: tcp2, protocol: TCP }
+    hosts: ["*"]
+${staticService('refused.test', `  - address: 127.0.0.1\n    ports: { tcp-main: ${closedPort} }`)}
+${staticService('stuck.test', `  - address: 127.0.0.1\n    ports: { tcp-main: ${stuckPort} }`)}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: stuck }
+spec:
+  host: stuck.test
+  trafficPolicy: { connectionPool: { tcp: { connectTimeout: 200ms } } }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: fail }
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  tcp:
+  - match: [{ port: ${port} }]
+    route: [{ destination: { host: refused.test, port: { number: 9000 } } }]
+  - match: [{ port: ${port2} }]
+    route: [{ destination: { host: stuck.test, port: { number: 9000 } } }]
+`);
+  t.equal(await firstLine(port), '', 'refused: the client is closed');
+  t.equal(gw.stat('cluster.outbound|9000||refused.test.upstream_cx_connect_fail'), 1);
+  t.equal(await firstLine(port2), '', 'timeout: the client is closed');
+  t.equal(gw.stat('cluster.outbound|9000||stuck.test.upstream_cx_connect_timeout'), 1, 'upstream_cx_connect_timeout');
+  t.equal(gw.stat('cluster.outbound|9000||stuck.test.upstream_cx_connect_fail'), 1, 'a timeout is also a connect failure');
+  const lines = await gw.lines();
+  t.ok(lines.some((l) => /"- - -" 0 UF,URX - - "ECONNREFUSED" /.test(l) && l.includes('refused.test')), 'refused: UF,URX with the transport failure reason');
+  t.ok(lines.some((l) => /"- - -" 0 UF,URX - - "connection_timeout" /.test(l) && l.includes('stuck.test')), 'timeout: UF,URX connection_timeout');
+});
+
+t.test('tcp idleTimeout closes a silent relay and counts tcp.<prefix>.idle_timeout', async (t) => {
+  const u = await upstream(t, 'u');
+  const port = await freePort();
+  const gw: TestGateway = await startTestRuntime(t, gatewayYaml(port, `
+${staticService('idle.test', `  - address: 127.0.0.1\n    ports: { tcp-main: ${u.port} }`)}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: idle }
+spec:
+  host: idle.test
+  # http.idleTimeout is the HTTP pool's; only tcp.idleTimeout applies to the TCP proxy.
+  trafficPolicy: { connectionPool: { tcp: { idleTimeout: 300ms }, http: { idleTimeout: 1h } } }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: idle }
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  tcp:
+  - route: [{ destination: { host: idle.test, port: { number: 9000 } } }]
+`));
+  const s = net.connect(port, '127.0.0.1');
+  s.on('error', () => {});
+  let got = '';
+  s.setEncoding('utf8');
+  s.on('data', (d: string) => (got += d));
+  await new Promise<void>((r) => s.once('data', () => r()));
+  s.write('ping\n');
+  await new Promise<void>((r) => s.once('close', () => r()));
+  t.equal(got, 'u\nping\n', 'the relay worked until it went silent, then the proxy closed it');
+  t.equal(gw.stat('tcp.outbound|9000||idle.test.idle_timeout'), 1, 'idle_timeout counted');
+  await waitFor(() => u.sockets.size === 0, 'the upstream side to close too');
+  // The line is written once both sockets have closed: wait for it, then check it.
+  await waitFor(async () => (await gw.lines()).some((l) => l.includes('idle.test')), 'the access-log line');
+  const line = (await gw.lines()).find((l) => l.includes('idle.test'))!;
+  t.match(line, /"- - -" 0 - - tcp_proxy_idle_timeout "-" 5 7 \d+ /, 'logged: termination details, 5 bytes in, 7 out');
+});
