@@ -20,7 +20,7 @@ import { GatewayListeners } from './listener/gateway';
 import { HttpProxyListener } from './listener/http-proxy';
 import { originalDstSupport } from './listener/original-dst';
 import { createAccessLog } from './observe/access-log';
-import type { AuditLogOptions } from './observe/audit-log';
+import { withAudit, type AuditLogOptions } from './observe/audit-log';
 import { createLogger } from './observe/log';
 import { StatsStore } from './observe/stats';
 import { ClusterManager } from './upstream/cluster-manager';
@@ -191,7 +191,7 @@ export class Runtime {
     const s = this.stats;
     await this.clusters.update(snapshot);
     // Workers share stdout through the primary (lines from several processes would interleave).
-    const accessLog = this.mode === 'worker' && o.accessLog === 'stdout' ? new IpcAccessLog(o.accessLogFormat, s) : createAccessLog({ target: o.accessLog, format: o.accessLogFormat, audit: o.auditLog ?? null }, s);
+    const accessLog = withAudit(this.mode === 'worker' && o.accessLog === 'stdout' ? new IpcAccessLog(o.accessLogFormat, s) : createAccessLog({ target: o.accessLog, format: o.accessLogFormat }, s), o.auditLog, s);
     this.accessLog = accessLog;
     this.closers.push(() => accessLog.close());
     const ctx = new ProxyContext({ role: o.role, stats: s, clusters: this.clusters, accessLog, log: this.log, serverTls: new ServerTlsContexts(), snapshot });

@@ -15,7 +15,7 @@ import path from 'node:path';
 import pino from 'pino';
 import type { AccessLogRecord, AccessLogSink } from './access-log-record';
 import type { Counter, StatsStore } from './stats';
-import { AuditLog, auditPathForProcess, type AuditLogOptions } from './audit-log';
+import { withAudit, type AuditLogOptions } from './audit-log';
 
 export type AccessLogFormat = 'istio' | 'envoy' | 'json';
 export const ACCESS_LOG_FORMATS: readonly AccessLogFormat[] = ['istio', 'envoy', 'json'];
@@ -284,17 +284,7 @@ export function createAccessLog(
 ): AccessLog {
   if (!ACCESS_LOG_FORMATS.includes(opts.format)) throw new TypeError(`unknown access log format "${String(opts.format)}", use one of ${ACCESS_LOG_FORMATS.join(', ')}`);
   const main: AccessLog = opts.target === 'off' ? OFF : asAccessLog(new AsyncAccessLog(opts.target, opts.format, stats, opts.maxBufferBytes ?? DEFAULT_ACCESS_LOG_BUFFER_BYTES, opts.minLength ?? 0));
-  if (opts.audit === undefined || opts.audit === null) return main;
-  // The audit log is a second sink beside the access log (a tee), so the data plane is unchanged.
-  const audit = new AuditLog({ ...opts.audit, path: auditPathForProcess(opts.audit.path) }, stats);
-  return {
-    log(record: AccessLogRecord): void {
-      main.log(record);
-      audit.log(record);
-    },
-    flush: () => Promise.all([main.flush(), audit.flush()]).then(() => undefined),
-    close: () => Promise.all([main.close(), audit.close()]).then(() => undefined),
-  };
+  return withAudit(main, opts.audit, stats);
 }
 
 function asAccessLog(sink: AsyncAccessLog): AccessLog {

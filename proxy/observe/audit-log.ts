@@ -238,3 +238,26 @@ export function auditPathForProcess(file: string, env: NodeJS.ProcessEnv = proce
   const worker = env['SLUICE_WORKER_INDEX'];
   return worker === undefined || worker === '' ? file : `${file}.worker-${worker}`;
 }
+
+/** A sink the runtime can flush and close (the access log, or a worker's IPC access log). */
+export interface ClosableSink extends AccessLogSink {
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * `sink` plus the audit log when `--audit-log` is set: a tee, so the data plane keeps calling one
+ * `log(record)` and needs no change; flush and close cover both.
+ */
+export function withAudit<S extends ClosableSink>(sink: S, audit: AuditLogOptions | null | undefined, stats: StatsStore): S | ClosableSink {
+  if (audit === undefined || audit === null) return sink;
+  const log = new AuditLog({ ...audit, path: auditPathForProcess(audit.path) }, stats);
+  return {
+    log(record: AccessLogRecord): void {
+      sink.log(record);
+      log.log(record);
+    },
+    flush: () => Promise.all([sink.flush(), log.flush()]).then(() => undefined),
+    close: () => Promise.all([sink.close(), log.close()]).then(() => undefined),
+  };
+}
