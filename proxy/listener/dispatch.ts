@@ -4,7 +4,7 @@
 // HTTP connection manager or the TCP proxy. Shared by the gateway ports and the sidecar capture port.
 
 import type net from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import type { FilterChain, Listener } from '../../config/compile/snapshot';
 import { selectChain } from '../../config/compile/lookup';
@@ -13,6 +13,7 @@ import { AccessLogRecord } from '../observe/access-log-record';
 import type { ListenerStats } from '../observe/stats';
 import { DownstreamInfo, handOverHttp } from '../l7/http-connection';
 import { proxyTcp, type L4Info } from '../l4/tcp-proxy';
+import { terminateTls } from '../tls/terminate';
 import { inspect, type Inspection } from './inspect';
 import type http from 'node:http';
 
@@ -57,43 +58,28 @@ function runChain(ctx: ProxyContext, conn: AcceptedConnection, chain: FilterChai
     conn.socket.destroy();
     return;
   }
-  let socket: net.Socket = conn.socket;
+  const socket: net.Socket = conn.socket;
   if (chain.tls !== null) {
     // Put the inspected bytes back so the TLS server reads the ClientHello it needs.
     if (head !== null && head.length > 0) socket.unshift(head);
-    head = null;
     let secureContext: tls.SecureContext;
     try {
       secureContext = ctx.serverTls.get(chain.tls);
     } catch (e) {
       ctx.log.error({ err: (e as Error).message, chain: chain.name }, 'cannot load server certificate');
       conn.listenerStats.ssl_connection_error.inc();
+      logDropped(ctx, conn, sni, '-', 'cannot load server certificate');
       socket.destroy();
       return;
     }
-    const mutual = chain.tls.mode !== 'SIMPLE';
-    const secure = new tls.TLSSocket(socket, {
-      isServer: true,
-      secureContext,
-      requestCert: mutual,
-      rejectUnauthorized: mutual && chain.tls.mode !== 'OPTIONAL_MUTUAL',
-      // No ALPNProtocols: this path speaks HTTP/1.1 only, and Node aborts the handshake when a client
-      // offers no overlapping protocol (a sidecar's ISTIO_MUTUAL offers `istio-peer-exchange, istio`),
-      // where Envoy carries on without ALPN. Without the option Node selects nothing and continues.
-    });
-    secure.once('secure', () => {
-      conn.listenerStats.ssl_handshake.inc();
-      handToFilter(ctx, conn, chain, secure, sni ?? ((secure as unknown as { servername?: string }).servername || null), null, 'https');
-    });
-    secure.on('error', (err: NodeJS.ErrnoException) => {
-      if ((secure as unknown as { _secureEstablished?: boolean })._secureEstablished) return;
-      const code = err.code ?? '';
-      if (code.includes('CERT') || code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') {
-        if (code.includes('NO_CERT') || code.includes('DID_NOT_RETURN')) conn.listenerStats.ssl_no_certificate.inc();
-        else conn.listenerStats.ssl_fail_verify_error.inc();
-      } else conn.listenerStats.ssl_connection_error.inc();
-      logDropped(ctx, conn, sni, '-', 'downstream TLS handshake failed: ' + code);
-      secure.destroy();
+    terminateTls(socket, chain.tls, secureContext, ctx.stats, conn.listener.name, conn.listenerStats, {
+      secure(secure, servername, _peerUriSan) {
+        // _peerUriSan (DOWNSTREAM_PEER_URI_SAN) goes to the access log once DownstreamInfo / L4Info carry it.
+        handToFilter(ctx, conn, chain, secure, sni ?? servername, null, 'https');
+      },
+      failed(f) {
+        logDropped(ctx, conn, sni, '-', 'downstream TLS handshake failed: ' + f.reason);
+      },
     });
     return;
   }

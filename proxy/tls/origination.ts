@@ -35,5 +35,8 @@ export function buildTlsOrigination(c: Cluster): TlsOrigination {
     // not the SNI, so Node's hostname check does not apply.
     check = () => undefined;
   }
-  return { secureContext, rejectUnauthorized: !t.insecureSkipVerify, alpn: t.alpn, checkServerIdentity: check, sessions: new Map() };
+  return {
+    secureContext, rejectUnauthorized: !t.insecureSkipVerify, alpn: t.alpn, checkServerIdentity: check, sessions: new Map(),
+    awaitPeerVerdict: t.mode !== 'SIMPLE',
+  };
 }

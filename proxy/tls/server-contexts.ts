@@ -3,6 +3,7 @@
 // rotation takes effect for new connections without a restart while open connections keep theirs.
 // File reads happen here (reload time), never per connection.
 
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import tls from 'node:tls';
 import type { DownstreamTls } from '../../config/compile/snapshot';
@@ -37,6 +38,10 @@ export class ServerTlsContexts {
       minVersion: t.minVersion,
       maxVersion: t.maxVersion,
       ciphers: t.cipherSuites === null ? undefined : t.cipherSuites.join(':'),
+      // OpenSSL refuses to resume a session on a context that verifies peers (MUTUAL) unless a session
+      // id context is set ("session id context uninitialized": the resuming client gets an internal
+      // error alert). tls.Server sets one itself; contexts used with a bare TLSSocket must.
+      sessionIdContext: createHash('sha256').update(key).digest('hex').slice(0, 32),
     });
     this.entries.set(key, { context, stamp, checkedAt: now });
     return context;

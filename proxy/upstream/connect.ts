@@ -20,7 +20,22 @@ export interface TlsOrigination {
   /** Verifies the peer certificate beyond the CA chain (SAN list); undefined = Node's hostname check. */
   readonly checkServerIdentity: ((host: string, cert: tls.PeerCertificate) => Error | undefined) | undefined;
   readonly sessions: Map<string, Buffer>;
+  /**
+   * The upstream verifies a client certificate (DR MUTUAL / ISTIO_MUTUAL). In TLS 1.3 the client's
+   * handshake completes before the server has judged the client's certificate; its verdict (a session
+   * ticket, or an alert such as certificate_required) arrives one flight later. With this set, a new
+   * TLS 1.3 connection is handed over only once that verdict is in, so a refused certificate is a
+   * connect failure (503 UF + UPSTREAM_TRANSPORT_FAILURE_REASON, retried) and not a reset mid-request.
+   */
+  readonly awaitPeerVerdict: boolean;
 }
+
+/**
+ * Upper bound (ms) on waiting for a mutual-TLS server's verdict after our TLS 1.3 Finished. Servers
+ * that verify client certificates (Envoy, sluice, Node, Go, nginx) send their tickets at once; one that
+ * sends none costs this much on each new connection and then works as before.
+ */
+const PEER_VERDICT_MAX_MS = 250;
 
 export type ConnectCallback = (err: ProxyError | null, socket: net.Socket | null) => void;
 
@@ -32,6 +47,11 @@ class UpstreamConnection {
   readonly tcp: net.Socket;
   socket: net.Socket;
   timer: NodeJS.Timeout | null = null;
+  /** TLS: cache key of this connection's session (the SNI, else the host) */
+  sessionKey = '';
+  tls: TlsOrigination | null = null;
+  /** handshake done, waiting for the mutual-TLS server's verdict (see awaitPeerVerdict) */
+  awaitingVerdict = false;
   cb: ConnectCallback | null;
   connected = false;
   closedLocally = false;
@@ -55,6 +75,8 @@ class UpstreamConnection {
     this.host.counters.cx_connect_fail++;
     this.host.healthy = false;
     this.closedLocally = true;
+    // A session the server no longer accepts would fail every later attempt the same way.
+    if (this.tls !== null && err.code === ProxyErrorCode.UPSTREAM_TLS) this.tls.sessions.delete(this.sessionKey);
     this.socket.destroy();
     cb(err, null);
   }
@@ -102,18 +124,55 @@ function onTcpConnect(this: UpstreamConnection): void {
   this.ready();
 }
 
+/** Failures of our own check of the server's certificate (Node's X509 verification codes). */
+const VERIFY_ERROR = /^(UNABLE_TO_|CERT_|SELF_SIGNED_|DEPTH_ZERO_|INVALID_CA|PATH_LENGTH_|ERR_SSL_CERTIFICATE_VERIFY_FAILED)/;
+
 function countTlsFailure(stats: ClusterStats, err: NodeJS.ErrnoException): void {
   const code = err.code ?? '';
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID' || code === 'ERR_SLUICE_SAN_MISMATCH') stats.ssl_fail_verify_san.inc();
-  else if (code.includes('CERT') || code.includes('SELF_SIGNED') || code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE') stats.ssl_fail_verify_error.inc();
+  else if (VERIFY_ERROR.test(code)) stats.ssl_fail_verify_error.inc();
+  // Everything else, alerts from the server included (certificate_required, handshake_failure).
   else stats.ssl_connection_error.inc();
 }
 
 function onSecureConnect(this: UpstreamConnection): void {
   const s = this.socket as tls.TLSSocket;
   this.stats.ssl_handshake.inc();
-  if (s.isSessionReused()) this.stats.ssl_session_reused.inc();
+  const reused = s.isSessionReused();
+  if (reused) this.stats.ssl_session_reused.inc();
+  // A resumed session carries the certificate the server accepted before: no new verdict to wait for.
+  if (this.tls!.awaitPeerVerdict && !reused && s.getProtocol() === 'TLSv1.3') {
+    this.awaitingVerdict = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(onVerdictTimeout.bind(this), PEER_VERDICT_MAX_MS);
+    return;
+  }
   this.ready();
+}
+
+/** No ticket within the bound: the server accepted us without sending one (or is slow); carry on. */
+function onVerdictTimeout(this: UpstreamConnection): void {
+  this.timer = null;
+  this.awaitingVerdict = false;
+  this.ready();
+}
+
+function onVerdict(conn: UpstreamConnection): void {
+  conn.ready();
+}
+
+/** TLS 1.3 tickets arrive after the handshake (PERFORMANCE.md §5.2); keep the latest per SNI. */
+function onSession(this: UpstreamConnection, session: Buffer): void {
+  const t = this.tls!;
+  if (t.sessions.size > 1000) t.sessions.clear();
+  t.sessions.set(this.sessionKey, session);
+  if (this.awaitingVerdict) {
+    // A ticket is the server's "accepted": it is sent only after our certificate and Finished checked out.
+    // Hand over on the next turn: this event fires inside OpenSSL's read of the ticket, and bytes
+    // written from here are never flushed (seen with Node 20).
+    this.awaitingVerdict = false;
+    setImmediate(onVerdict, this);
+  }
 }
 
 function onTlsError(this: UpstreamConnection, err: NodeJS.ErrnoException): void {
@@ -148,6 +207,8 @@ export function connectUpstream(stats: ClusterStats, host: UpstreamHost, opts: C
     return;
   }
   const sessionKey = opts.sni ?? host.key;
+  conn.sessionKey = sessionKey;
+  conn.tls = t;
   const options: tls.ConnectionOptions = {
     socket: tcp,
     secureContext: t.secureContext,
@@ -162,9 +223,5 @@ export function connectUpstream(stats: ClusterStats, host: UpstreamHost, opts: C
   conn.socket = secure;
   secure.once('secureConnect', onSecureConnect.bind(conn));
   secure.on('error', onTlsError.bind(conn));
-  // TLS 1.3 tickets arrive after the handshake (PERFORMANCE.md §5.2); keep the latest per SNI.
-  secure.on('session', (session: Buffer) => {
-    if (t.sessions.size > 1000) t.sessions.clear();
-    t.sessions.set(sessionKey, session);
-  });
+  secure.on('session', onSession.bind(conn));
 }

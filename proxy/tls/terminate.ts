@@ -1,0 +1,155 @@
+// Terminating downstream TLS on a gateway chain (SIMPLE / MUTUAL / ISTIO_MUTUAL / OPTIONAL_MUTUAL):
+// a server-side TLSSocket over the accepted socket, the peer checks Envoy makes (CA chain, required
+// certificate, the server's `subjectAltNames`), and Envoy's `listener.<name>.ssl.*` stats
+// (E:docs/root/_include/ssl_stats.rst): `handshake` per successful handshake, `no_certificate` per
+// successful handshake without a client certificate, `fail_verify_no_cert` when a required one is
+// missing, `fail_verify_error` for a chain that does not verify, `fail_verify_san` for a SAN mismatch,
+// `connection_error` for every other failure.
+//
+// Why a bare TLSSocket rather than tls.Server: the filter chain (and so the certificate and the
+// verification mode) is chosen per connection after the ClientHello was inspected. The price is that
+// Node's tls.Server-only check is ours to make: with requestCert, OpenSSL accepts any chain and Node
+// reports the verdict through the handle's verifyError(), which only tls.Server's own connection
+// listener consults (lib/_tls_wrap.js onServerSocketSecure). Without it a certificate from any CA passes.
+
+import type net from 'node:net';
+import tls from 'node:tls';
+import type { DownstreamTls } from '../../config/compile/snapshot';
+import type { Counter, ListenerStats, StatsStore } from '../observe/stats';
+import { sanitizeStatSegment } from '../observe/stats';
+
+/** The two listener ssl stats ListenerStats does not declare, resolved once per listener. */
+interface ExtraTlsStats {
+  readonly fail_verify_no_cert: Counter;
+  readonly fail_verify_san: Counter;
+}
+
+const extraStats = new WeakMap<ListenerStats, ExtraTlsStats>();
+
+function extraFor(store: StatsStore, listenerName: string, ls: ListenerStats): ExtraTlsStats {
+  let e = extraStats.get(ls);
+  if (e === undefined) {
+    const p = 'listener.' + sanitizeStatSegment(listenerName) + '.ssl.';
+    e = { fail_verify_no_cert: store.counter(p + 'fail_verify_no_cert'), fail_verify_san: store.counter(p + 'fail_verify_san') };
+    extraStats.set(ls, e);
+  }
+  return e;
+}
+
+/** Why a downstream handshake failed: the Envoy-style reason for the log (`TLS_error:<code>`). */
+export interface DownstreamTlsFailure {
+  readonly reason: string;
+}
+
+export interface TerminatedCallbacks {
+  /** The handshake and every peer check passed. `peerUriSan`: the client certificate's first URI SAN. */
+  secure(socket: tls.TLSSocket, servername: string | null, peerUriSan: string | null): void;
+  /** The handshake or a peer check failed; the socket is already destroyed. */
+  failed(f: DownstreamTlsFailure): void;
+}
+
+type HandleWithVerify = { verifyError(): (Error & { code?: string }) | null };
+
+/** One per terminated connection; handlers are methods bound once (no per-chunk closures). */
+class Termination {
+  private done = false;
+  constructor(
+    readonly secureSocket: tls.TLSSocket,
+    readonly settings: DownstreamTls,
+    readonly stats: ListenerStats,
+    readonly extra: ExtraTlsStats,
+    readonly cb: TerminatedCallbacks,
+  ) {}
+
+  onSecure(): void {
+    const s = this.secureSocket;
+    const t = this.settings;
+    const requested = t.mode !== 'SIMPLE';
+    const cert = requested ? s.getPeerCertificate() : null;
+    const hasCert = cert !== null && cert.raw !== undefined;
+    if (requested && hasCert) {
+      const handle = (s as unknown as { _handle: HandleWithVerify | null })._handle;
+      const verifyError = handle === null ? null : handle.verifyError();
+      if (verifyError !== null) {
+        // Every mode, OPTIONAL_MUTUAL included: Envoy (require_client_certificate false) still
+        // rejects a certificate that is presented and does not verify.
+        this.stats.ssl_fail_verify_error.inc();
+        this.fail('TLS_error:' + (verifyError.code ?? verifyError.message));
+        return;
+      }
+      if (t.subjectAltNames.length > 0 && !sanMatches(cert.subjectaltname, t.subjectAltNames)) {
+        this.extra.fail_verify_san.inc();
+        this.fail('TLS_error:SAN_MISMATCH');
+        return;
+      }
+    }
+    if (!hasCert) this.stats.ssl_no_certificate.inc();
+    this.stats.ssl_handshake.inc();
+    this.done = true;
+    const servername = (s as unknown as { servername?: string | false }).servername;
+    this.cb.secure(s, typeof servername === 'string' && servername !== '' ? servername : null, hasCert ? firstUriSan(cert.subjectaltname) : null);
+  }
+
+  onError(err: NodeJS.ErrnoException): void {
+    if (this.done) return; // after the handshake, errors belong to the HTTP / TCP layer
+    const code = err.code ?? '';
+    if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') this.extra.fail_verify_no_cert.inc();
+    else if (code === 'ERR_SSL_CERTIFICATE_VERIFY_FAILED') this.stats.ssl_fail_verify_error.inc();
+    else this.stats.ssl_connection_error.inc();
+    this.fail('TLS_error:' + (code || err.message));
+  }
+
+  private fail(reason: string): void {
+    if (this.done) return;
+    this.done = true;
+    this.secureSocket.destroy();
+    this.cb.failed({ reason });
+  }
+}
+
+/**
+ * Terminate TLS on `socket`. Inspected bytes must have been put back with `socket.unshift(head)`
+ * first: Node's TLSSocket feeds data already buffered on the JS socket to OpenSSL before reading
+ * the handle (tested with a ClientHello consumed by inspection).
+ */
+export function terminateTls(
+  socket: net.Socket, settings: DownstreamTls, secureContext: tls.SecureContext,
+  store: StatsStore, listenerName: string, stats: ListenerStats, cb: TerminatedCallbacks,
+): void {
+  const mutual = settings.mode !== 'SIMPLE';
+  const secure = new tls.TLSSocket(socket, {
+    isServer: true,
+    secureContext,
+    requestCert: mutual,
+    // A missing certificate is refused in the handshake (OpenSSL's FAIL_IF_NO_PEER_CERT); the chain
+    // itself is judged in onSecure (see the header comment).
+    rejectUnauthorized: mutual && settings.mode !== 'OPTIONAL_MUTUAL',
+    // No ALPNProtocols: this path speaks HTTP/1.1 only, and Node aborts the handshake when a client
+    // offers no overlapping protocol (a sidecar's ISTIO_MUTUAL offers `istio-peer-exchange, istio`),
+    // where Envoy carries on without ALPN. Without the option Node selects nothing and continues.
+  });
+  const t = new Termination(secure, settings, stats, extraFor(store, listenerName, stats), cb);
+  secure.once('secure', t.onSecure.bind(t));
+  secure.on('error', t.onError.bind(t));
+}
+
+/** `subjectaltname` is Node's `DNS:a, URI:spiffe://..., IP Address:1.2.3.4` string. */
+function sanEntries(subjectaltname: string | undefined): string[] {
+  if (subjectaltname === undefined || subjectaltname === '') return [];
+  return subjectaltname.split(', ');
+}
+
+function firstUriSan(subjectaltname: string | undefined): string | null {
+  for (const e of sanEntries(subjectaltname)) if (e.startsWith('URI:')) return e.slice(4);
+  return null;
+}
+
+/** Envoy's match_subject_alt_names with exact matchers: any SAN value equal to any wanted one. */
+export function sanMatches(subjectaltname: string | undefined, wanted: readonly string[]): boolean {
+  for (const e of sanEntries(subjectaltname)) {
+    const colon = e.indexOf(':');
+    const value = colon < 0 ? e : e.slice(colon + 1);
+    if (wanted.includes(value)) return true;
+  }
+  return false;
+}
