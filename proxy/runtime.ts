@@ -147,6 +147,10 @@ export class Runtime {
       await this.startDataPlane(snapshot);
     }
     if (this.mode === 'worker') {
+      // Workers keep their own server.* gauges: the primary's merged view takes them from here.
+      const gauges = setInterval(() => this.refreshServerStats(), 1000);
+      gauges.unref();
+      this.closers.push(() => clearInterval(gauges));
       const stop = serveWorker({
         stats: s,
         clusters: () => this.clusterStatuses(),
@@ -157,6 +161,7 @@ export class Runtime {
       this.closers.push(stop);
       this.source?.start();
       this.serverState = 'LIVE';
+      this.refreshServerStats();
       announceLive();
       this.log.debug({ worker: process.env['SLUICE_WORKER_INDEX'], listeners: this.listenerAddresses() }, 'worker is live');
       return;

@@ -131,14 +131,15 @@ export class StatsStore {
   /** all() sorted, kept until a stat is added (stats are never removed). */
   private sorted: AnyStat[] | null = null;
 
-  counter(name: string): Counter {
-    return this.getOrCreate(name, Counter);
+  /** `prom`: the Prometheus view when the caller already knows it (a worker's stat merged in the primary). */
+  counter(name: string, prom?: PromView): Counter {
+    return this.getOrCreate(name, Counter, prom);
   }
-  gauge(name: string): Gauge {
-    return this.getOrCreate(name, Gauge);
+  gauge(name: string, prom?: PromView): Gauge {
+    return this.getOrCreate(name, Gauge, prom);
   }
-  histogram(name: string): Histogram {
-    return this.getOrCreate(name, Histogram);
+  histogram(name: string, prom?: PromView): Histogram {
+    return this.getOrCreate(name, Histogram, prom);
   }
 
   /** Declare a dotted scope name (cluster name, listener address, stat prefix) for tag extraction. */
@@ -174,13 +175,13 @@ export class StatsStore {
     if (this.onResetCounters !== null) this.onResetCounters();
   }
 
-  private getOrCreate<T extends AnyStat>(name: string, Ctor: new (name: string, prom: PromView) => T): T {
+  private getOrCreate<T extends AnyStat>(name: string, Ctor: new (name: string, prom: PromView) => T, prom?: PromView): T {
     const existing = this.stats.get(name);
     if (existing) {
       if (!(existing instanceof Ctor)) throw new Error(`stat ${name} already exists as a ${existing.kind}`);
       return existing;
     }
-    const stat = new Ctor(name, promViewOf(name));
+    const stat = new Ctor(name, prom ?? promViewOf(name));
     this.stats.set(name, stat);
     this.sorted = null;
     return stat;

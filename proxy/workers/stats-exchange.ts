@@ -6,11 +6,14 @@
 // (once each) and then only numbers, in creation order, so a /stats at 10k clusters does not ship
 // 300k names per request.
 
-import { HISTOGRAM_BUCKETS, type AnyStat, type StatKind, type StatsStore } from '../observe/stats';
+import { HISTOGRAM_BUCKETS, type AnyStat, type PromView, type StatKind, type StatsStore } from '../observe/stats';
 
 export interface StatsReport {
-  /** [name, kind] of stats created since the previous report, in creation order. */
-  readonly added: readonly (readonly [string, StatKind])[];
+  /**
+   * [name, kind, Prometheus view] of stats created since the previous report, in creation order. The
+   * view travels along because only the worker knows the scopes (cluster names with dots) it registered.
+   */
+  readonly added: readonly (readonly [string, StatKind, PromView])[];
   /** counter/gauge: value; histogram: counts..., sum, count — for every stat, in creation order. */
   readonly values: readonly number[];
   /** creation-order indexes of stats whose `used` flag is set */
@@ -29,12 +32,12 @@ export class StatsExporter {
   }
 
   report(): StatsReport {
-    const added: [string, StatKind][] = [];
+    const added: [string, StatKind, PromView][] = [];
     const values: number[] = [];
     const used: number[] = [];
     let i = 0;
     for (const s of this.store.inCreationOrder()) {
-      if (i >= this.described) added.push([s.name, s.kind]);
+      if (i >= this.described) added.push([s.name, s.kind, s.prom]);
       if (s.used) used.push(i);
       if (s.kind === 'histogram') values.push(...s.counts, s.sum, s.count);
       else values.push(s.value);
@@ -81,8 +84,8 @@ export class StatsMerger {
     for (const [worker, r] of reports) {
       let list = this.perWorker.get(worker);
       if (list === undefined) this.perWorker.set(worker, (list = []));
-      for (const [name, kind] of r.added) {
-        list.push(kind === 'counter' ? this.store.counter(name) : kind === 'gauge' ? this.store.gauge(name) : this.store.histogram(name));
+      for (const [name, kind, prom] of r.added) {
+        list.push(kind === 'counter' ? this.store.counter(name, prom) : kind === 'gauge' ? this.store.gauge(name, prom) : this.store.histogram(name, prom));
       }
       let v = 0;
       for (const s of list) {

@@ -98,6 +98,9 @@ t.test('two workers behind one admin', async (t) => {
   t.equal(statValue(stats, 'cluster.outbound|80||up.example.upstream_rq_total'), N, 'requests summed over both workers');
   t.equal(statValue(stats, 'cluster.outbound|80||up.example.upstream_rq_200'), N);
   t.equal(statValue(stats, 'server.concurrency'), 2);
+  t.equal(statValue(stats, 'server.live'), 1, 'server.live from the workers');
+  const prom = (await get(adminPort, '/stats/prometheus', { host: 'admin' })).body;
+  t.match(prom, new RegExp(`\\nenvoy_cluster_upstream_rq_total\\{cluster_name="outbound\\|80\\|\\|up\\.example"\\} ${N}\\n`), 'Prometheus keeps the cluster_name label across workers');
   const perWorkerConnections = statValue(stats, 'cluster.outbound|80||up.example.upstream_cx_total');
   t.ok(perWorkerConnections !== null && perWorkerConnections >= 2, `both workers served traffic (upstream_cx_total ${perWorkerConnections}: one pool per worker)`);
 

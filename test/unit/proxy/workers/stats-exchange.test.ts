@@ -32,11 +32,23 @@ t.test('workers report incrementally; the primary sums counters and active gauge
   w1.counter('cluster.a.upstream_cx_total').inc();
   w1.counter('cluster.b.upstream_cx_total').inc();
   const again = e1.report();
-  t.same(again.added, [['cluster.b.upstream_cx_total', 'counter']], 'later reports name only new stats');
+  t.same(again.added.map(([n, k]) => [n, k]), [['cluster.b.upstream_cx_total', 'counter']], 'later reports name only new stats');
   m.merge(new Map([[0, again], [1, e2.report()]]));
   t.equal(primary.counter('cluster.a.upstream_cx_total').value, 8, 'merge replaces, it does not accumulate across gathers');
   t.equal(primary.counter('cluster.b.upstream_cx_total').value, 1);
   t.ok(primary.counter('cluster.b.upstream_cx_total').used, 'used flags come along');
+});
+
+t.test('Prometheus labels of a worker stat survive the merge (the primary never saw the scope)', async (t) => {
+  const w = new StatsStore();
+  w.registerScope('outbound|80||dotted.example.com');
+  w.counter('cluster.outbound|80||dotted.example.com.upstream_cx_total').inc();
+  const primary = new StatsStore();
+  new StatsMerger(primary).merge(new Map([[0, new StatsExporter(w).report()]]));
+  t.same(primary.counter('cluster.outbound|80||dotted.example.com.upstream_cx_total').prom, {
+    name: 'envoy_cluster_upstream_cx_total',
+    labels: [['cluster_name', 'outbound|80||dotted.example.com']],
+  });
 });
 
 t.test('a restarted worker describes its stats again', async (t) => {
