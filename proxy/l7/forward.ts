@@ -1,88 +1,97 @@
-// One proxied HTTP exchange: the undici dispatch handler that streams the upstream response to the
-// downstream ServerResponse with backpressure both ways, retries connect failures as Istio's
-// default retry policy does, and completes the access-log record. One object per request holds all
-// state (fields initialised in the constructor); its methods are the handler callbacks.
+// One proxied HTTP exchange: takes a pooled upstream connection (h1-upstream.ts), writes the request
+// head and streams the body with backpressure both ways, streams the response back, retries connect
+// failures as Istio's default retry policy does, and completes the access-log record. One object per
+// request holds all state (fields initialised in the constructor); its methods are the callbacks of
+// both sides (StreamHandler downstream, UpstreamHandler upstream), so no closure is made per request.
 //
-// After the response has started, an upstream failure resets the downstream connection; it never
-// appends text to a truncated body (STYLE.md rule 12).
+// The request body is only read once the upstream connection is ready, so a connect failure can be
+// retried with nothing lost. After the response has started, an upstream failure resets the
+// downstream connection; it never appends text to a truncated body (STYLE.md rule 12).
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { Dispatcher } from 'undici';
 import type { ForwardAction } from '../../config/compile/snapshot';
-import { ProxyError, ProxyErrorCode, rescue, type ProxyErrorCodeValue } from '../errors';
+import type { ProxyContext } from '../context';
+import { ProxyError, ProxyErrorCode, rescue } from '../errors';
 import type { AccessLogRecord } from '../observe/access-log-record';
 import type { HttpStats } from '../observe/stats';
-import type { UpstreamCluster, OriginalDestination } from '../upstream/cluster';
+import type { OriginalDestination, UpstreamCluster } from '../upstream/cluster';
 import type { UpstreamHost } from '../upstream/host';
 import type { PickContext } from '../upstream/lb';
+import { completeRequest } from './complete';
+import type { ResponseHead } from './h1-head';
+import { poolFor, type H1Pool, type UpstreamConnection, type UpstreamHandler } from './h1-upstream';
 import { downstreamResponseHeaders } from './headers';
 import { sendRescue } from './local-reply';
-
-type Controller = Parameters<NonNullable<Dispatcher.DispatchHandler['onRequestStart']>>[0];
+import { NO_BODY, UNKNOWN_LENGTH, type DownstreamStream, type StreamHandler } from './stream';
 
 /** Istio's default retry when a route sets none: 2 retries on connect-failure (ENVOY-ISTIO.md §3.7). */
 const DEFAULT_RETRY_ATTEMPTS = 2;
+/** Envoy's default retry back-off base interval. */
+const RETRY_BACKOFF_MS = 25;
 
-export class ForwardExchange implements Dispatcher.DispatchHandler {
-  private readonly req: IncomingMessage;
-  private readonly res: ServerResponse;
+export interface ForwardInit {
+  readonly ctx: ProxyContext;
+  readonly stream: DownstreamStream;
+  readonly record: AccessLogRecord;
+  readonly cluster: UpstreamCluster;
+  readonly action: ForwardAction;
+  readonly httpStats: HttpStats;
+  /** the upstream request head up to (not including) the framing headers and the blank line */
+  readonly headText: string;
+  readonly pickCtx: PickContext;
+  readonly originalDst: OriginalDestination | null;
+  readonly sni: string | null;
+}
+
+export class ForwardExchange implements StreamHandler, UpstreamHandler {
+  private readonly ctx: ProxyContext;
+  private readonly stream: DownstreamStream;
   private readonly record: AccessLogRecord;
   private readonly cluster: UpstreamCluster;
   private readonly action: ForwardAction;
   private readonly httpStats: HttpStats;
-  private readonly path: string;
-  private readonly headers: string[];
-  private readonly hasBody: boolean;
+  private readonly headText: string;
   private readonly pickCtx: PickContext;
   private readonly originalDst: OriginalDestination | null;
   private readonly sni: string | null;
-  private readonly onDone: (record: AccessLogRecord) => void;
   private host: UpstreamHost | null = null;
+  private pool: H1Pool | null = null;
+  private conn: UpstreamConnection | null = null;
   /** An upstream request is counted active (rq_active gauges) until this goes false. */
   private rqOpen = false;
-  private controller: Controller | null = null;
   private attemptsLeft: number;
+  /** one transparent retry when a reused keep-alive connection turns out closed */
+  private staleRetryLeft = true;
   private responseStarted = false;
   /** At least one retry ran: a final connect failure is then logged `UF,URX`, as Envoy does. */
   private retried = false;
   private finished = false;
+  private waitingDrain = false;
   private timer: NodeJS.Timeout | null = null;
-  private readonly onDrain: () => void;
-  private readonly onBodyChunk: (chunk: Buffer) => void;
-  private countingBody = false;
 
-  constructor(init: {
-    req: IncomingMessage; res: ServerResponse; record: AccessLogRecord; cluster: UpstreamCluster; action: ForwardAction;
-    httpStats: HttpStats; path: string; headers: string[]; hasBody: boolean; pickCtx: PickContext;
-    originalDst: OriginalDestination | null; sni: string | null; onDone: (record: AccessLogRecord) => void;
-  }) {
-    this.req = init.req;
-    this.res = init.res;
+  constructor(init: ForwardInit) {
+    this.ctx = init.ctx;
+    this.stream = init.stream;
     this.record = init.record;
     this.cluster = init.cluster;
     this.action = init.action;
     this.httpStats = init.httpStats;
-    this.path = init.path;
-    this.headers = init.headers;
-    this.hasBody = init.hasBody;
+    this.headText = init.headText;
     this.pickCtx = init.pickCtx;
     this.originalDst = init.originalDst;
     this.sni = init.sni;
-    this.onDone = init.onDone;
     this.attemptsLeft = init.action.retry === null ? DEFAULT_RETRY_ATTEMPTS : init.action.retry.attempts;
-    this.onDrain = this.resume.bind(this);
-    this.onBodyChunk = this.countBody.bind(this);
     this.record.upstreamCluster = this.cluster.name;
   }
 
   start(): void {
-    this.res.once('close', this.onDownstreamClose.bind(this));
-    if (this.action.timeoutMs > 0) this.timer = setTimeout(this.onTimeout.bind(this), this.action.timeoutMs);
+    this.stream.handler = this;
+    if (this.action.timeoutMs > 0) this.timer = setTimeout(onRouteTimeout, this.action.timeoutMs, this);
     this.attempt();
   }
 
   private attempt(): void {
+    if (this.finished) return;
     const cluster = this.cluster;
     const host = cluster.pick(this.pickCtx, this.originalDst);
     if (host === null) {
@@ -97,101 +106,173 @@ export class ForwardExchange implements Dispatcher.DispatchHandler {
     host.counters.rq_total++;
     host.counters.rq_active++;
     this.rqOpen = true;
-    cluster.pool(host, this.sni).dispatch(
-      {
-        origin: 'http://' + host.key,
-        path: this.path,
-        method: this.req.method ?? 'GET',
-        headers: this.headers,
-        body: this.hasBody ? this.req : null,
-        headersTimeout: 0,
-        bodyTimeout: 0,
-      },
-      this,
-    );
+    const pool = poolFor(cluster, host, this.sni);
+    this.pool = pool;
+    pool.acquire(this);
   }
 
-  // ---- undici handler callbacks
+  // ---- upstream callbacks
 
-  onRequestStart(controller: Controller): void {
-    this.controller = controller;
-    // Count request body bytes only now: a 'data' listener added before undici attaches its own
-    // would start the stream flowing and lose the bytes that arrive before the upstream connects.
-    if (this.hasBody && !this.countingBody) {
-      this.countingBody = true;
-      this.req.on('data', this.onBodyChunk);
+  onUpstreamReady(conn: UpstreamConnection): void {
+    if (this.finished) {
+      // Gave up while connecting (timeout, client gone): the fresh connection serves someone else.
+      conn.pool.release(conn);
+      return;
     }
-    if (this.finished) controller.abort(new ProxyError(ProxyErrorCode.DOWNSTREAM_DISCONNECT, 'downstream went away'));
+    this.conn = conn;
+    const stream = this.stream;
+    const head = stream.head;
+    let framing = '';
+    if (head.chunked) framing = 'transfer-encoding: chunked\r\n';
+    else if (head.contentLength >= 0) framing = 'content-length: ' + head.contentLength + '\r\n';
+    conn.begin(this, this.headText + framing + '\r\n', head.method === 'HEAD', head.chunked);
+    if (stream.hasBody) stream.startBody();
+    else conn.endRequest();
   }
 
-  onResponseStart(controller: Controller, statusCode: number, headers: Record<string, string | string[]>): void {
-    if (statusCode < 200) return; // 1xx informational: not forwarded by this HTTP/1.1 path
-    const res = this.res;
-    if (res.destroyed) {
-      controller.abort(new ProxyError(ProxyErrorCode.DOWNSTREAM_DISCONNECT, 'downstream went away'));
+  onUpstreamConnectError(err: ProxyError): void {
+    this.onResponseError(err, false);
+  }
+
+  onResponseHead(head: ResponseHead): void {
+    const stream = this.stream;
+    if (this.finished || stream.finished) {
+      this.conn?.abort();
       return;
     }
     this.responseStarted = true;
+    const status = head.status;
     const record = this.record;
-    record.responseCode = statusCode;
+    record.responseCode = status;
     record.responseCodeDetails = 'via_upstream';
     const serviceTime = Math.round(performance.now() - record.startHr);
     record.upstreamServiceTimeMs = serviceTime;
-    const out = downstreamResponseHeaders(headers, this.action.responseHeaders);
-    out['x-envoy-upstream-service-time'] = String(serviceTime);
-    res.writeHead(statusCode, out);
+    const out = downstreamResponseHeaders(head, this.action.responseHeaders);
+    out.push('x-envoy-upstream-service-time', String(serviceTime));
+    let length: number;
+    if (stream.head.method === 'HEAD') length = head.contentLength >= 0 && !head.chunked ? head.contentLength : NO_BODY;
+    else if (status === 204 || status === 304) length = NO_BODY;
+    else if (head.chunked || head.contentLength < 0) length = UNKNOWN_LENGTH;
+    else length = head.contentLength;
+    stream.respond(status, out, length);
   }
 
-  onResponseData(controller: Controller, chunk: Buffer): void {
+  onResponseData(chunk: Buffer): void {
+    if (this.finished) return;
     this.record.bytesSent += chunk.length;
-    if (!this.res.write(chunk)) {
-      controller.pause();
-      this.res.once('drain', this.onDrain);
+    if (!this.stream.write(chunk) && !this.waitingDrain) {
+      this.waitingDrain = true;
+      this.conn?.pause();
     }
   }
 
   onResponseEnd(): void {
+    if (this.finished) return;
     const cluster = this.cluster;
     const host = this.host!;
+    this.conn = null;
     this.endRequestStats();
     host.counters.rq_success++;
     cluster.stats.upstream_rq_completed.inc();
     cluster.stats.responseCode(this.record.responseCode);
     cluster.stats.upstream_rq_time.record(performance.now() - this.record.startHr);
     this.finish();
-    this.res.end();
+    this.stream.end();
   }
 
-  onResponseError(_controller: Controller, err: Error): void {
-    if (this.finished) {
-      this.endRequestStats();
-      return;
-    }
+  onResponseError(err: ProxyError, retryable: boolean): void {
+    this.conn = null;
     this.endRequestStats();
-    const code = classifyUpstreamError(err, this.responseStarted);
+    if (this.finished) return;
+    const code = err.code;
     const host = this.host;
     if (host !== null) host.counters.rq_error++;
+    const untouched = !this.stream.bodyStarted && !this.responseStarted;
+    if (retryable && this.staleRetryLeft && untouched && !this.stream.hasBody) {
+      // A keep-alive connection the upstream had already closed: not a failure of this request.
+      this.staleRetryLeft = false;
+      this.attempt();
+      return;
+    }
     if (code === ProxyErrorCode.UPSTREAM_CONNECT || code === ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT || code === ProxyErrorCode.UPSTREAM_TLS) {
-      if (this.attemptsLeft > 0 && !this.req.readableDidRead) {
+      if (this.attemptsLeft > 0 && untouched) {
         this.attemptsLeft--;
         this.retried = true;
-        // Envoy's default retry back-off base interval is 25 ms.
-        setTimeout(this.attempt.bind(this), 25).unref();
+        setTimeout(retryAttempt, RETRY_BACKOFF_MS, this).unref();
         return;
       }
     }
     if (code === ProxyErrorCode.UPSTREAM_RESET || code === ProxyErrorCode.UPSTREAM_RESET_AFTER_RESPONSE) this.cluster.stats.upstream_rq_rx_reset.inc();
-    this.fail(err instanceof ProxyError && err.code === code ? err : new ProxyError(code, err.message, { cause: err, transportReason: err instanceof ProxyError ? err.transportReason : null }));
+    this.fail(this.responseStarted && code === ProxyErrorCode.UPSTREAM_RESET ? new ProxyError(ProxyErrorCode.UPSTREAM_RESET_AFTER_RESPONSE, err.message, { transportReason: err.transportReason }) : err);
+  }
+
+  onUpstreamDrain(): void {
+    if (!this.finished) this.stream.resumeBody();
+  }
+
+  cork(): void {
+    this.stream.cork();
+  }
+
+  uncork(): void {
+    this.stream.uncork();
+  }
+
+  // ---- downstream callbacks
+
+  onBodyData(chunk: Buffer): void {
+    this.record.bytesReceived += chunk.length;
+    const conn = this.conn;
+    if (conn !== null && !conn.writeBody(chunk)) this.stream.pauseBody();
+  }
+
+  onBodyEnd(): void {
+    this.conn?.endRequest();
+  }
+
+  onBodyError(): void {
+    this.abortUpstream();
+    this.fail(new ProxyError(ProxyErrorCode.DOWNSTREAM_PROTOCOL, 'malformed request body'));
+  }
+
+  onDrain(): void {
+    if (this.waitingDrain) {
+      this.waitingDrain = false;
+      this.conn?.resume();
+    }
+  }
+
+  onAbort(): void {
+    if (this.finished) return;
+    // The client went away before the exchange completed: Envoy logs DC; the upstream is cancelled.
+    this.record.addFlag('DC');
+    this.record.responseCodeDetails = 'downstream_remote_disconnect';
+    this.httpStats.downstream_rq_rx_reset.inc();
+    this.cluster.stats.upstream_rq_tx_reset.inc();
+    this.finish();
+    this.abortUpstream();
   }
 
   // ---- internals
 
-  private countBody(chunk: Buffer): void {
-    this.record.bytesReceived += chunk.length;
+  onTimeout(): void {
+    if (this.finished) return;
+    this.cluster.stats.upstream_rq_timeout.inc();
+    if (this.host) this.host.counters.rq_timeout++;
+    this.abortUpstream();
+    this.fail(new ProxyError(ProxyErrorCode.UPSTREAM_TIMEOUT, 'route timeout'));
   }
 
-  private resume(): void {
-    if (this.controller !== null && !this.finished) this.controller.resume();
+  retry(): void {
+    this.attempt();
+  }
+
+  private abortUpstream(): void {
+    const conn = this.conn;
+    this.conn = null;
+    if (conn !== null) conn.abort();
+    else if (this.pool !== null) this.pool.cancel(this);
+    this.endRequestStats();
   }
 
   private endRequestStats(): void {
@@ -210,52 +291,29 @@ export class ForwardExchange implements Dispatcher.DispatchHandler {
     if (this.retried && r.retryable) record.addFlag('URX');
     record.upstreamTransportFailureReason = err.transportReason;
     record.responseCodeDetails = r.details;
-    if (this.responseStarted) {
+    if (this.responseStarted || this.stream.headersSent) {
       // Mid-body failure: reset, never append text (STYLE.md rule 12).
       this.finish();
-      this.res.destroy();
+      this.stream.reset();
       return;
     }
     // Reply first so the logged record carries the local reply's status.
-    sendRescue(this.res, record, { ...r, flags: '' });
+    sendRescue(this.stream, record, { ...r, flags: '' });
     this.finish();
-  }
-
-  private onTimeout(): void {
-    if (this.finished) return;
-    this.cluster.stats.upstream_rq_timeout.inc();
-    if (this.host) this.host.counters.rq_timeout++;
-    const controller = this.controller;
-    this.fail(new ProxyError(ProxyErrorCode.UPSTREAM_TIMEOUT, 'route timeout'));
-    if (controller !== null) controller.abort(new ProxyError(ProxyErrorCode.UPSTREAM_TIMEOUT, 'route timeout'));
-  }
-
-  private onDownstreamClose(): void {
-    if (this.finished) return;
-    // The client went away before the exchange completed: Envoy logs DC; the upstream is cancelled.
-    this.record.addFlag('DC');
-    this.record.responseCodeDetails = 'downstream_remote_disconnect';
-    this.httpStats.downstream_rq_rx_reset.inc();
-    this.cluster.stats.upstream_rq_tx_reset.inc();
-    this.finish();
-    if (this.controller !== null) this.controller.abort(new ProxyError(ProxyErrorCode.DOWNSTREAM_DISCONNECT, 'downstream went away'));
   }
 
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
     if (this.timer !== null) clearTimeout(this.timer);
-    this.onDone(this.record);
+    completeRequest(this.ctx, this.httpStats, this.record);
   }
 }
 
-function classifyUpstreamError(err: Error, responseStarted: boolean): ProxyErrorCodeValue {
-  if (err instanceof ProxyError) return err.code;
-  const code = (err as NodeJS.ErrnoException).code ?? '';
-  if (responseStarted) return ProxyErrorCode.UPSTREAM_RESET_AFTER_RESPONSE;
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return ProxyErrorCode.UPSTREAM_TIMEOUT;
-  if (code.startsWith('HPE_') || code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return ProxyErrorCode.UPSTREAM_PROTOCOL;
-  if (code === 'UND_ERR_CONNECT_TIMEOUT') return ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT;
-  if (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return ProxyErrorCode.UPSTREAM_CONNECT;
-  return ProxyErrorCode.UPSTREAM_RESET;
+function onRouteTimeout(ex: ForwardExchange): void {
+  ex.onTimeout();
+}
+
+function retryAttempt(ex: ForwardExchange): void {
+  ex.retry();
 }

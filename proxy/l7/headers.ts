@@ -1,63 +1,102 @@
 // Header handling for the forwarding path. Hop-by-hop headers (RFC 9110 §7.6.1) and every header
-// named in `Connection` are dropped in both directions, as Envoy does; undici would also refuse
-// several of them (transfer-encoding, keep-alive, upgrade, expect; PERFORMANCE.md §4).
+// named in `Connection` are dropped in both directions, as Envoy does; framing headers
+// (Content-Length, Transfer-Encoding) are written by whoever frames the body, never copied.
+// The parser tagged each header with an `H` id, so nothing here lower-cases a name unless the route
+// has header operations (whose name sets are built once per snapshot object, rule 10).
 
 import type { HeaderOps } from '../../config/compile/snapshot';
+import { H, hasToken, type RequestHead, type ResponseHead } from './h1-head';
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization', 'expect']);
+/** ids that never cross the proxy as they came */
+const DROP = new Uint8Array(16);
+DROP[H.CONTENT_LENGTH] = 1;
+DROP[H.TRANSFER_ENCODING] = 1;
+DROP[H.CONNECTION] = 1;
+DROP[H.KEEP_ALIVE] = 1;
+DROP[H.EXPECT] = 1;
+DROP[H.HOP] = 1;
 
-function connectionTokens(value: string | undefined): Set<string> | null {
-  if (value === undefined || value === '') return null;
-  const set = new Set<string>();
-  for (const tok of value.split(',')) {
-    const t = tok.trim().toLowerCase();
-    if (t !== '' && t !== 'close' && t !== 'keep-alive') set.add(t);
+/** Names listed in Connection (other than close / keep-alive), lower-cased; null when none. */
+export function connectionDrops(connection: string | null): Set<string> | null {
+  if (connection === null) return null;
+  const lc = connection.toLowerCase();
+  if (!lc.includes(',') && (lc.trim() === 'close' || lc.trim() === 'keep-alive')) return null;
+  let set: Set<string> | null = null;
+  for (const tok of lc.split(',')) {
+    const t = tok.trim();
+    if (t !== '' && t !== 'close' && t !== 'keep-alive') (set ??= new Set()).add(t);
   }
-  return set.size === 0 ? null : set;
+  return set;
+}
+
+interface CompiledOps {
+  /** lower-cased names removed from what came in (remove ∪ set) */
+  readonly drop: Set<string>;
+  /** [name, value, ...] appended (set, then add) */
+  readonly append: string[];
+}
+const compiled = new WeakMap<HeaderOps, CompiledOps>();
+const SAFE = /^[^\r\n\0]*$/;
+
+function compile(ops: HeaderOps): CompiledOps {
+  let c = compiled.get(ops);
+  if (c !== undefined) return c;
+  const drop = new Set<string>();
+  const append: string[] = [];
+  for (const n of ops.remove) drop.add(n.toLowerCase());
+  for (const [k, v] of ops.set) {
+    drop.add(k.toLowerCase());
+    // A value with CR/LF would write a second header (or a second message): never emit it.
+    if (SAFE.test(k) && SAFE.test(v)) append.push(k, v);
+  }
+  for (const [k, v] of ops.add) if (SAFE.test(k) && SAFE.test(v)) append.push(k, v);
+  c = { drop, append };
+  compiled.set(ops, c);
+  return c;
 }
 
 /**
- * Request headers for the upstream, as a flat [name, value, ...] array (undici's cheapest form),
- * from the downstream raw headers. Returns the names seen that the caller cares about.
+ * The upstream request's header lines ("name: value\r\n"...), from the downstream head, without
+ * hop-by-hop and framing headers and without the ids in `skip` (headers the caller replaces).
  */
-export function upstreamRequestHeaders(raw: readonly string[], connection: string | undefined, ops: HeaderOps | null): string[] {
-  const drop = connectionTokens(connection);
-  const out: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) {
+export function upstreamHeaderLines(head: RequestHead, ops: HeaderOps | null, skip1: number, skip2: number): string {
+  const raw = head.raw;
+  const ids = head.ids;
+  const conn = head.connection === null ? null : connectionDrops(head.connection);
+  const c = ops === null ? null : compile(ops);
+  let out = '';
+  for (let i = 0, k = 0; i < raw.length; i += 2, k++) {
+    const id = ids[k]!;
+    if (DROP[id] === 1 || id === skip1 || id === skip2) continue;
     const name = raw[i]!;
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || (drop !== null && drop.has(lower))) continue;
+    if (conn !== null || c !== null) {
+      const lower = name.toLowerCase();
+      if ((conn !== null && conn.has(lower)) || (c !== null && c.drop.has(lower))) continue;
+    }
+    out += name + ': ' + raw[i + 1]! + '\r\n';
+  }
+  if (c !== null) for (let i = 0; i < c.append.length; i += 2) out += c.append[i]! + ': ' + c.append[i + 1]! + '\r\n';
+  return out;
+}
+
+/** Response headers for the downstream as [name, value, ...], without hop-by-hop and framing headers. */
+export function downstreamResponseHeaders(head: ResponseHead, ops: HeaderOps | null): string[] {
+  const raw = head.raw;
+  const ids = head.ids;
+  const conn = head.connection === null ? null : connectionDrops(head.connection);
+  const c = ops === null ? null : compile(ops);
+  const out: string[] = [];
+  for (let i = 0, k = 0; i < raw.length; i += 2, k++) {
+    if (DROP[ids[k]!] === 1) continue;
+    const name = raw[i]!;
+    if (conn !== null || c !== null) {
+      const lower = name.toLowerCase();
+      if ((conn !== null && conn.has(lower)) || (c !== null && c.drop.has(lower))) continue;
+    }
     out.push(name, raw[i + 1]!);
   }
-  return ops === null ? out : applyHeaderOps(out, ops);
-}
-
-/** Response headers for the downstream, from undici's lower-cased header object. */
-export function downstreamResponseHeaders(headers: Record<string, string | string[]>, ops: HeaderOps | null): Record<string, string | string[]> {
-  const c = headers['connection'];
-  const drop = connectionTokens(Array.isArray(c) ? c.join(',') : c);
-  const out: Record<string, string | string[]> = {};
-  for (const name in headers) {
-    if (HOP_BY_HOP.has(name) || (drop !== null && drop.has(name))) continue;
-    out[name] = headers[name]!;
-  }
-  if (ops !== null) {
-    for (const name of ops.remove) delete out[name.toLowerCase()];
-    for (const [k, v] of ops.set) out[k.toLowerCase()] = v;
-    for (const [k, v] of ops.add) {
-      const key = k.toLowerCase();
-      const prev = out[key];
-      out[key] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
-    }
-  }
+  if (c !== null) for (let i = 0; i < c.append.length; i++) out.push(c.append[i]!);
   return out;
 }
 
-function applyHeaderOps(flat: string[], ops: HeaderOps): string[] {
-  const remove = new Set([...ops.remove, ...ops.set.map(([k]) => k)].map((k) => k.toLowerCase()));
-  const out: string[] = [];
-  for (let i = 0; i < flat.length; i += 2) if (!remove.has(flat[i]!.toLowerCase())) out.push(flat[i]!, flat[i + 1]!);
-  for (const [k, v] of ops.set) out.push(k, v);
-  for (const [k, v] of ops.add) out.push(k, v);
-  return out;
-}
+export { hasToken };

@@ -1,12 +1,13 @@
 // The HTTP connection manager: HTTP/1.1 requests on a connection that a listener chain handed over
 // (plain, TLS-terminated, or captured by the sidecar). Routing is done on the snapshot the connection
 // started with: virtual host by authority, first matching route, then forward / redirect / direct
-// response, with Envoy's local replies (404 NR, 503 NC/UH/UF, 502 block_all, 400 on codec errors)
-// and one access-log line per request.
+// response, with Envoy's local replies (404 NR, 503 NC/UH/UF, 502 block_all, 400/431 on codec
+// errors) and one access-log line per request.
 //
-// node:http parses (llhttp, strict mode: it rejects CL+TE, duplicate Content-Length, obs-fold, bare LF
-// in heads — the request smuggling cases of issue 6); undici forwards over pooled keep-alive
-// connections. Issue 6 replaces this with a lighter head parser where it measurably pays off.
+// Connections are served by the fast path (h1-server.ts: strict head parser, exact body framing —
+// the request-smuggling cases of issue 6 are refused there) and forwarded over pooled keep-alive
+// upstream connections (h1-upstream.ts). The explicit HTTP proxy listener still hands in node:http
+// requests; node-stream.ts adapts them to the same DownstreamStream, so routing exists once.
 
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type net from 'node:net';
@@ -19,9 +20,14 @@ import { ProxyErrorCode, rescueFor } from '../errors';
 import { AccessLogRecord } from '../observe/access-log-record';
 import type { HttpStats } from '../observe/stats';
 import type { OriginalDestination } from '../upstream/cluster';
+import { completeRequest } from './complete';
 import { ForwardExchange } from './forward';
-import { upstreamRequestHeaders } from './headers';
+import { H, type RequestHead } from './h1-head';
+import { H1Connection, type H1Hooks, type H1Stream } from './h1-server';
+import { upstreamHeaderLines } from './headers';
 import { sendLocalReply, sendRescue } from './local-reply';
+import { NodeStream } from './node-stream';
+import type { DownstreamStream } from './stream';
 
 /** Per downstream connection: what the listener decided, attached to the socket. */
 export class DownstreamInfo {
@@ -53,54 +59,52 @@ export class DownstreamInfo {
   }
 }
 
-export const kDownstream = Symbol('sluice.downstream');
-type TaggedSocket = net.Socket & { [kDownstream]?: DownstreamInfo };
-
-class RequestViewImpl implements RequestView {
-  readonly method: string;
-  readonly path: string;
-  readonly scheme: string;
-  readonly authority: string;
-  private readonly req: IncomingMessage;
-  constructor(req: IncomingMessage, path: string, scheme: string, authority: string) {
-    this.req = req;
-    this.method = req.method ?? 'GET';
-    this.path = path;
-    this.scheme = scheme;
-    this.authority = authority;
-  }
-  header(name: string): string | undefined {
-    const v = this.req.headers[name];
-    return Array.isArray(v) ? v.join(',') : v;
+/** What an H1Connection needs to route its requests: one per downstream connection. */
+class ConnectionOwner {
+  readonly ctx: ProxyContext;
+  readonly info: DownstreamInfo;
+  constructor(ctx: ProxyContext, info: DownstreamInfo) {
+    this.ctx = ctx;
+    this.info = info;
   }
 }
 
-/** One http.Server per proxy (it never listens itself): connections are emitted into it. */
+const HOOKS: H1Hooks<ConnectionOwner> = {
+  request(owner: ConnectionOwner, stream: H1Stream): void {
+    routeStream(owner.ctx, owner.info, stream);
+  },
+  protocolError(owner: ConnectionOwner, status: 400 | 431, reply: (text: string) => void): void {
+    onProtocolError(owner.ctx, owner.info, status, reply);
+  },
+  closed(owner: ConnectionOwner): void {
+    owner.info.httpStats.downstream_cx_active.dec();
+  },
+};
+
+const kContext = Symbol('sluice.httpContext');
+type ContextServer = http.Server & { [kContext]?: ProxyContext };
+
+/**
+ * The object the listeners pass to handOverHttp. The fast path parses HTTP itself, so this
+ * http.Server never sees a connection: it only carries the runtime's context (kept so the
+ * listener/ hand-over signature did not change).
+ */
 export function createHttpServer(ctx: ProxyContext): http.Server {
-  const server = http.createServer(
-    {
-      requireHostHeader: false, // we answer 400 ourselves, so the request is logged
-      noDelay: true,
-      keepAlive: true,
-      maxHeaderSize: 60 * 1024, // Envoy's max_request_headers_kb default
-      insecureHTTPParser: false,
-    },
-    (req, res) => onRequest(ctx, req, res),
-  );
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => onClientError(ctx, err, socket));
-  // Node's default timeouts are per-connection and coarse; Envoy's stream idle timeout is 5 min.
-  server.headersTimeout = 60_000;
-  server.requestTimeout = 0;
+  const server = http.createServer() as ContextServer;
+  server[kContext] = ctx;
   return server;
 }
 
 export function handOverHttp(server: http.Server, socket: net.Socket, info: DownstreamInfo): void {
-  (socket as TaggedSocket)[kDownstream] = info;
+  const ctx = (server as ContextServer)[kContext];
+  if (ctx === undefined) {
+    socket.destroy();
+    return;
+  }
   info.httpStats.downstream_cx_total.inc();
   info.httpStats.downstream_cx_active.inc();
   info.httpStats.downstream_cx_http1_total.inc();
-  socket.once('close', () => info.httpStats.downstream_cx_active.dec());
-  server.emit('connection', socket);
+  new H1Connection(socket, new ConnectionOwner(ctx, info), HOOKS);
 }
 
 function newRecord(info: DownstreamInfo): AccessLogRecord {
@@ -111,34 +115,56 @@ function newRecord(info: DownstreamInfo): AccessLogRecord {
   return r;
 }
 
-function onRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse): void {
-  const info = (req.socket as TaggedSocket)[kDownstream];
-  if (info === undefined) {
-    res.destroy();
-    return;
+class RequestViewImpl implements RequestView {
+  readonly method: string;
+  readonly path: string;
+  readonly scheme: string;
+  readonly authority: string;
+  private readonly head: RequestHead;
+  constructor(head: RequestHead, path: string, scheme: string, authority: string) {
+    this.head = head;
+    this.method = head.method;
+    this.path = path;
+    this.scheme = scheme;
+    this.authority = authority;
   }
-  routeRequest(ctx, info, req, res);
+  header(name: string): string | undefined {
+    const raw = this.head.raw;
+    let v: string | undefined;
+    for (let i = 0; i < raw.length; i += 2) {
+      if (raw[i]!.length === name.length && raw[i]!.toLowerCase() === name) v = v === undefined ? raw[i + 1]! : v + ',' + raw[i + 1]!;
+    }
+    return v;
+  }
 }
 
-/** Route and answer one request with the connection's (or, for the explicit proxy, the request's) info. */
+/** Route a node:http request (the explicit proxy listener) exactly as a fast-path one. */
 export function routeRequest(ctx: ProxyContext, info: DownstreamInfo, req: IncomingMessage, res: ServerResponse): void {
+  routeStream(ctx, info, new NodeStream(req, res));
+}
+
+const PROTOCOLS = ['HTTP/1.0', 'HTTP/1.1'];
+
+/** Route and answer one request with the connection's (or, for the explicit proxy, the request's) info. */
+export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: DownstreamStream): void {
+  const head = stream.head;
   const stats = info.httpStats;
   stats.downstream_rq_total.inc();
   stats.downstream_rq_active.inc();
   const record = newRecord(info);
-  record.method = req.method ?? null;
-  record.protocol = 'HTTP/' + req.httpVersion;
-  record.userAgent = headerValue(req, 'user-agent');
+  record.method = head.method;
+  record.protocol = PROTOCOLS[head.versionMinor] ?? 'HTTP/1.1';
+  record.userAgent = head.userAgent;
 
-  let path = req.url ?? '/';
-  let authority = req.headers.host ?? '';
+  let path = head.target;
+  let authority = head.host ?? '';
   if (info.absoluteForm && !path.startsWith('/')) {
     try {
       const u = new URL(path);
       authority = u.host;
       path = u.pathname + u.search;
     } catch {
-      // fall through: a malformed absolute URI is answered 400 below
+      // a malformed absolute URI is answered 400 below
       authority = '';
     }
   }
@@ -146,71 +172,45 @@ export function routeRequest(ctx: ProxyContext, info: DownstreamInfo, req: Incom
   record.authority = authority === '' ? null : authority;
 
   // x-request-id: generated when absent, as Envoy does; x-forwarded-for appended on gateways.
-  let requestId = headerValue(req, 'x-request-id');
-  const extra: string[] = [];
-  if (requestId === null) {
-    requestId = randomUUID();
-    extra.push('x-request-id', requestId);
-  }
+  let requestId = head.requestId;
+  const generatedId = requestId === null;
+  if (requestId === null) requestId = randomUUID();
   record.requestId = requestId;
-  let xff = headerValue(req, 'x-forwarded-for');
-  if (info.appendXff) {
-    xff = xff === null ? info.remoteIp : xff + ', ' + info.remoteIp;
-    extra.push('x-forwarded-for', xff);
-  }
+  let xff = head.xff;
+  if (info.appendXff) xff = xff === null ? info.remoteIp : xff + ', ' + info.remoteIp;
   record.xForwardedFor = xff;
-  if (req.headers['x-forwarded-proto'] === undefined) extra.push('x-forwarded-proto', info.scheme);
-
-  let completed = false;
-  const done = (r: AccessLogRecord): void => {
-    if (completed) return;
-    completed = true;
-    r.durationMs = Math.round(performance.now() - r.startHr);
-    stats.downstream_rq_active.dec();
-    stats.downstream_rq_completed.inc();
-    if (r.responseCode > 0) stats.responseCode(r.responseCode);
-    stats.downstream_rq_time.record(r.durationMs);
-    ctx.accessLog.log(r);
-  };
-  const doneOnFinish = (): void => {
-    res.once('finish', () => done(record));
-    res.once('close', () => done(record));
-  };
 
   if (authority === '') {
-    doneOnFinish();
-    sendLocalReply(res, record, 400, 'Bad Request', 'DPE', 'missing_host_header', { connection: 'close' });
+    stream.closeAfter();
+    sendLocalReply(stream, record, 400, 'Bad Request', 'DPE', 'missing_host_header');
+    completeRequest(ctx, stats, record);
     return;
   }
   const hcm = info.hcm;
   if (hcm.httpsRedirect) {
-    doneOnFinish();
-    sendLocalReply(res, record, 301, '', '-', 'direct_response', { location: 'https://' + stripPort(authority) + path });
+    sendLocalReply(stream, record, 301, '', '-', 'direct_response', ['location', 'https://' + stripPort(authority) + path]);
+    completeRequest(ctx, stats, record);
     return;
   }
   const vh = findVirtualHost(hcm.routeConfig, authority);
-  const view = new RequestViewImpl(req, path, info.scheme, authority);
-  const route = vh === null ? null : findRoute(vh, view);
+  const route = vh === null ? null : findRoute(vh, new RequestViewImpl(head, path, info.scheme, authority));
   if (route === null) {
     stats.no_route.inc();
-    doneOnFinish();
-    sendRescue(res, record, rescueFor(ProxyErrorCode.NO_ROUTE));
-    drainBody(req);
+    sendRescue(stream, record, rescueFor(ProxyErrorCode.NO_ROUTE));
+    completeRequest(ctx, stats, record);
     return;
   }
   record.routeName = route.name;
   const action = route.action;
   if (action.kind === 'direct') {
-    doneOnFinish();
-    sendLocalReply(res, record, action.status, action.body, '-', 'direct_response');
-    drainBody(req);
+    sendLocalReply(stream, record, action.status, action.body, '-', 'direct_response');
+    completeRequest(ctx, stats, record);
     return;
   }
   if (action.kind === 'redirect') {
-    doneOnFinish();
     const location = (action.scheme ?? info.scheme) + '://' + (action.authority ?? stripPort(authority)) + (action.port !== null ? ':' + action.port : '') + (action.path ?? path);
-    sendLocalReply(res, record, action.status, '', '-', 'direct_response', { location });
-    drainBody(req);
+    sendLocalReply(stream, record, action.status, '', '-', 'direct_response', ['location', location]);
+    completeRequest(ctx, stats, record);
     return;
   }
   const clusterName = pickCluster(action.clusters, Math.random());
@@ -218,9 +218,8 @@ export function routeRequest(ctx: ProxyContext, info: DownstreamInfo, req: Incom
   const cluster = ctx.clusters.get(clusterName);
   if (cluster === undefined) {
     stats.no_cluster.inc();
-    doneOnFinish();
-    sendRescue(res, record, rescueFor(ProxyErrorCode.NO_CLUSTER));
-    drainBody(req);
+    sendRescue(stream, record, rescueFor(ProxyErrorCode.NO_CLUSTER));
+    completeRequest(ctx, stats, record);
     return;
   }
   let upstreamPath = path;
@@ -229,60 +228,38 @@ export function routeRequest(ctx: ProxyContext, info: DownstreamInfo, req: Incom
     if (rw.uri !== null) upstreamPath = rw.uri;
     else if (rw.uriPrefix !== null && route.match.uri !== null && route.match.uri.kind === 'prefix') upstreamPath = rw.uriPrefix + path.slice(route.match.uri.value.length);
   }
-  const headers = upstreamRequestHeaders(req.rawHeaders, headerValue(req, 'connection') ?? undefined, action.requestHeaders);
-  if (rw !== null && rw.authority !== null) replaceHeader(headers, 'host', rw.authority);
-  if (upstreamPath !== path) extra.push('x-envoy-original-path', path);
-  for (let i = 0; i < extra.length; i += 2) replaceHeader(headers, extra[i]!, extra[i + 1]!);
-  const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+  const newHost = rw !== null && rw.authority !== null ? rw.authority : null;
+  let text = head.method + ' ' + upstreamPath + ' HTTP/1.1\r\n' +
+    upstreamHeaderLines(head, action.requestHeaders, info.appendXff ? H.X_FORWARDED_FOR : -1, newHost !== null ? H.HOST : -1);
+  if (newHost !== null) text += 'host: ' + newHost + '\r\n';
+  if (generatedId) text += 'x-request-id: ' + requestId + '\r\n';
+  if (info.appendXff) text += 'x-forwarded-for: ' + xff + '\r\n';
+  if (head.xfp === null) text += 'x-forwarded-proto: ' + info.scheme + '\r\n';
+  if (upstreamPath !== path) text += 'x-envoy-original-path: ' + path + '\r\n';
 
-  const exchange = new ForwardExchange({
-    req, res, record, cluster, action, httpStats: stats, path: upstreamPath, headers, hasBody,
+  new ForwardExchange({
+    ctx, stream, record, cluster, action, httpStats: stats, headText: text,
     pickCtx: { sourceIp: info.remoteIp, hashValue: null },
     originalDst: info.originalDst,
     sni: stripPort(authority),
-    onDone: done,
-  });
-  exchange.start();
+  }).start();
 }
 
-function onClientError(ctx: ProxyContext, err: NodeJS.ErrnoException, socket: net.Socket): void {
-  const info = (socket as TaggedSocket)[kDownstream];
-  if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  // A malformed request: Envoy answers 400 (codec error), logs it, and closes the connection.
-  const record = info === undefined ? new AccessLogRecord(Date.now(), performance.now()) : newRecord(info);
-  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-  record.responseCode = tooLarge ? 431 : 400;
+/** A malformed (400) or oversized (431) head: Envoy answers, logs DPE, and closes the connection. */
+function onProtocolError(ctx: ProxyContext, info: DownstreamInfo, status: 400 | 431, reply: (text: string) => void): void {
+  const record = newRecord(info);
+  const tooLarge = status === 431;
+  record.responseCode = status;
   record.addFlag('DPE');
   record.responseCodeDetails = tooLarge ? 'http1.headers_too_large' : 'http1.codec_error';
   const body = tooLarge ? 'Request Header Fields Too Large' : 'Bad Request';
   record.bytesSent = body.length;
-  if (info !== undefined) {
-    info.httpStats.downstream_cx_protocol_error.inc();
-    info.httpStats.downstream_rq_total.inc();
-    info.httpStats.responseCode(record.responseCode);
-  }
-  socket.end(`HTTP/1.1 ${record.responseCode} ${body}\r\ncontent-length: ${body.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${body}`);
+  info.httpStats.downstream_cx_protocol_error.inc();
+  info.httpStats.downstream_rq_total.inc();
+  info.httpStats.responseCode(status);
+  reply(`HTTP/1.1 ${status} ${body}\r\ncontent-length: ${body.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${body}`);
   ctx.accessLog.log(record);
-  ctx.log.debug({ err: err.code, reason: err.message }, 'downstream protocol error');
-}
-
-function headerValue(req: IncomingMessage, name: string): string | null {
-  const v = req.headers[name];
-  if (v === undefined) return null;
-  return Array.isArray(v) ? v.join(', ') : v;
-}
-
-function replaceHeader(flat: string[], name: string, value: string): void {
-  for (let i = 0; i < flat.length; i += 2) {
-    if (flat[i]!.toLowerCase() === name) {
-      flat[i + 1] = value;
-      return;
-    }
-  }
-  flat.push(name, value);
+  ctx.log.debug({ status }, 'downstream protocol error');
 }
 
 function stripPort(authority: string): string {
@@ -292,9 +269,4 @@ function stripPort(authority: string): string {
   }
   const i = authority.lastIndexOf(':');
   return i < 0 ? authority : authority.slice(0, i);
-}
-
-/** Read and discard a request body we answered locally, so keep-alive can continue. */
-function drainBody(req: IncomingMessage): void {
-  if (!req.complete) req.resume();
 }

@@ -1,32 +1,50 @@
 // Envoy's local replies (404 NR, 503 UH/UF/NC, 502 block_all, 400 codec errors, direct responses,
-// redirects): the status, Envoy's body text, `content-type: text/plain`, `server: envoy`-style
-// headers, and the access-log fields that go with them.
+// redirects): the status, Envoy's body text, `content-type: text/plain`, `server: envoy`, and the
+// access-log fields that go with them. Bodies are encoded once and kept (they are a small fixed set
+// from errors.ts and the compiled routes).
 
-import type { ServerResponse } from 'node:http';
 import type { Rescue } from '../errors';
 import type { AccessLogRecord } from '../observe/access-log-record';
+import type { DownstreamStream } from './stream';
 
-export function sendLocalReply(res: ServerResponse, record: AccessLogRecord, status: number, body: string, flags: string, details: string, extraHeaders?: Record<string, string>): void {
+const BODIES = new Map<string, Buffer>();
+const MAX_CACHED_BODIES = 1024;
+
+function bodyBuffer(body: string): Buffer {
+  let b = BODIES.get(body);
+  if (b === undefined) {
+    b = Buffer.from(body, 'utf8');
+    if (BODIES.size < MAX_CACHED_BODIES) BODIES.set(body, b);
+  }
+  return b;
+}
+
+const PLAIN: readonly string[] = ['server', 'envoy'];
+const TEXT: readonly string[] = ['server', 'envoy', 'content-type', 'text/plain'];
+
+/** extraHeaders: [name, value, ...] */
+export function sendLocalReply(stream: DownstreamStream, record: AccessLogRecord, status: number, body: string, flags: string, details: string, extraHeaders?: readonly string[]): void {
   record.responseCode = status;
   record.addFlag(flags);
   record.responseCodeDetails = details;
-  if (res.headersSent || res.destroyed) {
-    res.destroy();
+  if (stream.headersSent || stream.finished) {
+    stream.reset();
     return;
   }
-  const headers: Record<string, string | number> = { 'content-length': Buffer.byteLength(body), 'server': 'envoy', ...extraHeaders };
-  if (body.length > 0) headers['content-type'] = 'text/plain';
-  res.writeHead(status, headers);
-  res.end(body);
-  record.bytesSent = Buffer.byteLength(body);
+  const b = bodyBuffer(body);
+  const base = b.length > 0 ? TEXT : PLAIN;
+  stream.respond(status, extraHeaders === undefined ? base : [...base, ...extraHeaders], b.length);
+  if (b.length > 0) stream.write(b);
+  stream.end();
+  record.bytesSent = b.length;
 }
 
-export function sendRescue(res: ServerResponse, record: AccessLogRecord, r: Rescue): void {
+export function sendRescue(stream: DownstreamStream, record: AccessLogRecord, r: Rescue): void {
   if (r.status === 0) {
     record.addFlag(r.flags);
     record.responseCodeDetails = r.details;
-    res.destroy();
+    stream.reset();
     return;
   }
-  sendLocalReply(res, record, r.status, r.body, r.flags, r.details);
+  sendLocalReply(stream, record, r.status, r.body, r.flags, r.details);
 }

@@ -1,0 +1,346 @@
+// The downstream side of the HTTP/1.1 fast path: one H1Connection per accepted socket reads heads
+// with the strict parser (h1-head.ts), frames request bodies exactly (h1-body.ts) and writes
+// responses as one latin1 head string corked together with the first body bytes, so a small
+// response leaves in one writev. Requests on a connection are served one at a time, in order:
+// pipelined bytes wait in `buf` (the socket is paused only when they pile up), which is what keeps
+// responses ordered without a queue.
+//
+// Every event handler is a method bound once per connection; per request there is one H1Stream.
+// A protocol error gets 400 (431 for a head over 60 KiB, as Envoy answers) and the connection is
+// closed without reading further, so bytes after a bad head are never taken as a second request.
+
+import { STATUS_CODES } from 'node:http';
+import type net from 'node:net';
+import { BodyDecoder, CHUNK_END, Framing, chunkHead } from './h1-body';
+import { HeadError, findHeadEnd, parseRequestHead, type RequestHead } from './h1-head';
+import { NO_BODY, type DownstreamStream, type StreamHandler } from './stream';
+
+/** Pipelined bytes buffered while a request is in flight before the socket is paused. */
+const MAX_BUFFERED = 64 * 1024;
+/** Idle downstream connection (no request in flight) is closed after this; heads must arrive within it. */
+export const DOWNSTREAM_IDLE_MS = 60_000;
+const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+
+const enum Body { WAIT, DELIVER, DISCARD }
+
+export interface H1Hooks<O> {
+  /** a complete, valid request head: route it and answer on `stream` */
+  request(owner: O, stream: H1Stream): void;
+  /** an invalid head (400) or one too large (431): answer with `reply` and log; the connection closes */
+  protocolError(owner: O, status: 400 | 431, reply: (text: string) => void): void;
+  closed(owner: O): void;
+}
+
+const STATUS_LINES: string[] = [];
+function statusLine(status: number): string {
+  return (STATUS_LINES[status] ??= 'HTTP/1.1 ' + status + ' ' + (STATUS_CODES[status] ?? 'Unknown') + '\r\n');
+}
+
+export class H1Stream implements DownstreamStream {
+  readonly head: RequestHead;
+  readonly hasBody: boolean;
+  handler: StreamHandler | null = null;
+  bodyStarted = false;
+  headersSent = false;
+  finished = false;
+  private readonly conn: H1Connection<unknown>;
+
+  constructor(conn: H1Connection<unknown>, head: RequestHead, hasBody: boolean) {
+    this.conn = conn;
+    this.head = head;
+    this.hasBody = hasBody;
+  }
+
+  startBody(): void {
+    if (!this.finished) this.conn.startBody(Body.DELIVER);
+  }
+  discardBody(): void {
+    if (!this.finished) this.conn.startBody(Body.DISCARD);
+  }
+  pauseBody(): void {
+    if (!this.finished) this.conn.socket.pause();
+  }
+  resumeBody(): void {
+    if (!this.finished) this.conn.socket.resume();
+  }
+  respond(status: number, headers: readonly string[], length: number): void {
+    if (this.finished || this.headersSent) return;
+    this.headersSent = true;
+    this.conn.respond(status, headers, length);
+  }
+  write(chunk: Buffer): boolean {
+    return this.finished ? true : this.conn.write(chunk);
+  }
+  end(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.conn.end();
+  }
+  closeAfter(): void {
+    this.conn.closeAfter();
+  }
+  reset(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.conn.socket.destroy();
+  }
+  cork(): void {
+    this.conn.socket.cork();
+  }
+  uncork(): void {
+    this.conn.socket.uncork();
+  }
+}
+
+function deliverBody(this: H1Connection<unknown>, chunk: Buffer): void {
+  const s = this.stream;
+  if (this.bodyMode !== Body.DELIVER || s === null) return;
+  s.bodyStarted = true;
+  s.handler?.onBodyData(chunk);
+}
+
+export class H1Connection<O> {
+  readonly socket: net.Socket;
+  readonly owner: O;
+  private readonly hooks: H1Hooks<O>;
+  /** bytes read but not yet consumed (the next head, or body bytes before startBody) */
+  private buf: Buffer | null = null;
+  stream: H1Stream | null = null;
+  bodyMode = Body.WAIT;
+  private bodyDone = true;
+  private readonly decoder = new BodyDecoder();
+  /** close once the current response is out (Connection: close, HTTP/1.0, errors, client FIN) */
+  private closing = false;
+  private processing = false;
+  private closed = false;
+  // response state
+  private pendingHead: string | null = null;
+  private chunkedOut = false;
+  private bodyOut = true;
+
+  constructor(socket: net.Socket, owner: O, hooks: H1Hooks<O>) {
+    this.socket = socket;
+    this.owner = owner;
+    this.hooks = hooks;
+    socket.on('data', this.onData.bind(this));
+    socket.on('end', this.onEnd.bind(this));
+    socket.on('close', this.onClose.bind(this));
+    socket.on('error', onSocketError);
+    socket.on('drain', this.onDrain.bind(this));
+    socket.setTimeout(DOWNSTREAM_IDLE_MS, this.onTimeout.bind(this));
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed || this.closing && this.stream === null) return;
+    if (this.stream !== null && !this.bodyDone && this.bodyMode !== Body.WAIT && this.buf === null) {
+      this.feedBody(chunk);
+      return;
+    }
+    this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
+    if (this.stream === null) this.process();
+    else if (this.buf.length > MAX_BUFFERED) this.socket.pause();
+  }
+
+  private process(): void {
+    if (this.processing) return;
+    this.processing = true;
+    while (this.stream === null && this.buf !== null && !this.closed && !this.closing) {
+      const buf = this.buf;
+      const end = findHeadEnd(buf, 0);
+      if (end === 0) break;
+      if (end < 0) {
+        this.protocolError(end === HeadError.TOO_LARGE ? 431 : 400);
+        break;
+      }
+      const head = parseRequestHead(buf, 0, end);
+      if (head === null) {
+        this.protocolError(400);
+        break;
+      }
+      this.buf = end === buf.length ? null : buf.subarray(end);
+      const hasBody = head.chunked || head.contentLength > 0;
+      this.decoder.reset(head.chunked ? Framing.CHUNKED : hasBody ? Framing.LENGTH : Framing.NONE, head.contentLength);
+      this.bodyDone = !hasBody;
+      this.bodyMode = Body.WAIT;
+      if (head.close) this.closing = true;
+      const stream = new H1Stream(this as H1Connection<unknown>, head, hasBody);
+      this.stream = stream;
+      this.hooks.request(this.owner, stream);
+    }
+    this.processing = false;
+    if (this.stream === null && !this.closed && !this.closing && this.socket.isPaused()) this.socket.resume();
+  }
+
+  startBody(mode: Body): void {
+    if (this.bodyMode !== Body.WAIT) return;
+    this.bodyMode = mode;
+    const s = this.stream!;
+    if (this.bodyDone) {
+      if (mode === Body.DELIVER) s.handler?.onBodyEnd();
+      return;
+    }
+    if (mode === Body.DELIVER && s.head.expectContinue && !s.headersSent) this.socket.write(CONTINUE, 'latin1');
+    const b = this.buf;
+    if (b !== null) {
+      this.buf = null;
+      this.feedBody(b);
+    }
+    if (!this.bodyDone && this.socket.isPaused()) this.socket.resume();
+  }
+
+  private feedBody(chunk: Buffer): void {
+    const r = this.decoder.decode(chunk, 0, chunk.length, this as H1Connection<unknown>, deliverBody);
+    if (r < 0) {
+      this.bodyDone = true;
+      this.closing = true;
+      const s = this.stream;
+      if (s === null || s.finished) this.socket.destroy();
+      else if (this.bodyMode === Body.DELIVER && s.handler !== null) s.handler.onBodyError();
+      else s.reset();
+      return;
+    }
+    if (!this.decoder.done) return;
+    this.bodyDone = true;
+    if (r < chunk.length) {
+      this.buf = chunk.subarray(r);
+      if (this.buf.length > MAX_BUFFERED) this.socket.pause();
+    }
+    const s = this.stream;
+    if (s === null) return;
+    if (s.finished) this.nextRequest();
+    else if (this.bodyMode === Body.DELIVER) s.handler?.onBodyEnd();
+  }
+
+  respond(status: number, headers: readonly string[], length: number): void {
+    const s = this.stream!;
+    const isHead = s.head.method === 'HEAD';
+    let text = statusLine(status);
+    for (let i = 0; i < headers.length; i += 2) text += headers[i]! + ': ' + headers[i + 1]! + '\r\n';
+    this.chunkedOut = false;
+    this.bodyOut = !isHead;
+    if (status < 200 || status === 204 || status === 304 || length === NO_BODY) {
+      this.bodyOut = false;
+    } else if (length >= 0) {
+      text += 'content-length: ' + length + '\r\n';
+    } else if (!isHead) {
+      if (s.head.versionMinor === 1) {
+        text += 'transfer-encoding: chunked\r\n';
+        this.chunkedOut = true;
+      } else this.closing = true; // close-delimited for HTTP/1.0
+    }
+    if (this.closing) text += 'connection: close\r\n';
+    this.pendingHead = text + '\r\n';
+  }
+
+  write(chunk: Buffer): boolean {
+    if (!this.bodyOut || chunk.length === 0) return true;
+    const socket = this.socket;
+    socket.cork();
+    const head = this.pendingHead;
+    if (head !== null) {
+      this.pendingHead = null;
+      socket.write(head, 'latin1');
+    }
+    let ok: boolean;
+    if (this.chunkedOut) {
+      socket.write(chunkHead(chunk.length), 'latin1');
+      socket.write(chunk);
+      ok = socket.write('\r\n', 'latin1');
+    } else ok = socket.write(chunk);
+    socket.uncork();
+    return ok;
+  }
+
+  end(): void {
+    const head = this.pendingHead;
+    this.pendingHead = null;
+    if (head !== null) this.socket.write(this.chunkedOut ? head + CHUNK_END : head, 'latin1');
+    else if (this.chunkedOut) this.socket.write(CHUNK_END, 'latin1');
+    if (!this.bodyDone) {
+      // The response is out before the request body: drop the rest of the body. A client that
+      // waits for 100 Continue will not send it, so that connection closes instead.
+      if (this.bodyMode === Body.WAIT && this.stream!.head.expectContinue) this.closing = true;
+      this.bodyMode = Body.DISCARD;
+      if (this.closing) {
+        this.finishConnection();
+        return;
+      }
+      const b = this.buf;
+      this.buf = null;
+      if (b !== null) this.feedBody(b);
+      else if (this.socket.isPaused()) this.socket.resume();
+      return;
+    }
+    this.nextRequest();
+  }
+
+  closeAfter(): void {
+    this.closing = true;
+  }
+
+  private nextRequest(): void {
+    this.stream = null;
+    if (this.closing) {
+      this.finishConnection();
+      return;
+    }
+    this.process();
+  }
+
+  private finishConnection(): void {
+    this.stream = null;
+    this.buf = null;
+    this.socket.destroySoon();
+  }
+
+  private protocolError(status: 400 | 431): void {
+    this.closing = true;
+    this.buf = null;
+    this.hooks.protocolError(this.owner, status, this.writeAndClose.bind(this));
+  }
+
+  private writeAndClose(text: string): void {
+    this.socket.write(text, 'latin1');
+    this.socket.destroySoon();
+  }
+
+  private onEnd(): void {
+    const s = this.stream;
+    if (s === null || s.finished) {
+      this.finishConnection();
+      return;
+    }
+    if (!this.bodyDone) {
+      // The client half-closed in the middle of its request: it will not be completed.
+      s.finished = true;
+      s.handler?.onAbort();
+      this.socket.destroy();
+      return;
+    }
+    this.closing = true; // answer this request, then close
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    this.buf = null;
+    const s = this.stream;
+    this.stream = null;
+    if (s !== null && !s.finished) {
+      s.finished = true;
+      s.handler?.onAbort();
+    }
+    this.hooks.closed(this.owner);
+  }
+
+  private onDrain(): void {
+    this.stream?.handler?.onDrain();
+  }
+
+  private onTimeout(): void {
+    if (this.stream === null) this.socket.destroy();
+  }
+}
+
+function onSocketError(): void {
+  // 'close' follows and does the bookkeeping.
+}

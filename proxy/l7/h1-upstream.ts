@@ -1,0 +1,393 @@
+// The upstream side of the HTTP/1.1 fast path: keep-alive connections per (cluster, host[, SNI]),
+// opened with the cluster's own connect (TCP/TLS origination and Envoy's upstream_cx_* accounting
+// in upstream/connect.ts), one request at a time per connection. The request head goes out as one
+// latin1 string; the response head is parsed with the same strict parser as requests, and the body
+// is framed exactly (Content-Length, chunked, or until close), so a connection returns to the pool
+// only when its response ended on a message boundary.
+//
+// Idle connections are swept by one shared 1 s timer (STYLE.md rule 11) and unref'd while idle, so
+// they never keep a process alive. Every callback is a method bound once per connection.
+
+import type net from 'node:net';
+import { ProxyError, ProxyErrorCode } from '../errors';
+import type { UpstreamCluster } from '../upstream/cluster';
+import type { UpstreamHost } from '../upstream/host';
+import { BodyDecoder, CHUNK_END, Framing, chunkHead } from './h1-body';
+import { HeadError, findHeadEnd, parseResponseHead, type ResponseHead } from './h1-head';
+
+/** Idle keep-alive connections close after this (below Node's and most servers' 5 s keepAliveTimeout). */
+const IDLE_MS = 4_000;
+const SWEEP_MS = 1_000;
+
+export interface UpstreamHandler {
+  onUpstreamReady(conn: UpstreamConnection): void;
+  onUpstreamConnectError(err: ProxyError): void;
+  /** a final (>= 200) response head; 1xx are consumed here */
+  onResponseHead(head: ResponseHead): void;
+  onResponseData(chunk: Buffer): void;
+  onResponseEnd(): void;
+  /** reset / protocol error. `retryable`: a reused connection closed before any byte of the response */
+  onResponseError(err: ProxyError, retryable: boolean): void;
+  onUpstreamDrain(): void;
+  /** group the downstream writes of one upstream read */
+  cork(): void;
+  uncork(): void;
+}
+
+function deliverResponse(this: UpstreamConnection, chunk: Buffer): void {
+  this.handler?.onResponseData(chunk);
+}
+
+export class UpstreamConnection {
+  readonly socket: net.Socket;
+  readonly pool: H1Pool;
+  handler: UpstreamHandler | null = null;
+  private buf: Buffer | null = null;
+  private head: ResponseHead | null = null;
+  private readonly decoder = new BodyDecoder();
+  private requests = 0;
+  /** served a request before the current one */
+  private reused = false;
+  private gotBytes = false;
+  private requestIsHead = false;
+  private requestDone = false;
+  private chunkedOut = false;
+  private pendingHead: string | null = null;
+  idleSince = 0;
+  idleMs = IDLE_MS;
+  closed = false;
+
+  constructor(pool: H1Pool, socket: net.Socket) {
+    this.pool = pool;
+    this.socket = socket;
+    socket.on('data', this.onData.bind(this));
+    socket.on('close', this.onClose.bind(this));
+    // Upstream sockets are opened half-open capable (the L4 relay needs it); for HTTP a FIN ends the
+    // connection: a close-delimited body ends there, anything else is a reset (see onClose).
+    socket.on('end', this.onEnd.bind(this));
+    socket.on('error', onSocketError);
+    socket.on('drain', this.onDrain.bind(this));
+  }
+
+  /** Attach a request; the head is written with the first body bytes (or at endRequest). */
+  begin(handler: UpstreamHandler, head: string, isHeadMethod: boolean, chunked: boolean): void {
+    this.handler = handler;
+    this.head = null;
+    this.gotBytes = false;
+    this.requestIsHead = isHeadMethod;
+    this.requestDone = false;
+    this.chunkedOut = chunked;
+    this.reused = this.requests > 0;
+    this.requests++;
+    this.pendingHead = head;
+  }
+
+  /** Request body payload; false when the caller should wait for onUpstreamDrain. */
+  writeBody(chunk: Buffer): boolean {
+    const socket = this.socket;
+    socket.cork();
+    const head = this.pendingHead;
+    if (head !== null) {
+      this.pendingHead = null;
+      socket.write(head, 'latin1');
+    }
+    let ok: boolean;
+    if (this.chunkedOut) {
+      socket.write(chunkHead(chunk.length), 'latin1');
+      socket.write(chunk);
+      ok = socket.write('\r\n', 'latin1');
+    } else ok = socket.write(chunk);
+    socket.uncork();
+    return ok;
+  }
+
+  endRequest(): void {
+    this.requestDone = true;
+    const head = this.pendingHead;
+    this.pendingHead = null;
+    if (head !== null) this.socket.write(this.chunkedOut ? head + CHUNK_END : head, 'latin1');
+    else if (this.chunkedOut) this.socket.write(CHUNK_END, 'latin1');
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+  resume(): void {
+    this.socket.resume();
+  }
+
+  /** Abandon the exchange (timeout, downstream gone, bad framing): the connection cannot be reused. */
+  abort(): void {
+    this.handler = null;
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.destroy();
+    this.pool.forget(this);
+  }
+
+  private onData(chunk: Buffer): void {
+    const h = this.handler;
+    if (h === null) {
+      // Bytes nobody asked for (on an idle connection): the framing is lost, drop the connection.
+      this.abort();
+      return;
+    }
+    this.gotBytes = true;
+    h.cork();
+    this.consume(chunk);
+    h.uncork();
+  }
+
+  private consume(chunk: Buffer): void {
+    let buf = chunk;
+    let at = 0;
+    if (this.head === null) {
+      buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
+      this.buf = null;
+      for (;;) {
+        const end = findHeadEnd(buf, at);
+        if (end === 0) {
+          this.buf = at === 0 ? buf : buf.subarray(at);
+          return;
+        }
+        const head = end < 0 ? null : parseResponseHead(buf, at, end);
+        if (head === null) {
+          this.fail(new ProxyError(ProxyErrorCode.UPSTREAM_PROTOCOL, end === HeadError.TOO_LARGE ? 'upstream response head too large' : 'malformed upstream response head', { transportReason: 'protocol_error' }), false);
+          return;
+        }
+        at = end;
+        if (head.status >= 200) {
+          this.head = head;
+          break;
+        }
+        if (head.status === 101) {
+          this.fail(new ProxyError(ProxyErrorCode.UPSTREAM_PROTOCOL, 'upstream switched protocols', { transportReason: 'protocol_error' }), false);
+          return;
+        }
+        // 1xx informational (100 Continue, 103 Early Hints): not forwarded on this HTTP/1.1 path.
+      }
+      const head = this.head;
+      const noBody = this.requestIsHead || head.status === 204 || head.status === 304;
+      this.decoder.reset(noBody ? Framing.NONE : head.chunked ? Framing.CHUNKED : head.contentLength >= 0 ? Framing.LENGTH : Framing.CLOSE, head.contentLength);
+      this.handler!.onResponseHead(head);
+      if (this.handler === null) return; // the handler gave up on it
+    }
+    const r = this.decoder.decode(buf, at, buf.length, this, deliverResponse);
+    if (r < 0) {
+      this.fail(new ProxyError(ProxyErrorCode.UPSTREAM_RESET_AFTER_RESPONSE, 'malformed upstream response body', { transportReason: 'protocol_error' }), false);
+      return;
+    }
+    if (this.decoder.done && this.handler !== null) this.complete(r < buf.length);
+  }
+
+  private complete(extraBytes: boolean): void {
+    const h = this.handler!;
+    const head = this.head!;
+    this.handler = null;
+    const pool = this.pool;
+    const max = pool.cluster.config.maxRequestsPerConnection;
+    this.idleMs = keepAliveMs(head.keepAlive);
+    const reusable = this.requestDone && !extraBytes && !head.close && this.decoder.framing !== Framing.CLOSE && (max <= 0 || this.requests < max) && this.idleMs > 0;
+    if (reusable) {
+      // The handler may have paused reading for backpressure; an idle connection must read again
+      // (to see the upstream's FIN, and to serve the next request).
+      if (this.socket.isPaused()) this.socket.resume();
+      pool.release(this);
+    } else this.abort();
+    h.onResponseEnd();
+  }
+
+  private fail(err: ProxyError, retryable: boolean): void {
+    const h = this.handler;
+    this.abort();
+    h?.onResponseError(err, retryable);
+  }
+
+  private onClose(): void {
+    const wasClosed = this.closed;
+    this.closed = true;
+    const h = this.handler;
+    if (h === null) {
+      if (!wasClosed) this.pool.forget(this);
+      return;
+    }
+    if (this.head !== null && this.decoder.framing === Framing.CLOSE) {
+      this.handler = null;
+      this.pool.forget(this);
+      h.onResponseEnd();
+      return;
+    }
+    this.handler = null;
+    this.pool.forget(this);
+    const started = this.head !== null;
+    const err = new ProxyError(started ? ProxyErrorCode.UPSTREAM_RESET_AFTER_RESPONSE : ProxyErrorCode.UPSTREAM_RESET, 'upstream connection closed', { transportReason: 'connection_termination' });
+    h.onResponseError(err, !started && !this.gotBytes && this.reused);
+  }
+
+  private onEnd(): void {
+    this.socket.destroy();
+  }
+
+  private onDrain(): void {
+    this.handler?.onUpstreamDrain();
+  }
+}
+
+function onSocketError(): void {
+  // 'close' follows and reports the failure to the handler.
+}
+
+/** Keep-Alive: timeout=N from the upstream: stop reusing 1 s before it, as undici does. */
+function keepAliveMs(v: string | null): number {
+  if (v === null) return IDLE_MS;
+  const m = /timeout=(\d+)/i.exec(v);
+  return m === null ? IDLE_MS : Math.min(IDLE_MS, Number(m[1]) * 1000 - 1000);
+}
+
+/** Keep-alive connections to one host (and SNI when TLS is originated). */
+export class H1Pool {
+  readonly cluster: UpstreamCluster;
+  readonly host: UpstreamHost;
+  readonly sni: string | null;
+  private readonly idle: UpstreamConnection[] = [];
+  /** connections open or opening */
+  private total = 0;
+  private readonly waiting: UpstreamHandler[] = [];
+
+  constructor(cluster: UpstreamCluster, host: UpstreamHost, sni: string | null) {
+    this.cluster = cluster;
+    this.host = host;
+    this.sni = sni;
+  }
+
+  acquire(h: UpstreamHandler): void {
+    const idle = this.idle;
+    while (idle.length > 0) {
+      const c = idle.pop()!;
+      if (c.closed || c.socket.destroyed) continue;
+      c.socket.ref();
+      h.onUpstreamReady(c);
+      return;
+    }
+    if (this.total >= this.cluster.config.circuitBreakers.maxConnections) {
+      this.waiting.push(h);
+      return;
+    }
+    this.open(h);
+  }
+
+  /** A handler gave up before it got a connection. */
+  cancel(h: UpstreamHandler): void {
+    const i = this.waiting.indexOf(h);
+    if (i >= 0) this.waiting.splice(i, 1);
+  }
+
+  private open(h: UpstreamHandler): void {
+    this.total++;
+    const pool = this;
+    this.cluster.connect(this.host, this.sni, (err, socket) => {
+      if (err !== null || socket === null) {
+        pool.total--;
+        h.onUpstreamConnectError(err ?? new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT, 'connect failed'));
+        pool.serveWaiting();
+        return;
+      }
+      pool.cluster.stats.upstream_cx_http1_total.inc();
+      h.onUpstreamReady(new UpstreamConnection(pool, socket));
+    });
+  }
+
+  release(c: UpstreamConnection): void {
+    const w = this.waiting.shift();
+    if (w !== undefined) {
+      w.onUpstreamReady(c);
+      return;
+    }
+    c.idleSince = performance.now();
+    c.socket.unref();
+    this.idle.push(c);
+    startSweep(this);
+  }
+
+  forget(c: UpstreamConnection): void {
+    this.total--;
+    const i = this.idle.indexOf(c);
+    if (i >= 0) this.idle.splice(i, 1);
+    this.serveWaiting();
+  }
+
+  private serveWaiting(): void {
+    if (this.waiting.length > 0 && this.total < this.cluster.config.circuitBreakers.maxConnections) this.open(this.waiting.shift()!);
+  }
+
+  /** Close idle connections past their keep-alive time (or all when the cluster is gone). Returns how many stay idle. */
+  sweep(now: number, all: boolean): number {
+    const idle = this.idle;
+    for (let i = idle.length - 1; i >= 0; i--) {
+      const c = idle[i]!;
+      if (all || c.closed || now - c.idleSince >= c.idleMs) {
+        idle.splice(i, 1);
+        if (!c.closed) {
+          c.closed = true;
+          this.total--;
+          c.socket.destroy();
+        }
+      }
+    }
+    return idle.length;
+  }
+
+  closeIdle(): void {
+    this.sweep(0, true);
+  }
+}
+
+// ---- pool registry: per live cluster, by host key (+ SNI when TLS is originated)
+
+const registry = new WeakMap<UpstreamCluster, Map<string, H1Pool>>();
+const sweeping = new Set<H1Pool>();
+let sweepTimer: NodeJS.Timeout | null = null;
+
+export function poolFor(cluster: UpstreamCluster, host: UpstreamHost, sni: string | null): H1Pool {
+  let pools = registry.get(cluster);
+  if (pools === undefined) {
+    pools = new Map();
+    registry.set(cluster, pools);
+  }
+  const tls = cluster.config.tls !== null;
+  const key = tls ? host.key + '|' + (sni ?? '') : host.key;
+  let pool = pools.get(key);
+  if (pool === undefined) {
+    pool = new H1Pool(cluster, host, tls ? sni : null);
+    pools.set(key, pool);
+  }
+  return pool;
+}
+
+/** Close every idle connection of a cluster (reload removed it, or the runtime stops). */
+export function closeIdlePools(cluster: UpstreamCluster): void {
+  const pools = registry.get(cluster);
+  if (pools === undefined) return;
+  for (const p of pools.values()) p.closeIdle();
+  registry.delete(cluster);
+}
+
+function startSweep(pool: H1Pool): void {
+  sweeping.add(pool);
+  if (sweepTimer === null) {
+    sweepTimer = setInterval(sweepAll, SWEEP_MS);
+    sweepTimer.unref();
+  }
+}
+
+function sweepAll(): void {
+  const now = performance.now();
+  for (const p of sweeping) {
+    const gone = (p.cluster as unknown as { closed: boolean }).closed === true;
+    if (p.sweep(now, gone) === 0) sweeping.delete(p);
+  }
+  if (sweeping.size === 0 && sweepTimer !== null) {
+    clearInterval(sweepTimer);
+    sweepTimer = null;
+  }
+}

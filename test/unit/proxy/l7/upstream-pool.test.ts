@@ -1,0 +1,133 @@
+// Upstream keep-alive pooling on the fast path: plain and TLS-originated connections are reused
+// across requests (also after a large, back-pressured body), a connection the upstream closed while
+// idle is replaced without failing the request, and `Connection: close` from the upstream is honoured.
+
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { makeCa, makeLeaf } from '../../../e2e/harness/certs';
+import { freePort, startTestRuntime } from '../../../helpers/gateway';
+
+function config(gwPort: number, upPort: number, tls: string | null): string {
+  return `
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: { name: up, namespace: default }
+spec:
+  hosts: [up.example]
+  ports: [{ number: 443, name: http, protocol: HTTP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, ports: { http: ${upPort} } }]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: Gateway
+metadata: { name: gw, namespace: default }
+spec:
+  selector: { istio: egressgateway }
+  servers: [{ port: { number: ${gwPort}, name: http, protocol: HTTP }, hosts: [up.example] }]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: { name: vs, namespace: default }
+spec:
+  hosts: [up.example]
+  gateways: [gw]
+  http: [{ route: [{ destination: { host: up.example, port: { number: 443 } } }] }]
+${tls === null ? '' : `---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: { name: dr, namespace: default }
+spec:
+  host: up.example
+  trafficPolicy:
+    tls: { mode: SIMPLE, caCertificates: ${tls} }
+`}`;
+}
+
+const BIG = Buffer.alloc(300_000, 'x');
+
+function handler(req: http.IncomingMessage, res: http.ServerResponse): void {
+  if (req.url === '/close') {
+    res.writeHead(200, { connection: 'close', 'content-length': '2' });
+    res.end('ok');
+    return;
+  }
+  const body = req.url === '/big' ? BIG : Buffer.from('small');
+  res.writeHead(200, { 'content-length': String(body.length) });
+  res.end(body);
+}
+
+function get(port: number, p: string): Promise<{ status: number; length: number }> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: p, headers: { host: 'up.example' }, agent: false }, (res) => {
+      let length = 0;
+      res.on('data', (c: Buffer) => (length += c.length));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, length }));
+    }).on('error', reject);
+  });
+}
+
+async function listen(t: { teardown(fn: () => unknown): void }, server: http.Server | https.Server): Promise<{ port: number; connections: () => number }> {
+  let n = 0;
+  server.on('connection', () => n++);
+  server.on('secureConnection', () => undefined);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }));
+  return { port: (server.address() as net.AddressInfo).port, connections: () => n };
+}
+
+t.test('plain upstream: one connection for several requests, big bodies included', async (t) => {
+  const up = await listen(t, http.createServer(handler));
+  const gwPort = await freePort();
+  const gw = await startTestRuntime(t, config(gwPort, up.port, null));
+  for (const p of ['/a', '/big', '/b', '/big', '/c']) {
+    const r = await get(gwPort, p);
+    t.equal(r.status, 200);
+    t.equal(r.length, p === '/big' ? BIG.length : 5, `${p}: whole body`);
+  }
+  t.equal(up.connections(), 1, 'the upstream saw one connection');
+  t.equal(gw.stat('cluster.outbound|443||up.example.upstream_cx_total'), 1);
+});
+
+t.test('TLS-originated upstream: the pooled connection is reused after a big body', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-pool-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const ca = await makeCa(dir, 'pool-test');
+  const leaf = await makeLeaf(dir, ca, { cn: 'up.example' });
+  const up = await listen(t, https.createServer({ cert: fs.readFileSync(leaf.certFile), key: fs.readFileSync(leaf.keyFile) }, handler));
+  const gwPort = await freePort();
+  const gw = await startTestRuntime(t, config(gwPort, up.port, ca.certFile));
+  for (const p of ['/big', '/big', '/a']) {
+    const r = await get(gwPort, p);
+    t.equal(r.status, 200);
+    t.equal(r.length, p === '/big' ? BIG.length : 5, `${p}: whole body`);
+  }
+  t.equal(up.connections(), 1, 'one TCP connection reached the upstream');
+  t.equal(gw.stat('cluster.outbound|443||up.example.ssl.handshake'), 1, 'one TLS handshake');
+});
+
+t.test('an upstream that closes: Connection: close is honoured, the next request opens a new connection', async (t) => {
+  const up = await listen(t, http.createServer(handler));
+  const gwPort = await freePort();
+  await startTestRuntime(t, config(gwPort, up.port, null));
+  t.equal((await get(gwPort, '/close')).status, 200);
+  t.equal((await get(gwPort, '/a')).status, 200);
+  t.equal(up.connections(), 2, 'a second connection after the close');
+});
+
+t.test('an idle pooled connection the upstream closed is replaced without failing the request', async (t) => {
+  const server = http.createServer(handler);
+  const up = await listen(t, server);
+  const gwPort = await freePort();
+  const gw = await startTestRuntime(t, config(gwPort, up.port, null));
+  for (let i = 0; i < 5; i++) {
+    t.equal((await get(gwPort, '/a')).status, 200, `request ${i}`);
+    server.closeIdleConnections(); // FIN races the next request: either way it must succeed
+  }
+  t.equal(up.connections(), 5, 'a new connection after each close');
+  t.equal(gw.stat('cluster.outbound|443||up.example.upstream_rq_503'), undefined, 'no 503');
+});
