@@ -24,6 +24,7 @@ const USAGE = `usage:
              [--access-log-format istio|envoy|json] [--concurrency N (default: cores)] [--http-proxy-port PORT] [--no-capture]
              [--prometheus-port 15090|off] [--health-port 15021|off]
              [--audit-log PATH [--audit-log-max-bytes 104857600] [--audit-log-keep 5]]
+             [--dns-servers IP[:PORT],...]   DNS clusters: ask these (with TTLs) after /etc/hosts
   sluice validate --config PATH ... [--namespace NS] [--role R --labels ..]
   sluice explain --config PATH ... --role R [--labels ..] (--url URL | --sni HOST --port N | --tcp IP:PORT)
   sluice iptables [--proxy-uid 1337] [--outbound-port 15001] [--inbound-port 15006] [--exclude-outbound-cidrs ..]
@@ -111,7 +112,7 @@ function role(flags: Flags): Role {
   return r;
 }
 
-const RUN_FLAGS = ['role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port', 'audit-log', 'audit-log-max-bytes', 'audit-log-keep'];
+const RUN_FLAGS = ['role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port', 'audit-log', 'audit-log-max-bytes', 'audit-log-keep', 'dns-servers'];
 
 export function runOptionsFrom(flags: Flags): RunOptions {
   const configPaths = flags.all('config');
@@ -137,6 +138,7 @@ export function runOptionsFrom(flags: Flags): RunOptions {
     outboundPolicy: policy as OutboundPolicy,
     accessLog: flags.get('access-log') ?? 'stdout',
     accessLogFormat: format,
+    dnsServers: flags.all('dns-servers').flatMap((v) => v.split(',')).filter((v) => v !== ''),
     auditLog: flags.get('audit-log') === undefined ? null : {
       path: flags.get('audit-log')!,
       maxBytes: intFlag(flags, 'audit-log-max-bytes', DEFAULT_AUDIT_MAX_BYTES, 1, Number.MAX_SAFE_INTEGER),

@@ -24,6 +24,7 @@ import { withAudit, type AuditLogOptions } from './observe/audit-log';
 import { createLogger } from './observe/log';
 import { StatsStore } from './observe/stats';
 import { ClusterManager } from './upstream/cluster-manager';
+import { configureDns } from './upstream/dns';
 import { ServerTlsContexts } from './tls/server-contexts';
 import { IpcAccessLog } from './workers/ipc-access-log';
 import { WorkerPool } from './workers/pool';
@@ -51,6 +52,8 @@ export interface RunOptions {
   readonly accessLogFormat: 'istio' | 'envoy' | 'json';
   /** `--audit-log PATH`: the egress audit log (proxy/observe/audit-log.ts); null/absent = off. */
   readonly auditLog?: AuditLogOptions | null;
+  /** DNS servers (`ip[:port]`) for DNS clusters, queried with TTLs after /etc/hosts; empty = getaddrinfo. */
+  readonly dnsServers?: readonly string[];
   readonly concurrency: number;
   /** Sidecar: also serve an explicit HTTP proxy on this port (HTTP_PROXY); null = off. */
   readonly httpProxyPort: number | null;
@@ -194,6 +197,7 @@ export class Runtime {
   private async startDataPlane(snapshot: Snapshot): Promise<void> {
     const o = this.options;
     const s = this.stats;
+    if (o.dnsServers !== undefined && o.dnsServers.length > 0) configureDns({ servers: o.dnsServers });
     await this.clusters.update(snapshot);
     // Workers share stdout through the primary (lines from several processes would interleave).
     const accessLog = withAudit(this.mode === 'worker' && o.accessLog === 'stdout' ? new IpcAccessLog(o.accessLogFormat, s) : createAccessLog({ target: o.accessLog, format: o.accessLogFormat }, s), o.auditLog, s);
