@@ -7,7 +7,7 @@ import type { ConfigMessage } from '../compile/snapshot';
 import { fqdn, hostMatches } from './common';
 import { terminatesTls } from './gateway';
 import { Reporter, type Locator } from './schema';
-import type { Destination, Gateway, Resource, Resources, ServiceEntry, VirtualService } from './types';
+import type { ClientTLSSettings, Destination, DestinationRule, Gateway, Resource, Resources, ServiceEntry, TrafficPolicy, VirtualService } from './types';
 
 const MESH = 'mesh';
 
@@ -32,6 +32,7 @@ export function crossCheck(res: Resources, loc: Locator, out: ConfigMessage[]): 
     checkSubsetsDefined(vs, res, loc, reporter(vs));
   }
   for (const se of res.serviceEntries) checkTcpPortsHaveAddresses(se, loc, reporter(se));
+  for (const dr of res.destinationRules) checkOriginationTraps(dr, res.serviceEntries, loc, reporter(dr));
 }
 
 /** Istio's gateway name forms (model/config.go resolveGatewayName): `gw`, `ns/gw`, `./gw`, `gw.ns.svc.cluster.local`. */
@@ -173,4 +174,40 @@ function checkTcpPortsHaveAddresses(se: ServiceEntry, loc: Locator, rep: Reporte
     rep.warn(ConfigErrorCode.TRAP, loc.at(se.spec, 'ports', i),
       `${p.protocol} port ${p.number} without addresses: on a sidecar this ServiceEntry captures all traffic to port ${p.number}, whatever the destination IP; set addresses`);
   });
+}
+
+/** Every `tls` block of a DestinationRule with the port it is limited to (null = all ports). */
+function drTlsBlocks(dr: DestinationRule): { tls: ClientTLSSettings; holder: TrafficPolicy; port: number | null }[] {
+  const out: { tls: ClientTLSSettings; holder: TrafficPolicy; port: number | null }[] = [];
+  const visit = (p: TrafficPolicy | undefined): void => {
+    if (!p) return;
+    if (p.tls) out.push({ tls: p.tls, holder: p, port: null });
+    for (const pl of p.portLevelSettings ?? []) {
+      if (pl?.tls) out.push({ tls: pl.tls, holder: pl as TrafficPolicy, port: pl.port?.number ?? null });
+    }
+  };
+  visit(dr.spec.trafficPolicy);
+  for (const sub of dr.spec.subsets ?? []) visit(sub?.trafficPolicy);
+  return out;
+}
+
+/**
+ * §6 #2, TLS origination confusion: SIMPLE/MUTUAL on a port the ServiceEntry declares HTTPS/TLS, where
+ * the app already speaks TLS: the sidecar would wrap it in a second TLS layer and the server sees
+ * garbage (declare the port HTTP, as S3 does, to originate). (MUTUAL without a client certificate is
+ * already an error of the DestinationRule itself.)
+ */
+function checkOriginationTraps(dr: DestinationRule, entries: readonly ServiceEntry[], loc: Locator, rep: Reporter): void {
+  if (dr.spec.host === undefined) return;
+  const host = fqdn(dr.spec.host, dr.metadata.namespace);
+  const se = entries.find((e) => (e.spec.hosts ?? []).some((h) => h !== null && hostMatches(host, h)));
+  for (const { tls, holder, port } of drTlsBlocks(dr)) {
+    if ((tls.mode !== 'SIMPLE' && tls.mode !== 'MUTUAL') || se === undefined) continue;
+    for (const p of se.spec.ports ?? []) {
+      if (!p || (port !== null && p.number !== port) || (p.protocol !== 'HTTPS' && p.protocol !== 'TLS')) continue;
+      rep.warn(ConfigErrorCode.TRAP, loc.at(holder, 'tls'),
+        `mode ${tls.mode} on port ${p.number}, which ServiceEntry ${se.metadata.namespace}/${se.metadata.name} declares ${p.protocol}: ` +
+        'the app already speaks TLS there, so a sidecar would wrap it in a second TLS layer; to originate TLS, declare the port HTTP and send plain HTTP (seed S3)');
+    }
+  }
 }
