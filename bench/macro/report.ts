@@ -1,0 +1,146 @@
+// The bench's output: machine description, one table with each figure and sluice's ratio to the
+// direct path and to each peer, CPU per unit of work, the issue's "Done when" targets checked
+// against the figures, profiles, and config at scale. Pure: report in, markdown out.
+
+import os from 'node:os';
+import fs from 'node:fs';
+import type { ProfileSummary } from './profile';
+import { profileMarkdown } from './profile';
+import type { ConfigScaleResult } from '../config-scale';
+import type { CaptureResult } from './capture';
+
+export interface Cell {
+  value: number;
+  /** CPU seconds of the proxy per unit (as cpuUnit says), null for the direct path */
+  cpuPerUnit: number | null;
+  cpuUnit: string;
+  higherIsBetter: boolean;
+  errors: number;
+  note?: string;
+}
+
+export interface Machine {
+  cpus: number; model: string; memGiB: number; node: string; kernel: string; os: string;
+  haproxy?: string; nginx?: string;
+  /** 1-minute load average at the start and the end: other work on the box skews every figure */
+  loadAvgStart?: number; loadAvgEnd?: number;
+}
+
+export interface BenchReport {
+  startedAt: string;
+  seconds?: number;
+  machine: Machine;
+  knobs: Record<string, unknown>;
+  skipped: string[];
+  /** metric -> target (direct | sluice | haproxy | nginx | ...) -> cell */
+  cells: Record<string, Record<string, Cell>>;
+  extra: {
+    fixedRate?: number;
+    capture?: CaptureResult;
+    profiles?: Record<string, ProfileSummary>;
+    configScale?: ConfigScaleResult;
+  };
+}
+
+export function machineDescription(): Machine {
+  let osName = os.type();
+  try {
+    const m = /PRETTY_NAME="([^"]+)"/.exec(fs.readFileSync('/etc/os-release', 'utf8'));
+    if (m) osName = m[1]!;
+  } catch { /* not Linux */ }
+  const cpus = os.cpus();
+  return { cpus: cpus.length, model: cpus[0]?.model ?? 'unknown', memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, kernel: os.release(), os: osName, loadAvgStart: os.loadavg()[0]! };
+}
+
+function fmt(v: number | undefined | null): string {
+  if (v === undefined || v === null || !Number.isFinite(v)) return '–';
+  const a = Math.abs(v);
+  if (a >= 1000) return Math.round(v).toLocaleString('en-US');
+  if (a >= 100) return v.toFixed(0);
+  if (a >= 10) return v.toFixed(1);
+  return v.toFixed(2);
+}
+
+function ratio(a: Cell | undefined, b: Cell | undefined): string {
+  if (a === undefined || b === undefined || b.value === 0) return '–';
+  return `${(a.value / b.value).toFixed(2)}×`;
+}
+
+
+export function renderMarkdown(r: BenchReport): string {
+  const m = r.machine;
+  const out: string[] = [];
+  out.push(`Machine: ${m.cpus} × ${m.model}, ${m.memGiB} GiB, ${m.os}, kernel ${m.kernel}, Node ${m.node}; ${m.haproxy ?? 'HAProxy –'}; ${m.nginx ?? 'nginx –'}. Load average (1 min) ${m.loadAvgStart?.toFixed(1) ?? '?'} at the start, ${m.loadAvgEnd?.toFixed(1) ?? '?'} at the end (2.0 = both cores busy before the bench adds anything).`);
+  out.push(`Run ${r.startedAt}, ${r.seconds?.toFixed(0) ?? '?'} s, knobs ${JSON.stringify(r.knobs)}. One sluice worker vs HAProxy \`nbthread 1\` vs one nginx worker; client, proxy and upstream share the cores.`);
+  if (r.skipped.length > 0) out.push(`Skipped: ${r.skipped.join('; ')}.`);
+  out.push('');
+  out.push('| metric | direct | sluice | HAProxy | nginx | sluice ÷ direct | sluice ÷ HAProxy | sluice ÷ nginx |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const [metric, row] of Object.entries(r.cells)) {
+    const s = row.sluice;
+    const gw = row['sluice (gateway port)'];
+    // The capture row compares the sidecar with the same traffic sent to a gateway port.
+    const direct = row.direct;
+    const cells = [fmt(direct?.value), fmt(s?.value), fmt(row.haproxy?.value), fmt(row.nginx?.value), ratio(s, direct), ratio(s, row.haproxy), ratio(s, row.nginx)];
+    out.push(`| ${metric}${gw ? ` (gateway port: ${fmt(gw.value)}, captured ÷ gateway port ${ratio(s, gw)})` : ''} | ${cells.join(' | ')} |`);
+  }
+  out.push('');
+  out.push('CPU of the proxy process per unit of work (user + system; lower is better):');
+  out.push('');
+  out.push('| metric | unit | sluice | HAProxy | nginx | sluice ÷ HAProxy | sluice ÷ nginx |');
+  out.push('|---|---|---:|---:|---:|---:|---:|');
+  for (const [metric, row] of Object.entries(r.cells)) {
+    const s = row.sluice;
+    if (s === undefined || s.cpuPerUnit === null || s.cpuUnit === '') continue;
+    const c = (t: string): number | null => row[t]?.cpuPerUnit ?? null;
+    const rc = (t: string): string => { const a = c('sluice'); const b = c(t); return a !== null && b !== null && b > 0 ? `${(a / b).toFixed(2)}×` : '–'; };
+    out.push(`| ${metric.replace(/ \([^)]*\)$/, '')} | ${s.cpuUnit} | ${fmt(c('sluice'))} | ${fmt(c('haproxy'))} | ${fmt(c('nginx'))} | ${rc('haproxy')} | ${rc('nginx')} |`);
+  }
+  const notes = Object.entries(r.cells).flatMap(([metric, row]) => Object.entries(row).filter(([, c]) => c.note !== undefined || c.errors > 0)
+    .map(([t, c]) => `${metric} / ${t}: ${[c.note, c.errors > 0 ? `${c.errors} errors` : ''].filter(Boolean).join(', ')}`));
+  if (notes.length > 0) {
+    out.push('');
+    out.push('Notes: ' + notes.join('; ') + '.');
+  }
+  out.push('');
+  out.push(...doneWhen(r));
+  const cs = r.extra.configScale;
+  if (cs !== undefined) {
+    out.push('');
+    out.push(`Config at scale (${cs.hosts.toLocaleString('en-US')} ServiceEntries + as many VirtualServices and DestinationRules, ${cs.documents.toLocaleString('en-US')} resources, ${(cs.yamlBytes / 2 ** 20).toFixed(1)} MiB YAML, sidecar role, ${cs.clusters.toLocaleString('en-US')} clusters): ` +
+      `load ${fmt(cs.loadMs)} ms, compile ${fmt(cs.compileMs)} ms (target < 2,000 ms for both); lookup (listener → chain → virtual host → route) ${fmt(cs.lookupNs.hosts10)} ns at 10 hosts, ${fmt(cs.lookupNs.hostsN)} ns at ${cs.hosts.toLocaleString('en-US')} (${cs.lookupNs.ratio.toFixed(2)}×); ` +
+      `growth: ${cs.curve.map((c) => `${c.hosts.toLocaleString('en-US')} hosts load ${fmt(c.loadMs)} + compile ${fmt(c.compileMs)} ms`).join(', ')}; ` +
+      `a reload at ${cs.reload.hosts.toLocaleString('en-US')} hosts blocked the event loop for ${fmt(cs.reload.blockedMaxMs)} ms at most (load + compile at that size ${fmt(cs.reload.loadPlusCompileMs)} ms; applied ${fmt(cs.reload.appliedAfterMs)} ms after the file changed): ` +
+      `the whole load + compile runs on the event loop in one piece, so traffic stalls for one full compile per reload.`);
+    if (cs.profile !== null) {
+      out.push('');
+      out.push(profileMarkdown(`Where one load + compile at ${cs.profileHosts.toLocaleString('en-US')} hosts spends its time`, { ...cs.profile, top: cs.profile.top.slice(0, 12) }));
+    }
+  }
+  for (const [k, p] of Object.entries(r.extra.profiles ?? {})) {
+    out.push('');
+    out.push(profileMarkdown(`sluice under ${k === 'l7' ? 'L7 keep-alive load' : k === 'tls-orig' ? 'TLS origination load' : 'L4 short connections'} (node --cpu-prof)`, p));
+  }
+  return out.join('\n');
+}
+
+function doneWhen(r: BenchReport): string[] {
+  const c = r.cells;
+  const get = (prefix: string, t: string): Cell | undefined => Object.entries(c).find(([k]) => k.startsWith(prefix))?.[1][t];
+  const rows: string[] = ['| "Done when" target | measured | met? |', '|---|---|---|'];
+  const check = (label: string, a: Cell | undefined, b: Cell | undefined, want: number, lowerIsBetter = false): void => {
+    if (a === undefined || b === undefined || b.value === 0) { rows.push(`| ${label} | not measured | – |`); return; }
+    const x = a.value / b.value;
+    const ok = lowerIsBetter ? x <= want : x >= want;
+    rows.push(`| ${label} | ${x.toFixed(2)}× | ${ok ? 'yes' : '**no**'} |`);
+  };
+  check('L4 bulk, 1 stream ≥ 1.0× HAProxy', get('L4 bulk, 1 stream', 'sluice'), get('L4 bulk, 1 stream', 'haproxy'), 1.0);
+  check('L4 bulk, 8 streams ≥ 1.0× HAProxy', get('L4 bulk, 8 streams', 'sluice'), get('L4 bulk, 8 streams', 'haproxy'), 1.0);
+  check('L4 short connections ≥ 0.9× HAProxy', get('L4 short', 'sluice'), get('L4 short', 'haproxy'), 0.9);
+  check('L7 keep-alive req/s ≥ 0.8× nginx', get('L7 keep-alive, saturation (req/s)', 'sluice'), get('L7 keep-alive, saturation (req/s)', 'nginx'), 0.8);
+  const fixedP99 = Object.keys(c).find((k) => k.startsWith('L7 keep-alive, fixed') && k.includes('p99 ('));
+  check('L7 p99 at the fixed rate ≤ 1.5× nginx', fixedP99 ? c[fixedP99]!.sluice : undefined, fixedP99 ? c[fixedP99]!.nginx : undefined, 1.5, true);
+  check('sidecar capture conn/s ≥ 0.8× gateway port', get('Sidecar capture', 'sluice'), get('Sidecar capture', 'sluice (gateway port)'), 0.8);
+  check('RSS per idle connection ≤ HAProxy', get('RSS per idle', 'sluice'), get('RSS per idle', 'haproxy'), 1.0, true);
+  return rows;
+}

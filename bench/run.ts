@@ -1,0 +1,318 @@
+// `npm run bench`: the macro benchmark suite (issue 6). sluice (one worker) side by side with HAProxy
+// (`nbthread 1`) and nginx (one worker) on loopback, plus the direct path (no proxy). Writes a
+// markdown table and JSON (bench/results/<timestamp>.json + latest.json + latest.md).
+//
+// Knobs (env): DURATION (s per measurement, default 4), CONNECTIONS (HTTP connections, default 32),
+// PARALLEL (short-connection loops, default 16), ONLY=<scenario,...> (names below), PEERS=<sluice,
+// haproxy,nginx>, IDLE_CONNECTIONS (default 10000), BENCH_TIMEOUT (s, default 590).
+// Scenarios: l4-bulk, l4-short, l7, l7-fixed, sni, tls-orig, capture, idle-rss, profile, config-scale.
+//
+// Every load generator runs on the same 2 cores as the proxy and the upstream: absolute rates are
+// machine- and client-bound, which is why CPU per unit of work is reported next to each rate.
+
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { once } from 'node:events';
+import { makeCa, makeLeaf } from '../test/e2e/harness/certs';
+import { ensurePeers, startHaproxy, startNginx, startSluice, raiseNofile, maxIdleConnections, NOFILE, HTTP_HOST, SNI_HOST, TLS_HOST, type Peer, type PeerName, type UpstreamTargets } from './macro/peers';
+import { saturate, paced, type HttpLoadResult } from './macro/http-load';
+import type { TcpLoadOptions, TcpLoadResult } from './macro/tcp-load';
+import { runCapture, type CaptureResult } from './macro/capture';
+import { newestProfile, summarize, type ProfileSummary } from './macro/profile';
+import type { ConfigScaleResult } from './config-scale';
+import { renderMarkdown, machineDescription, type BenchReport, type Cell } from './macro/report';
+
+const DURATION = Number(process.env.DURATION ?? 4);
+const CONNECTIONS = Number(process.env.CONNECTIONS ?? 32);
+const PARALLEL = Number(process.env.PARALLEL ?? 16);
+const IDLE_WANTED = Number(process.env.IDLE_CONNECTIONS ?? 10_000);
+// 10k proxied connections need 20k+ fds in the proxy; where the hard limit is lower (and cannot be
+// raised without CAP_SYS_RESOURCE) the count is reduced, and the report says so.
+const IDLE = Math.min(IDLE_WANTED, maxIdleConnections());
+const WARMUP_S = 1;
+const ALL = ['l4-bulk', 'l4-short', 'l7', 'l7-fixed', 'sni', 'tls-orig', 'capture', 'idle-rss', 'profile', 'config-scale'];
+const ONLY = new Set(process.env.ONLY ? process.env.ONLY.split(',').map((s) => s.trim()) : ALL);
+const WANT_PEERS = new Set((process.env.PEERS ?? 'sluice,haproxy,nginx').split(','));
+const RESULTS_DIR = path.resolve(__dirname, '..', '..', 'bench', 'results');
+const DIST = path.resolve(__dirname);
+
+function log(s: string): void {
+  process.stderr.write(s + '\n');
+}
+
+interface Target { name: 'direct' | PeerName; ports: { tcp: number; http: number; sni: number; tlsorig: number }; peer: Peer | null }
+
+function childJson<T>(child: ChildProcess, what: string, timeoutMs: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${what}: timed out`)); }, timeoutMs);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const nl = out.indexOf('\n');
+      if (nl >= 0) { clearTimeout(timer); try { resolve(JSON.parse(out.slice(0, nl)) as T); } catch (e) { reject(e as Error); } }
+    });
+    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    child.on('exit', (code) => { clearTimeout(timer); if (!out.includes('\n')) reject(new Error(`${what}: exited ${code}: ${err.slice(-2000)}`)); });
+  });
+}
+
+function tcpLoad(o: TcpLoadOptions): { child: ChildProcess; result: Promise<TcpLoadResult> } {
+  const child = spawn(process.execPath, [path.join(DIST, 'macro', 'tcp-load.js'), JSON.stringify(o)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  return { child, result: childJson<TcpLoadResult>(child, `tcp-load ${o.mode}`, (o.durationMs ?? 5000) + (o.warmupMs ?? 1000) + 90_000) };
+}
+
+async function cpuOf(t: Target): Promise<number> {
+  return t.peer === null ? 0 : t.peer.cpuSeconds();
+}
+
+/** Run `fn` and return its result with the proxy's CPU seconds spent meanwhile. */
+async function withCpu<T>(t: Target, fn: () => Promise<T>): Promise<{ r: T; cpu: number }> {
+  const c0 = await cpuOf(t);
+  const r = await fn();
+  const c1 = await cpuOf(t);
+  return { r, cpu: c1 - c0 };
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const bound = Number(process.env.BENCH_TIMEOUT ?? 590) * 1000;
+  setTimeout(() => { log(`bench: gave up after ${bound / 1000} s (BENCH_TIMEOUT)`); process.exit(1); }, bound).unref();
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-'));
+  const cleanup: (() => Promise<void> | void)[] = [() => fs.rmSync(tmp, { recursive: true, force: true })];
+  const report: BenchReport = {
+    startedAt: new Date().toISOString(), machine: machineDescription(),
+    knobs: { DURATION, CONNECTIONS, PARALLEL, IDLE_CONNECTIONS: IDLE, ONLY: [...ONLY] },
+    skipped: [], cells: {}, extra: {},
+  };
+  const put = (metric: string, target: string, cell: Cell): void => { (report.cells[metric] ??= {})[target] = cell; };
+
+  try {
+    const avail = ensurePeers(log);
+    report.machine.haproxy = avail.haproxy ? (await versionOf('haproxy', ['-v'])) : 'not installed';
+    report.machine.nginx = avail.nginx ? (await versionOf('nginx', ['-v'])) : 'not installed';
+    if (IDLE < IDLE_WANTED) {
+      const why = `idle RSS measured at ${IDLE} connections, not ${IDLE_WANTED}: the fd hard limit here is ${NOFILE} and cannot be raised (no CAP_SYS_RESOURCE); each proxied connection costs a proxy 2 fds`;
+      log(`bench: ${why}`);
+      report.skipped.push(why);
+    }
+    if (!avail.haproxy) report.skipped.push('HAProxy: not installed');
+    if (!avail.nginx) report.skipped.push('nginx: not installed');
+
+    // Certificates: one leaf for both TLS names, a throwaway CA made with openssl.
+    const ca = await makeCa(tmp, 'bench-ca');
+    const leaf = await makeLeaf(tmp, ca, { cn: SNI_HOST, dnsNames: [SNI_HOST, TLS_HOST] });
+
+    // Upstreams in their own process.
+    const upChild = fork(path.join(DIST, 'macro', 'upstream.js'), [JSON.stringify({ cert: leaf.certFile, key: leaf.keyFile, maxRequestsPerConnection: 100 })], { stdio: ['pipe', 'pipe', 'pipe', 'ipc'] });
+    raiseNofile(upChild.pid!);
+    cleanup.push(() => { upChild.kill(); });
+    const up = (await childJson<{ ports: { tcp: number; http: number; tls: number; https: number } }>(upChild, 'upstream', 15_000)).ports;
+    const upstreamStats = async (): Promise<{ handshakes: number; resumed: number; cpuUs: number }> => {
+      const m = once(upChild, 'message') as Promise<[{ handshakes: number; resumed: number; cpuUs: number }]>;
+      upChild.send('stats');
+      return (await m)[0];
+    };
+    const targetsUp: UpstreamTargets = { ...up, caFile: ca.certFile };
+
+    const peers: Peer[] = [];
+    const startPeer = async (name: PeerName, dir: string, opts: { cpuProfDir?: string } = {}): Promise<Peer> => {
+      const p = name === 'sluice' ? await startSluice(dir, targetsUp, opts) : name === 'haproxy' ? await startHaproxy(dir, targetsUp) : await startNginx(dir, targetsUp);
+      return p;
+    };
+    const peerNames: PeerName[] = (['sluice', 'haproxy', 'nginx'] as PeerName[]).filter((n) => WANT_PEERS.has(n) && (n === 'sluice' || avail[n]));
+    const needsMain = ['l4-bulk', 'l4-short', 'l7', 'l7-fixed', 'sni', 'tls-orig'].some((s) => ONLY.has(s));
+    if (needsMain) {
+      for (const n of peerNames) {
+        const p = await startPeer(n, tmp);
+        peers.push(p);
+        cleanup.push(() => p.stop());
+      }
+    }
+    const targets: Target[] = [
+      { name: 'direct', ports: { tcp: up.tcp, http: up.http, sni: up.tls, tlsorig: up.https }, peer: null },
+      ...peers.map((p) => ({ name: p.name, ports: p.ports, peer: p })),
+    ];
+    const dur = DURATION * 1000;
+    const tlsClient = { servername: SNI_HOST, ca: ca.certFile };
+
+    // ---- L4 bulk
+    if (ONLY.has('l4-bulk')) {
+      for (const streams of [1, 8]) {
+        for (const t of targets) {
+          const { r, cpu } = await withCpu(t, () => tcpLoad({ mode: 'bulk', host: '127.0.0.1', port: t.ports.tcp, streams, durationMs: dur, warmupMs: WARMUP_S * 1000 }).result);
+          put(`L4 bulk, ${streams} stream${streams > 1 ? 's' : ''} (Gbit/s)`, t.name, { value: (r.rate * 8) / 1e9, cpuPerUnit: t.peer ? cpu / (r.totalUnits / 1e9) : null, cpuUnit: 'CPU-s/GB', higherIsBetter: true, errors: r.errors });
+          log(`l4-bulk x${streams} ${t.name}: ${((r.rate * 8) / 1e9).toFixed(2)} Gbit/s${t.peer ? `, ${(cpu / (r.totalUnits / 1e9)).toFixed(2)} CPU-s/GB` : ''}`);
+        }
+      }
+    }
+
+    // ---- L4 short connections
+    if (ONLY.has('l4-short')) {
+      for (const t of targets) {
+        const { r, cpu } = await withCpu(t, () => tcpLoad({ mode: 'short', host: '127.0.0.1', port: t.ports.tcp, parallel: PARALLEL, durationMs: dur, warmupMs: WARMUP_S * 1000 }).result);
+        put('L4 short connections (conn/s)', t.name, { value: r.rate, cpuPerUnit: t.peer ? (cpu * 1e6) / r.totalUnits : null, cpuUnit: 'CPU-µs/conn', higherIsBetter: true, errors: r.errors });
+        log(`l4-short ${t.name}: ${r.rate.toFixed(0)} conn/s, errors ${r.errors}${t.peer ? `, ${((cpu * 1e6) / r.totalUnits).toFixed(0)} CPU-µs/conn` : ''}`);
+      }
+    }
+
+    // ---- L7 keep-alive saturation
+    const l7Max = new Map<string, number>();
+    if (ONLY.has('l7') || ONLY.has('l7-fixed')) {
+      for (const t of targets) {
+        const { r, cpu } = await withCpu(t, () => saturate({ url: `http://127.0.0.1:${t.ports.http}/`, host: HTTP_HOST, connections: CONNECTIONS, durationS: DURATION, warmupS: WARMUP_S }));
+        l7Max.set(t.name, r.rps);
+        putHttp(put, 'L7 keep-alive, saturation', t, r, cpu);
+      }
+    }
+
+    // ---- L7 latency at a fixed rate: half the slowest proxy's maximum
+    if (ONLY.has('l7-fixed') && l7Max.size > 0) {
+      const proxyMax = [...l7Max].filter(([n]) => n !== 'direct').map(([, v]) => v);
+      const rate = Math.max(100, Math.floor(0.5 * Math.min(...(proxyMax.length > 0 ? proxyMax : [...l7Max.values()]))));
+      report.extra.fixedRate = rate;
+      for (const t of targets) {
+        const { r, cpu } = await withCpu(t, () => paced({ host: '127.0.0.1', port: t.ports.http, hostHeader: HTTP_HOST, connections: CONNECTIONS, rate, durationS: DURATION, warmupS: WARMUP_S }));
+        putHttp(put, `L7 keep-alive, fixed ${rate} req/s`, t, r, cpu);
+      }
+    }
+
+    // ---- SNI passthrough
+    if (ONLY.has('sni')) {
+      for (const t of targets) {
+        const { r, cpu } = await withCpu(t, () => tcpLoad({ mode: 'bulk', host: '127.0.0.1', port: t.ports.sni, streams: 1, durationMs: dur, warmupMs: WARMUP_S * 1000, tls: tlsClient }).result);
+        put('SNI passthrough bulk, 1 stream (Gbit/s)', t.name, { value: (r.rate * 8) / 1e9, cpuPerUnit: t.peer ? cpu / (r.totalUnits / 1e9) : null, cpuUnit: 'CPU-s/GB', higherIsBetter: true, errors: r.errors });
+        log(`sni bulk ${t.name}: ${((r.rate * 8) / 1e9).toFixed(2)} Gbit/s`);
+      }
+      for (const t of targets) {
+        const { r, cpu } = await withCpu(t, () => tcpLoad({ mode: 'short', host: '127.0.0.1', port: t.ports.sni, parallel: PARALLEL, durationMs: dur, warmupMs: WARMUP_S * 1000, tls: tlsClient }).result);
+        put('SNI passthrough, new TLS connections (conn/s)', t.name, { value: r.rate, cpuPerUnit: t.peer ? (cpu * 1e6) / r.totalUnits : null, cpuUnit: 'CPU-µs/conn', higherIsBetter: true, errors: r.errors, note: `resumed ${r.resumed ?? 0}/${r.totalUnits}` });
+        log(`sni short ${t.name}: ${r.rate.toFixed(0)} conn/s (resumed ${r.resumed}/${r.totalUnits}), errors ${r.errors}`);
+      }
+    }
+
+    // ---- TLS origination (plain HTTP in, TLS to the upstream; the upstream closes every 100th request)
+    if (ONLY.has('tls-orig')) {
+      for (const t of targets) {
+        const s0 = await upstreamStats();
+        const url = t.peer === null ? `https://127.0.0.1:${t.ports.tlsorig}/` : `http://127.0.0.1:${t.ports.tlsorig}/`;
+        const { r, cpu } = await withCpu(t, () => saturate({ url, host: TLS_HOST, connections: CONNECTIONS, durationS: DURATION, warmupS: WARMUP_S }));
+        const s1 = await upstreamStats();
+        const hs = s1.handshakes - s0.handshakes;
+        putHttp(put, 'TLS origination, keep-alive', t, r, cpu, `upstream handshakes ${hs}, resumed ${s1.resumed - s0.resumed}`);
+      }
+    }
+
+    // Stop the shared peers before the memory and capture runs (fresh processes there).
+    for (const p of peers) await p.stop();
+
+    // ---- RSS per idle proxied connection
+    if (ONLY.has('idle-rss')) {
+      for (const n of peerNames) {
+        const dir = fs.mkdtempSync(path.join(tmp, `idle-${n}-`));
+        const p = await startPeer(n, dir);
+        try {
+          // Warm the path first so one-time allocations are not counted per connection.
+          const warm = tcpLoad({ mode: 'idle', host: '127.0.0.1', port: p.ports.tcp, count: 200 });
+          await warm.result;
+          warm.child.kill();
+          await new Promise((r) => setTimeout(r, 500));
+          const before = p.rssBytes();
+          const idle = tcpLoad({ mode: 'idle', host: '127.0.0.1', port: p.ports.tcp, count: IDLE });
+          raiseNofile(idle.child.pid!);
+          const r = await idle.result;
+          await new Promise((res) => setTimeout(res, 1000));
+          const after = p.rssBytes();
+          idle.child.kill();
+          const per = (after - before) / Math.max(1, r.held ?? 0);
+          put(`RSS per idle proxied connection at ${IDLE / 1000}k (bytes)`, n, { value: per, cpuPerUnit: null, cpuUnit: '', higherIsBetter: false, errors: r.errors, note: `held ${r.held}, RSS ${(before / 2 ** 20).toFixed(1)} -> ${(after / 2 ** 20).toFixed(1)} MiB` });
+          log(`idle-rss ${n}: ${per.toFixed(0)} B/conn (held ${r.held}, ${(before / 2 ** 20).toFixed(1)} -> ${(after / 2 ** 20).toFixed(1)} MiB)`);
+        } finally {
+          await p.stop();
+        }
+      }
+    }
+
+    // ---- Sidecar capture vs a gateway port (netns, root only)
+    if (ONLY.has('capture')) {
+      if (process.getuid?.() !== 0) {
+        const why = 'capture SKIPPED: needs root for a network namespace and iptables REDIRECT';
+        log(`bench: ${why}`);
+        report.skipped.push(why);
+      } else {
+        const c: CaptureResult = await runCapture({ durationS: DURATION, parallel: PARALLEL, log });
+        report.extra.capture = c;
+        const metric = 'Sidecar capture, short TCP connections (conn/s)';
+        put(metric, 'direct', { value: c.direct.load.rate, cpuPerUnit: null, cpuUnit: 'CPU-µs/conn', higherIsBetter: true, errors: c.direct.load.errors });
+        put(metric, 'sluice (gateway port)', { value: c.gatewayPort.load.rate, cpuPerUnit: c.gatewayPort.proxyCpuUsPerConn, cpuUnit: 'CPU-µs/conn', higherIsBetter: true, errors: c.gatewayPort.load.errors });
+        put(metric, 'sluice', { value: c.captured.load.rate, cpuPerUnit: c.captured.proxyCpuUsPerConn, cpuUnit: 'CPU-µs/conn', higherIsBetter: true, errors: c.captured.load.errors, note: 'REDIRECT + SO_ORIGINAL_DST' });
+      }
+    }
+
+    // ---- Where sluice's time goes (node --cpu-prof), L7 keep-alive and L4 short connections
+    if (ONLY.has('profile')) {
+      const profiles: Record<string, ProfileSummary> = {};
+      for (const kind of ['l7', 'l4-short', 'tls-orig'] as const) {
+        const dir = fs.mkdtempSync(path.join(tmp, `prof-${kind}-`));
+        const p = await startPeer('sluice', dir, { cpuProfDir: dir });
+        try {
+          if (kind === 'l7') await saturate({ url: `http://127.0.0.1:${p.ports.http}/`, host: HTTP_HOST, connections: CONNECTIONS, durationS: DURATION, warmupS: 0 });
+          else if (kind === 'tls-orig') await saturate({ url: `http://127.0.0.1:${p.ports.tlsorig}/`, host: TLS_HOST, connections: CONNECTIONS, durationS: DURATION, warmupS: 0 });
+          else await tcpLoad({ mode: 'short', host: '127.0.0.1', port: p.ports.tcp, parallel: PARALLEL, durationMs: dur, warmupMs: 0 }).result;
+        } finally {
+          await p.stop();
+        }
+        const file = newestProfile(dir);
+        if (file === null) { report.skipped.push(`profile ${kind}: no .cpuprofile written`); continue; }
+        profiles[kind] = summarize(file, 15);
+        fs.copyFileSync(file, path.join(tmp, `${kind}.cpuprofile`));
+      }
+      report.extra.profiles = profiles;
+    }
+
+    // ---- Config at scale (own process: a clean heap and its own event loop)
+    if (ONLY.has('config-scale')) {
+      const child = spawn(process.execPath, [path.join(DIST, 'config-scale.js')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stderr!.on('data', (d: Buffer) => process.stderr.write(d));
+      report.extra.configScale = await childJson<ConfigScaleResult>(child, 'config-scale', Math.max(60_000, bound - (Date.now() - started) - 15_000));
+    }
+
+    report.seconds = (Date.now() - started) / 1000;
+    report.machine.loadAvgEnd = os.loadavg()[0]!;
+    const md = renderMarkdown(report);
+    fs.mkdirSync(RESULTS_DIR, { recursive: true });
+    const stamp = report.startedAt.replace(/[:.]/g, '-');
+    fs.writeFileSync(path.join(RESULTS_DIR, `${stamp}.json`), JSON.stringify(report, null, 2) + '\n');
+    fs.writeFileSync(path.join(RESULTS_DIR, 'latest.json'), JSON.stringify(report, null, 2) + '\n');
+    fs.writeFileSync(path.join(RESULTS_DIR, 'latest.md'), md + '\n');
+    process.stdout.write(md + '\n');
+    log(`bench: done in ${report.seconds.toFixed(0)} s; results in bench/results/${stamp}.json and latest.{json,md}`);
+  } finally {
+    for (const fn of cleanup.reverse()) {
+      try { await fn(); } catch { /* best effort */ }
+    }
+  }
+}
+
+function putHttp(put: (m: string, t: string, c: Cell) => void, label: string, t: Target, r: HttpLoadResult, cpu: number, note?: string): void {
+  const errors = r.errors + r.non2xx;
+  const cpuPer = t.peer ? (cpu * 1e6) / Math.max(1, r.requests) : null;
+  put(`${label} (req/s)`, t.name, { value: r.rps, cpuPerUnit: cpuPer, cpuUnit: 'CPU-µs/req', higherIsBetter: true, errors, ...(note ? { note } : {}) });
+  put(`${label}, p50 (µs)`, t.name, { value: r.latencyUs.p50, cpuPerUnit: null, cpuUnit: '', higherIsBetter: false, errors });
+  put(`${label}, p99 (µs)`, t.name, { value: r.latencyUs.p99, cpuPerUnit: null, cpuUnit: '', higherIsBetter: false, errors });
+  put(`${label}, p99.9 (µs)`, t.name, { value: r.latencyUs.p999, cpuPerUnit: null, cpuUnit: '', higherIsBetter: false, errors });
+  log(`${label} ${t.name}: ${r.rps.toFixed(0)} req/s, p50 ${r.latencyUs.p50.toFixed(0)} µs, p99 ${r.latencyUs.p99.toFixed(0)} µs, p99.9 ${r.latencyUs.p999.toFixed(0)} µs, errors ${errors}${cpuPer !== null ? `, ${cpuPer.toFixed(1)} CPU-µs/req` : ''}${note ? `, ${note}` : ''}`);
+}
+
+async function versionOf(cmd: string, args: string[]): Promise<string> {
+  const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  c.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  await once(c, 'exit');
+  return out.split('\n')[0]!.trim();
+}
+
+main().then(() => process.exit(0), (e: unknown) => { log(`bench: FAILED: ${(e as Error).stack ?? String(e)}`); process.exit(1); });
