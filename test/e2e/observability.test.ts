@@ -33,14 +33,8 @@ function explainCli(args: string[]): string {
   return execFileSync(process.execPath, [distFile('proxy/cli.js'), 'explain', ...args], { encoding: 'utf8' });
 }
 
-// The merged view of a multi-worker gateway loses two things today (proxy/workers/stats-exchange.ts):
-// the primary never learns the workers' stat scopes, so Prometheus tag extraction fails there, and
-// worker reports overwrite the primary's own server.* gauges. Marked todo until that is fixed.
-const MERGE_TODO = { todo: 'multi-worker stats merge: scopes/server gauges not carried to the primary' };
-
 for (const concurrency of [1, 2]) t.test(`S2 gateway (--concurrency ${concurrency}) after real traffic: /stats, prometheus, /clusters, /config_dump, /explain, access and audit logs`, async (t) => {
   if (!(await requireRoot(t))) return;
-  const todo = concurrency > 1 ? MERGE_TODO : {};
   const mesh = await buildEgressMesh(t, { forwarding: false });
   const logDir = path.join(mesh.dir, 'audit');
   fs.mkdirSync(logDir, { mode: 0o777 });
@@ -92,7 +86,7 @@ for (const concurrency of [1, 2]) t.test(`S2 gateway (--concurrency ${concurrenc
     'audit_log.dropped': 0,
     'server.live': 1,
   };
-  for (const [name, v] of Object.entries(expected)) t.equal(value(name), v, `${name}: ${v}`, name === 'server.live' ? todo : {});
+  for (const [name, v] of Object.entries(expected)) t.equal(value(name), v, `${name}: ${v}`);
   t.ok((value('server.uptime') ?? -1) >= 0, 'server.uptime present');
   t.ok((value('server.memory_allocated') ?? 0) > 0, 'server.memory_allocated present');
   t.ok((value('server.concurrency') ?? 0) >= 1, 'server.concurrency present');
@@ -111,13 +105,13 @@ for (const concurrency of [1, 2]) t.test(`S2 gateway (--concurrency ${concurrenc
   t.equal(scrape.code, 0, '15090 answers from another host');
   const prom15090 = parsePrometheus(scrape.stdout);
   for (const fams of [promAdmin, prom15090]) {
-    t.equal(promValue(fams, 'envoy_cluster_upstream_cx_total', { cluster_name: CNN80 }), upstreamConns.size, 'envoy_cluster_upstream_cx_total{cluster_name}', todo);
-    t.equal(promValue(fams, 'envoy_cluster_upstream_rq', { cluster_name: CNN80, response_code: '301' }), REQUESTS, 'upstream_rq_301 -> response_code label', todo);
-    t.equal(promValue(fams, 'envoy_cluster_upstream_rq', { cluster_name: CNN80, response_code_class: '3xx' }), REQUESTS, 'upstream_rq_3xx -> response_code_class label', todo);
-    t.equal(promValue(fams, 'envoy_http_downstream_rq_total', { http_conn_manager_prefix: 'outbound_0.0.0.0_80' }), REQUESTS, 'HCM prefix label', todo);
-    t.equal(promValue(fams, 'envoy_listener_downstream_cx_total', { listener_address: '0.0.0.0_80' }), sidecarToGateway, 'listener_address label', todo);
-    t.equal(fams.find((f) => f.name === 'envoy_cluster_upstream_rq_time')?.type, 'histogram', 'histograms typed as such', todo);
-    t.equal(promValue(fams, 'envoy_cluster_upstream_rq_time_count', { cluster_name: CNN80 }), REQUESTS, 'histogram _count = requests', todo);
+    t.equal(promValue(fams, 'envoy_cluster_upstream_cx_total', { cluster_name: CNN80 }), upstreamConns.size, 'envoy_cluster_upstream_cx_total{cluster_name}');
+    t.equal(promValue(fams, 'envoy_cluster_upstream_rq', { cluster_name: CNN80, response_code: '301' }), REQUESTS, 'upstream_rq_301 -> response_code label');
+    t.equal(promValue(fams, 'envoy_cluster_upstream_rq', { cluster_name: CNN80, response_code_class: '3xx' }), REQUESTS, 'upstream_rq_3xx -> response_code_class label');
+    t.equal(promValue(fams, 'envoy_http_downstream_rq_total', { http_conn_manager_prefix: 'outbound_0.0.0.0_80' }), REQUESTS, 'HCM prefix label');
+    t.equal(promValue(fams, 'envoy_listener_downstream_cx_total', { listener_address: '0.0.0.0_80' }), sidecarToGateway, 'listener_address label');
+    t.equal(fams.find((f) => f.name === 'envoy_cluster_upstream_rq_time')?.type, 'histogram', 'histograms typed as such');
+    t.equal(promValue(fams, 'envoy_cluster_upstream_rq_time_count', { cluster_name: CNN80 }), REQUESTS, 'histogram _count = requests');
   }
 
   // /clusters: Envoy's text lines with the resolved endpoint, and JSON.
