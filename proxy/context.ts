@@ -44,6 +44,13 @@ export class ProxyContext {
     return s;
   }
 
+  /** server.total_connections: open downstream connections over all listeners. */
+  activeDownstreamConnections(): number {
+    let n = 0;
+    for (const l of this.listenerStats.values()) n += l.downstream_cx_active.value;
+    return n;
+  }
+
   tcpStatsFor(prefix: string): TcpStats {
     let s = this.tcpStats.get(prefix);
     if (s === undefined) this.tcpStats.set(prefix, (s = new TcpStats(this.stats, prefix)));

@@ -231,8 +231,11 @@ export class Runtime {
     const s = this.stats;
     s.gauge('server.uptime').set(Math.floor((Date.now() - this.startedAt) / 1000));
     s.gauge('server.live').set(this.serverState === 'LIVE' ? 1 : 0);
-    s.gauge('server.memory_allocated').set(process.memoryUsage().heapUsed);
-    s.gauge('server.memory_heap_size').set(process.memoryUsage().heapTotal);
+    const mem = process.memoryUsage();
+    s.gauge('server.memory_allocated').set(mem.heapUsed);
+    s.gauge('server.memory_heap_size').set(mem.heapTotal);
+    s.gauge('server.memory_physical_size').set(mem.rss);
+    if (this.ctx !== null) s.gauge('server.total_connections').set(this.ctx.activeDownstreamConnections());
     s.gauge('server.state').set(this.serverState === 'LIVE' ? 0 : this.serverState === 'DRAINING' ? 1 : 2);
   }
 

@@ -50,7 +50,7 @@ export class StatsExporter {
 
 /** Gauges that count things per process add up; the others (membership, uptime) are the same in each worker. */
 function gaugeAddsUp(name: string): boolean {
-  return /(_active|_buffered|memory_allocated|memory_heap_size)$/.test(name);
+  return /(_active|_buffered|memory_allocated|memory_heap_size|memory_physical_size|total_connections)$/.test(name);
 }
 
 /** Primary side: the merged store and, per worker, its stats in that worker's creation order. */
