@@ -68,6 +68,16 @@ const KNOWN = new Map<string, number>([
   ['proxy-authenticate', H.HOP], ['proxy-authorization', H.HOP],
 ]);
 
+// Cheap pre-filter before lower-casing a name for the Map: its length and first letter must be
+// those of some known name (most headers of a browser request then skip the allocation).
+const KNOWN_LEN = new Uint8Array(32);
+const KNOWN_FIRST = new Uint8Array(256);
+for (const name of KNOWN.keys()) {
+  KNOWN_LEN[name.length] = 1;
+  KNOWN_FIRST[name.charCodeAt(0)] = 1;
+  KNOWN_FIRST[name.charCodeAt(0) - 0x20] = 1;
+}
+
 /** The `H` id of a lower-cased header name. */
 export function headerId(lowerName: string): number {
   return KNOWN.get(lowerName) ?? H.OTHER;
@@ -126,17 +136,20 @@ export function findHeadEnd(buf: Buffer, from: number): number {
 /** Parse a complete request head buf[start..end) (end is just past CRLFCRLF). Returns null if invalid. */
 export function parseRequestHead(buf: Buffer, start: number, end: number): RequestHead | null {
   const h = new RequestHead();
+  // One native call for the whole head; fields are substrings of it (a native slice per field
+  // measured ~2x slower on a 13-header head).
+  const text = latin1(buf, start, end);
   let i = start;
   // method SP
   while (i < end && TOKEN[buf[i]!] === 1) i++;
   if (i === start || buf[i] !== SP) return null;
-  const m = latin1(buf, start, i);
+  const m = text.slice(0, i - start);
   h.method = METHODS.get(m) ?? m;
   // request-target SP
   const t0 = ++i;
   while (i < end && TARGET[buf[i]!] === 1) i++;
   if (i === t0 || buf[i] !== SP) return null;
-  h.target = latin1(buf, t0, i);
+  h.target = text.slice(t0 - start, i - start);
   i++;
   // HTTP/1.x CRLF
   if (i + 10 > end || buf[i] !== 0x48 || buf[i + 1] !== 0x54 || buf[i + 2] !== 0x54 || buf[i + 3] !== 0x50 || buf[i + 4] !== 0x2f || buf[i + 5] !== 0x31 || buf[i + 6] !== 0x2e) return null;
@@ -144,7 +157,7 @@ export function parseRequestHead(buf: Buffer, start: number, end: number): Reque
   if ((minor !== 0x30 && minor !== 0x31) || buf[i + 8] !== CR || buf[i + 9] !== LF) return null;
   h.versionMinor = minor - 0x30;
   i += 10;
-  if (!parseFields(buf, i, end, h)) return null;
+  if (!parseFields(buf, i, end, h, text, start)) return null;
   return finishFraming(h, true) ? h : null;
 }
 
@@ -170,11 +183,12 @@ export function parseResponseHead(buf: Buffer, start: number, end: number): Resp
   }
   if (buf[i] !== CR || buf[i + 1] !== LF) return null;
   i += 2;
-  if (!parseFields(buf, i, end, h)) return null;
+  if (!parseFields(buf, i, end, h, latin1(buf, start, end), start)) return null;
   return finishFraming(h, false) ? h : null;
 }
 
-function parseFields(buf: Buffer, i: number, end: number, h: RequestHead | ResponseHead): boolean {
+/** `text` is buf[base..end) as latin1: names and values are taken from it by offset. */
+function parseFields(buf: Buffer, i: number, end: number, h: RequestHead | ResponseHead, text: string, base: number): boolean {
   const req = h instanceof RequestHead ? h : null;
   for (;;) {
     if (i + 1 >= end) return false;
@@ -184,7 +198,7 @@ function parseFields(buf: Buffer, i: number, end: number, h: RequestHead | Respo
     const n0 = i;
     while (TOKEN[buf[i]!] === 1) i++;
     if (i === n0 || buf[i] !== 0x3a) return false;
-    const name = latin1(buf, n0, i);
+    const name = text.slice(n0 - base, i - base);
     i++;
     while (buf[i] === SP || buf[i] === HT) i++;
     const v0 = i;
@@ -192,9 +206,9 @@ function parseFields(buf: Buffer, i: number, end: number, h: RequestHead | Respo
     if (buf[i] !== CR || buf[i + 1] !== LF) return false; // bare CR, bare LF, CTL or DEL in the value
     let v1 = i;
     while (v1 > v0 && (buf[v1 - 1] === SP || buf[v1 - 1] === HT)) v1--;
-    const value = latin1(buf, v0, v1);
+    const value = text.slice(v0 - base, v1 - base);
     i += 2;
-    const id = name.length <= 19 ? KNOWN.get(name.toLowerCase()) ?? H.OTHER : H.OTHER;
+    const id = name.length < 32 && KNOWN_LEN[name.length] === 1 && KNOWN_FIRST[buf[n0]!] === 1 ? KNOWN.get(name.toLowerCase()) ?? H.OTHER : H.OTHER;
     h.raw.push(name, value);
     h.ids.push(id);
     switch (id) {
