@@ -72,7 +72,7 @@ function runChain(ctx: ProxyContext, conn: AcceptedConnection, chain: FilterChai
       socket.destroy();
       return;
     }
-    terminateTls(socket, chain.tls, secureContext, ctx.stats, conn.listener.name, conn.listenerStats, {
+    terminateTls(socket, chain.tls, secureContext, conn.listenerStats, {
       secure(secure, servername, _peerUriSan) {
         // _peerUriSan (DOWNSTREAM_PEER_URI_SAN) goes to the access log once DownstreamInfo / L4Info carry it.
         handToFilter(ctx, conn, chain, secure, sni ?? servername, null, 'https');

@@ -289,6 +289,8 @@ export class ListenerStats {
   readonly ssl_handshake: Counter;
   readonly ssl_connection_error: Counter;
   readonly ssl_fail_verify_error: Counter;
+  readonly ssl_fail_verify_no_cert: Counter;
+  readonly ssl_fail_verify_san: Counter;
   readonly ssl_no_certificate: Counter;
 
   constructor(store: StatsStore, listenerName: string) {
@@ -303,6 +305,8 @@ export class ListenerStats {
     this.ssl_handshake = store.counter(p + 'ssl.handshake');
     this.ssl_connection_error = store.counter(p + 'ssl.connection_error');
     this.ssl_fail_verify_error = store.counter(p + 'ssl.fail_verify_error');
+    this.ssl_fail_verify_no_cert = store.counter(p + 'ssl.fail_verify_no_cert');
+    this.ssl_fail_verify_san = store.counter(p + 'ssl.fail_verify_san');
     this.ssl_no_certificate = store.counter(p + 'ssl.no_certificate');
   }
 }

@@ -15,26 +15,7 @@
 import type net from 'node:net';
 import tls from 'node:tls';
 import type { DownstreamTls } from '../../config/compile/snapshot';
-import type { Counter, ListenerStats, StatsStore } from '../observe/stats';
-import { sanitizeStatSegment } from '../observe/stats';
-
-/** The two listener ssl stats ListenerStats does not declare, resolved once per listener. */
-interface ExtraTlsStats {
-  readonly fail_verify_no_cert: Counter;
-  readonly fail_verify_san: Counter;
-}
-
-const extraStats = new WeakMap<ListenerStats, ExtraTlsStats>();
-
-function extraFor(store: StatsStore, listenerName: string, ls: ListenerStats): ExtraTlsStats {
-  let e = extraStats.get(ls);
-  if (e === undefined) {
-    const p = 'listener.' + sanitizeStatSegment(listenerName) + '.ssl.';
-    e = { fail_verify_no_cert: store.counter(p + 'fail_verify_no_cert'), fail_verify_san: store.counter(p + 'fail_verify_san') };
-    extraStats.set(ls, e);
-  }
-  return e;
-}
+import type { ListenerStats } from '../observe/stats';
 
 /** Why a downstream handshake failed: the Envoy-style reason for the log (`TLS_error:<code>`). */
 export interface DownstreamTlsFailure {
@@ -57,7 +38,6 @@ class Termination {
     readonly secureSocket: tls.TLSSocket,
     readonly settings: DownstreamTls,
     readonly stats: ListenerStats,
-    readonly extra: ExtraTlsStats,
     readonly cb: TerminatedCallbacks,
   ) {}
 
@@ -78,7 +58,7 @@ class Termination {
         return;
       }
       if (t.subjectAltNames.length > 0 && !sanMatches(cert.subjectaltname, t.subjectAltNames)) {
-        this.extra.fail_verify_san.inc();
+        this.stats.ssl_fail_verify_san.inc();
         this.fail('TLS_error:SAN_MISMATCH');
         return;
       }
@@ -93,7 +73,7 @@ class Termination {
   onError(err: NodeJS.ErrnoException): void {
     if (this.done) return; // after the handshake, errors belong to the HTTP / TCP layer
     const code = err.code ?? '';
-    if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') this.extra.fail_verify_no_cert.inc();
+    if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') this.stats.ssl_fail_verify_no_cert.inc();
     else if (code === 'ERR_SSL_CERTIFICATE_VERIFY_FAILED') this.stats.ssl_fail_verify_error.inc();
     else this.stats.ssl_connection_error.inc();
     this.fail('TLS_error:' + (code || err.message));
@@ -114,7 +94,7 @@ class Termination {
  */
 export function terminateTls(
   socket: net.Socket, settings: DownstreamTls, secureContext: tls.SecureContext,
-  store: StatsStore, listenerName: string, stats: ListenerStats, cb: TerminatedCallbacks,
+  stats: ListenerStats, cb: TerminatedCallbacks,
 ): void {
   const mutual = settings.mode !== 'SIMPLE';
   const secure = new tls.TLSSocket(socket, {
@@ -128,7 +108,7 @@ export function terminateTls(
     // offers no overlapping protocol (a sidecar's ISTIO_MUTUAL offers `istio-peer-exchange, istio`),
     // where Envoy carries on without ALPN. Without the option Node selects nothing and continues.
   });
-  const t = new Termination(secure, settings, stats, extraFor(store, listenerName, stats), cb);
+  const t = new Termination(secure, settings, stats, cb);
   secure.once('secure', t.onSecure.bind(t));
   secure.on('error', t.onError.bind(t));
 }
