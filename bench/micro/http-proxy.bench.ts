@@ -6,7 +6,7 @@
 // process, so it costs every proxy the same and little.
 //
 //   node dist/bench/micro/http-proxy.bench.js
-//   CONNECTIONS=64 DURATION=5 WARMUP=2 PROFILE=/tmp/prof (node --cpu-prof the gateway) PEERS=sluice,nginx
+//   CONNECTIONS=64 DURATION=5 WARMUP=2 RATE=10000 PROFILE=/tmp/prof (node --cpu-prof the gateway) PEERS=sluice,nginx
 
 import { spawn, fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -111,17 +111,17 @@ spec:
 `;
 }
 
-async function startSluice(dir: string, upPort: number): Promise<Peer> {
+/** OLD_CLI=path/to/an/older/dist/proxy/cli.js adds that build as peer `sluice-old` (A/B in one run). */
+async function startSluice(dir: string, upPort: number, name = 'sluice', cli = path.join(__dirname, '..', '..', 'proxy', 'cli.js')): Promise<Peer> {
   const port = await freePort();
-  const cfg = path.join(dir, 'sluice.yaml');
+  const cfg = path.join(dir, name + '.yaml');
   fs.writeFileSync(cfg, gatewayYaml(port, upPort));
-  const cli = path.join(__dirname, '..', '..', 'proxy', 'cli.js');
   const nodeArgs = PROFILE === '' ? [] : ['--cpu-prof', '--cpu-prof-dir=' + PROFILE];
   const proc = spawn(process.execPath, [...nodeArgs, cli, 'run', '--role', 'gateway', '--config', cfg, '--labels', 'istio=egressgateway',
     '--access-log', process.env.ACCESS_LOG ?? 'off', '--admin', '127.0.0.1:0', '--prometheus-port', 'off', '--health-port', 'off', '--concurrency', '1'],
   { stdio: ['ignore', 'ignore', 'inherit'] });
   await waitPort(port, proc);
-  return { name: 'sluice', port, proc, pid: proc.pid! };
+  return { name, port, proc, pid: proc.pid! };
 }
 
 async function startNginx(dir: string, upPort: number): Promise<Peer | null> {
@@ -181,6 +181,7 @@ async function main(): Promise<void> {
   const peers: Peer[] = [];
   try {
     if (PEERS.includes('sluice')) peers.push(await startSluice(dir, upPort));
+    if (process.env.OLD_CLI !== undefined) peers.push(await startSluice(dir, upPort, 'sluice-old', path.resolve(process.env.OLD_CLI)));
     if (PEERS.includes('nginx')) {
       const n = await startNginx(dir, upPort);
       if (n === null) process.stdout.write('nginx: not installed, skipped\n');
@@ -191,7 +192,8 @@ async function main(): Promise<void> {
       await load(p, WARMUP, null);
       sat.set(p.name, await load(p, DURATION, null));
     }
-    const rate = Math.floor(Math.min(...[...sat.values()].map((r) => r.rps)) / 2);
+    // RATE=N fixes the rate (else half the slowest peer's saturation req/s, as the issue asks).
+    const rate = process.env.RATE !== undefined ? Number(process.env.RATE) : Math.floor(Math.min(...[...sat.values()].map((r) => r.rps)) / 2);
     const fixed = new Map<string, Run>();
     for (const p of peers) fixed.set(p.name, await load(p, DURATION, rate));
     process.stdout.write(`\nL7 keep-alive, ${CONNECTIONS} connections, ${DURATION}s, node ${process.version}, ${os.cpus().length} cpus\n\n`);
