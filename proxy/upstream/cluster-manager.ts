@@ -16,7 +16,12 @@ export class ClusterManager {
     this.store = store;
   }
 
-  /** Apply a snapshot; resolves when new DNS clusters have their first resolution (Envoy warming). */
+  /**
+   * Apply a snapshot; resolves when new DNS clusters have their first resolution (Envoy's cluster
+   * warming), or after WARMING_TIMEOUT_MS at the latest: a slow or dead DNS server must not keep the
+   * proxy from starting or a reload from applying. A cluster still resolving then has no hosts (UH,
+   * "DNS resolution in progress") until its answer arrives.
+   */
   async update(snapshot: Snapshot): Promise<void> {
     const next = new Map<string, UpstreamCluster>();
     const starting: Promise<void>[] = [];
@@ -32,7 +37,7 @@ export class ClusterManager {
       next.set(name, cluster);
       starting.push(cluster.start());
     }
-    await Promise.all(starting);
+    if (starting.length > 0) await warmed(starting);
     const old = this.clusters;
     this.clusters = next;
     for (const [name, c] of old) if (next.get(name) !== c) c.close();
@@ -60,6 +65,17 @@ export class ClusterManager {
     }
     return s;
   }
+}
+
+/** c-ares' default query timeout; Envoy's DNS clusters warm within it or come up empty. */
+export const WARMING_TIMEOUT_MS = 5_000;
+
+function warmed(starting: Promise<void>[]): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, WARMING_TIMEOUT_MS);
+  });
+  return Promise.race([Promise.all(starting).then(() => undefined), timeout]).finally(() => clearTimeout(timer));
 }
 
 function fingerprint(c: Cluster): string {

@@ -57,6 +57,7 @@ export class UpstreamCluster {
       this.setHosts(c.endpoints.map((e) => new UpstreamHost(e.address, e.port, '', e)), null);
       return Promise.resolve();
     }
+    this.noHostsReason = 'DNS resolution of ' + c.endpoints.map((e) => e.address).join(', ') + ' in progress';
     return new Promise((resolve) => {
       this.resolveOnce(resolve);
     });
