@@ -353,6 +353,7 @@ export function poolFor(cluster: UpstreamCluster, host: UpstreamHost, sni: strin
   if (pools === undefined) {
     pools = new Map();
     registry.set(cluster, pools);
+    cluster.whenClosed(() => closeIdlePools(cluster));
   }
   const tls = cluster.config.tls !== null;
   const key = tls ? host.key + '|' + (sni ?? '') : host.key;
@@ -383,7 +384,7 @@ function startSweep(pool: H1Pool): void {
 function sweepAll(): void {
   const now = performance.now();
   for (const p of sweeping) {
-    const gone = (p.cluster as unknown as { closed: boolean }).closed === true;
+    const gone = p.cluster.isClosed;
     if (p.sweep(now, gone) === 0) sweeping.delete(p);
   }
   if (sweeping.size === 0 && sweepTimer !== null) {

@@ -2,9 +2,6 @@
 // hosts, the load balancer, the TLS origination context, HTTP connection pools per host — and its
 // Envoy stats (shared with earlier generations of the same cluster name, so counters survive reloads).
 
-import type net from 'node:net';
-import type tls from 'node:tls';
-import { Pool } from 'undici';
 import { ISTIO_MAX_UINT32, type Cluster } from '../../config/compile/snapshot';
 import { ProxyError, ProxyErrorCode } from '../errors';
 import type { ClusterStats } from '../observe/stats';
@@ -29,7 +26,8 @@ export class UpstreamCluster {
   noHostsReason: string | null;
   private readonly lb: LoadBalancer;
   private readonly tlsOrigination: TlsOrigination | null;
-  private readonly pools = new Map<string, Pool>();
+  /** Callbacks for close(): the HTTP pools (proxy/l7/h1-upstream.ts) drop their idle connections. */
+  private readonly closeHooks: (() => void)[] = [];
   /** ORIGINAL_DST hosts, created per destination and kept (bounded) so /clusters can show them. */
   private readonly originalDstHosts = new Map<string, UpstreamHost>();
   private refreshTimer: NodeJS.Timeout | null = null;
@@ -177,45 +175,20 @@ export class UpstreamCluster {
     };
   }
 
-  /** HTTP/1.1 keep-alive pool to one host (and SNI, when TLS is originated with auto SNI). */
-  pool(host: UpstreamHost, sni: string | null): Pool {
-    const key = this.tlsOrigination === null ? host.key : host.key + '|' + (sni ?? '');
-    let pool = this.pools.get(key);
-    if (pool === undefined) {
-      const stats = this.stats;
-      const opts = this.connectOptions(sni);
-      const c = this.config;
-      pool = new Pool('http://' + host.key, {
-        connections: c.circuitBreakers.maxConnections >= 4294967295 ? null : c.circuitBreakers.maxConnections,
-        pipelining: 1,
-        maxRequestsPerClient: c.maxRequestsPerConnection > 0 ? c.maxRequestsPerConnection : undefined,
-        // undici owns keep-alive timing; Envoy's 1h idle timeout would outlive most upstream servers'
-        // own idle timeouts, so honour the server's Keep-Alive hints (undici default) instead.
-        connect: (_o: unknown, cb: (err: Error | null, socket: net.Socket | tls.TLSSocket | null) => void) => {
-          const overflow = this.overflowError();
-          if (overflow !== null) {
-            cb(overflow, null);
-            return;
-          }
-          connectUpstream(stats, host, opts, (err, socket) => {
-            if (err) {
-              cb(err, null);
-              return;
-            }
-            stats.upstream_cx_http1_total.inc();
-            cb(null, socket);
-          });
-        },
-      } as unknown as Pool.Options);
-      this.pools.set(key, pool);
-    }
-    return pool;
+  /** Run `fn` when this cluster generation is closed (a reload removed or replaced it). */
+  whenClosed(fn: () => void): void {
+    if (this.closed) fn();
+    else this.closeHooks.push(fn);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   close(): void {
+    if (this.closed) return;
     this.closed = true;
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
-    for (const p of this.pools.values()) p.close().catch(() => {});
-    this.pools.clear();
+    for (const fn of this.closeHooks.splice(0)) fn();
   }
 }

@@ -104,7 +104,7 @@ function onTcpError(this: UpstreamConnection, err: NodeJS.ErrnoException): void 
     if (code === ProxyErrorCode.UPSTREAM_TLS) countTlsFailure(this.stats, err);
     this.fail(new ProxyError(code === ProxyErrorCode.DNS_FAILED ? ProxyErrorCode.UPSTREAM_CONNECT : code, `connect to ${this.host.key} failed: ${err.message}`, { cause: err, transportReason: reason }));
   }
-  // After connect, errors are the owner's to handle (relay / undici); 'close' does the accounting.
+  // After connect, errors are the owner's to handle (relay / HTTP pool); 'close' does the accounting.
 }
 
 function onTcpClose(this: UpstreamConnection): void {
