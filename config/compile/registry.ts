@@ -8,7 +8,7 @@ import type {
 import type { ConfigMessage, OutboundPolicy, Role } from './snapshot';
 import { configMessage, ConfigErrorCode, type ConfigErrorCodeValue } from '../errors';
 import { clusterName, expandHost, MESH_GATEWAY, resolveGatewayName } from './names';
-import { hostCovers, labelsSubsetOf } from './hosts';
+import { labelsSubsetOf } from './hosts';
 
 export interface CompileOptions {
   readonly role: Role;
@@ -56,6 +56,32 @@ function visibleTo(exportTo: readonly string[] | undefined, resourceNs: string, 
   return false;
 }
 
+/**
+ * Host-keyed index in load order. `exact`: every rule by its host as written (expanded), wildcards
+ * included, since a wildcard service host equal to a wildcard rule host is an exact match;
+ * `suffix`: `*.x.com` rules by `.x.com`; `any`: `*` rules. A host's wildcard candidates are then
+ * found by looking up each of its suffixes instead of testing every rule (hostCovers semantics:
+ * `*.x.com` covers names strictly longer than `.x.com` that end with it).
+ */
+interface DrIndex {
+  readonly exact: Map<string, DestinationRule[]>;
+  readonly suffix: Map<string, DestinationRule[]>;
+  readonly any: DestinationRule[];
+}
+
+/** As DrIndex, keeping only the first (lowest) VirtualService index per key. */
+interface VsIndex {
+  readonly exact: Map<string, number>;
+  readonly suffix: Map<string, number>;
+  any: number;
+}
+
+function pushTo<V>(m: Map<string, V[]>, key: string, v: V): void {
+  const list = m.get(key);
+  if (list === undefined) m.set(key, [v]);
+  else list.push(v);
+}
+
 export function resourceName(r: Resource): string {
   return `${r.kind}/${r.metadata.name}`;
 }
@@ -66,7 +92,10 @@ export class Registry {
   readonly services: readonly Service[];
   readonly servicesByHost: ReadonlyMap<string, Service>;
   readonly virtualServices: readonly BoundVirtualService[];
-  private readonly destinationRules: readonly { readonly host: string; readonly dr: DestinationRule }[];
+  /** Visible DestinationRules by expanded host (see destinationRuleFor). */
+  private readonly drIndex: DrIndex;
+  /** Mesh-bound VirtualServices by host: index into `virtualServices` of the first claimant. */
+  private readonly vsIndex: VsIndex;
   private readonly messages: ConfigMessage[] = [];
   private readonly seenMessages = new Set<string>();
 
@@ -103,11 +132,17 @@ export class Registry {
     this.services = services;
     this.servicesByHost = byHost;
 
-    this.destinationRules = resources.destinationRules
-      .filter((dr) => visibleTo(dr.spec.exportTo, dr.metadata.namespace, proxyNs))
+    const drIndex: DrIndex = { exact: new Map(), suffix: new Map(), any: [] };
+    for (const dr of resources.destinationRules) {
+      if (!visibleTo(dr.spec.exportTo, dr.metadata.namespace, proxyNs)) continue;
       // A DR with workloadSelector applies only to the workloads it selects.
-      .filter((dr) => dr.spec.workloadSelector === undefined || labelsSubsetOf(dr.spec.workloadSelector.labels, opts.labels))
-      .map((dr) => ({ host: expandHost(dr.spec.host, dr.metadata.namespace), dr }));
+      if (dr.spec.workloadSelector !== undefined && !labelsSubsetOf(dr.spec.workloadSelector.labels, opts.labels)) continue;
+      const host = expandHost(dr.spec.host, dr.metadata.namespace);
+      pushTo(drIndex.exact, host, dr);
+      if (host === '*') drIndex.any.push(dr);
+      else if (host.startsWith('*.')) pushTo(drIndex.suffix, host.slice(1), dr);
+    }
+    this.drIndex = drIndex;
 
     this.virtualServices = resources.virtualServices
       .filter((vs) => visibleTo(vs.spec.exportTo, vs.metadata.namespace, proxyNs))
@@ -117,6 +152,16 @@ export class Registry {
           .map((g) => resolveGatewayName(g, vs.metadata.namespace)),
         hosts: (vs.spec.hosts ?? []).map((h) => expandHost(h, vs.metadata.namespace)),
       }));
+    const vsIndex: VsIndex = { exact: new Map(), suffix: new Map(), any: Infinity };
+    this.virtualServices.forEach((b, i) => {
+      if (!b.gateways.includes(MESH_GATEWAY)) return;
+      for (const h of b.hosts) {
+        if (!vsIndex.exact.has(h)) vsIndex.exact.set(h, i);
+        if (h === '*') vsIndex.any = Math.min(vsIndex.any, i);
+        else if (h.startsWith('*.') && !vsIndex.suffix.has(h.slice(1))) vsIndex.suffix.set(h.slice(1), i);
+      }
+    });
+    this.vsIndex = vsIndex;
   }
 
   warn(code: ConfigErrorCodeValue, r: Resource, path: string | null, message: string): void {
@@ -133,33 +178,51 @@ export class Registry {
   /**
    * The DestinationRule for a service host: an exact host beats a wildcard (longest suffix first);
    * among equals, the proxy's namespace, then the service's, then load order (ENVOY-ISTIO.md §3.8:
-   * client ns -> service ns -> root ns).
+   * client ns -> service ns -> root ns). Indexed (HostIndex): O(labels of the host), not O(rules).
    */
   destinationRuleFor(host: string, serviceNs: string | null): DestinationRule | null {
-    let best: DestinationRule | null = null;
-    let bestScore = -1;
-    for (const { host: drHost, dr } of this.destinationRules) {
-      if (!hostCovers(drHost, host)) continue;
-      const specificity = drHost === host ? 1_000_000 : drHost.length * 10;
-      const nsRank = dr.metadata.namespace === this.opts.namespace ? 2 : dr.metadata.namespace === serviceNs ? 1 : 0;
-      const score = specificity + nsRank;
-      if (score > bestScore) {
+    // Exact (a wildcard service host equal to a wildcard DR host counts as exact, as before).
+    const exact = this.drIndex.exact.get(host);
+    if (exact !== undefined) return this.bestByNamespace(exact, serviceNs);
+    // Suffixes of the host, longest first: the first that has rules decides (a longer suffix
+    // always outranks a shorter one; within one suffix the pattern is the same string).
+    for (let dot = host.indexOf('.', 1); dot > 0; dot = host.indexOf('.', dot + 1)) {
+      const group = this.drIndex.suffix.get(host.slice(dot));
+      if (group !== undefined) return this.bestByNamespace(group, serviceNs);
+    }
+    return this.drIndex.any.length > 0 ? this.bestByNamespace(this.drIndex.any, serviceNs) : null;
+  }
+
+  /** The proxy's namespace, then the service's, then load order (`group` is in load order). */
+  private bestByNamespace(group: readonly DestinationRule[], serviceNs: string | null): DestinationRule {
+    let best = group[0]!;
+    let bestRank = -1;
+    for (const dr of group) {
+      const ns = dr.metadata.namespace;
+      const rank = ns === this.opts.namespace ? 2 : ns === serviceNs ? 1 : 0;
+      if (rank > bestRank) {
         best = dr;
-        bestScore = score;
+        bestRank = rank;
+        if (rank === 2) break;
       }
     }
     return best;
   }
 
-  /** The first mesh-bound VirtualService for a service host: exact host first, then a wildcard. */
+  /**
+   * The first mesh-bound VirtualService for a service host: the first (load order) naming the host
+   * exactly, else the first (load order, not the most specific) whose hosts cover it.
+   */
   meshVirtualServiceFor(host: string): BoundVirtualService | null {
-    let wildcard: BoundVirtualService | null = null;
-    for (const b of this.virtualServices) {
-      if (!b.gateways.includes(MESH_GATEWAY)) continue;
-      if (b.hosts.includes(host)) return b;
-      if (wildcard === null && b.hosts.some((h) => hostCovers(h, host))) wildcard = b;
+    const idx = this.vsIndex;
+    const exact = idx.exact.get(host);
+    if (exact !== undefined) return this.virtualServices[exact]!;
+    let first = idx.any;
+    for (let dot = host.indexOf('.', 1); dot > 0; dot = host.indexOf('.', dot + 1)) {
+      const i = idx.suffix.get(host.slice(dot));
+      if (i !== undefined && i < first) first = i;
     }
-    return wildcard;
+    return first === Infinity ? null : this.virtualServices[first]!;
   }
 
   /**
