@@ -9,7 +9,7 @@ import type { TcpProxy } from '../../config/compile/snapshot';
 import { findTcpRoute, pickCluster } from '../../config/compile/lookup';
 import type { ProxyContext } from '../context';
 import { ProxyErrorCode, rescueFor, type ProxyError } from '../errors';
-import { AccessLogRecord } from '../observe/access-log-record';
+import { recordFor, type AccessLogRecord } from '../observe/access-log-record';
 import type { TcpStats } from '../observe/stats';
 import type { OriginalDestination } from '../upstream/cluster';
 import type { UpstreamHost } from '../upstream/host';
@@ -24,6 +24,8 @@ export interface L4Info {
   readonly remoteIp: string;
   readonly remoteAddress: string;
   readonly sni: string | null;
+  /** DOWNSTREAM_PEER_URI_SAN on terminated mTLS (TLS ports with tcp: routes) */
+  readonly peerUriSan: string | null;
 }
 
 /** Route by the filter's TCP routes. */
@@ -33,7 +35,7 @@ export function proxyTcp(ctx: ProxyContext, downstream: net.Socket, head: Buffer
   const route = findTcpRoute(filter.routes, info.dstIp, info.remoteIp, info.sni);
   if (route === null) {
     stats.downstream_cx_no_route.inc();
-    const record = newTcpRecord(info);
+    const record = recordFor(info);
     failConnection(ctx, downstream, record, rescueFor(ProxyErrorCode.NO_ROUTE).flags, 'filter_chain_not_found');
     return;
   }
@@ -47,13 +49,6 @@ export function proxyTcpToCluster(ctx: ProxyContext, downstream: net.Socket, hea
   connectAndRelay(ctx, downstream, head, clusterName, stats, info, null);
 }
 
-function newTcpRecord(info: L4Info): AccessLogRecord {
-  const r = new AccessLogRecord(Date.now(), performance.now());
-  r.downstreamLocalAddress = info.localAddress;
-  r.downstreamRemoteAddress = info.remoteAddress;
-  r.requestedServerName = info.sni;
-  return r;
-}
 
 function failConnection(ctx: ProxyContext, downstream: net.Socket, record: AccessLogRecord, flags: string, details: string | null, transportReason: string | null = null): void {
   record.addFlag(flags);
@@ -65,7 +60,7 @@ function failConnection(ctx: ProxyContext, downstream: net.Socket, record: Acces
 }
 
 function connectAndRelay(ctx: ProxyContext, downstream: net.Socket, head: Buffer | null, clusterName: string, stats: TcpStats, info: L4Info, routeName: string | null): void {
-  const record = newTcpRecord(info);
+  const record = recordFor(info);
   record.upstreamCluster = clusterName;
   record.routeName = routeName;
   const cluster = ctx.clusters.get(clusterName);

@@ -12,12 +12,11 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type net from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
 import type { HttpConnectionManager } from '../../config/compile/snapshot';
 import { findRoute, findVirtualHost, pickCluster, type RequestView } from '../../config/compile/lookup';
 import type { ProxyContext } from '../context';
 import { ProxyErrorCode, rescueFor } from '../errors';
-import { AccessLogRecord } from '../observe/access-log-record';
+import { recordFor } from '../observe/access-log-record';
 import type { HttpStats } from '../observe/stats';
 import type { OriginalDestination } from '../upstream/cluster';
 import { completeRequest } from './complete';
@@ -39,6 +38,8 @@ export class DownstreamInfo {
   readonly remoteIp: string;
   readonly remoteAddress: string;
   readonly sni: string | null;
+  /** DOWNSTREAM_PEER_URI_SAN: the client certificate's URI SAN on terminated mTLS. */
+  readonly peerUriSan: string | null;
   readonly scheme: 'http' | 'https';
   /** Envoy's use_remote_address: true on gateways (append to X-Forwarded-For), false on sidecars. */
   readonly appendXff: boolean;
@@ -53,6 +54,7 @@ export class DownstreamInfo {
     this.remoteIp = init.remoteIp;
     this.remoteAddress = init.remoteAddress;
     this.sni = init.sni;
+    this.peerUriSan = init.peerUriSan;
     this.scheme = init.scheme;
     this.appendXff = init.appendXff;
     this.absoluteForm = init.absoluteForm;
@@ -107,13 +109,6 @@ export function handOverHttp(server: http.Server, socket: net.Socket, info: Down
   new H1Connection(socket, new ConnectionOwner(ctx, info), HOOKS);
 }
 
-function newRecord(info: DownstreamInfo): AccessLogRecord {
-  const r = new AccessLogRecord(Date.now(), performance.now());
-  r.downstreamLocalAddress = info.localAddress;
-  r.downstreamRemoteAddress = info.remoteAddress;
-  r.requestedServerName = info.sni;
-  return r;
-}
 
 class RequestViewImpl implements RequestView {
   readonly method: string;
@@ -151,7 +146,7 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
   const stats = info.httpStats;
   stats.downstream_rq_total.inc();
   stats.downstream_rq_active.inc();
-  const record = newRecord(info);
+  const record = recordFor(info);
   record.method = head.method;
   record.protocol = PROTOCOLS[head.versionMinor] ?? 'HTTP/1.1';
   record.userAgent = head.userAgent;
@@ -247,7 +242,7 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
 
 /** A malformed (400) or oversized (431) head: Envoy answers, logs DPE, and closes the connection. */
 function onProtocolError(ctx: ProxyContext, info: DownstreamInfo, status: 400 | 431, reply: (text: string) => void): void {
-  const record = newRecord(info);
+  const record = recordFor(info);
   const tooLarge = status === 431;
   record.responseCode = status;
   record.addFlag('DPE');

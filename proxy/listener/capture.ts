@@ -77,7 +77,7 @@ export class CaptureListener {
     const listener = findListener(snapshot, od.address, od.port);
     if (listener === null) {
       trackDownstream(socket, ctx.listenerStatsFor('0.0.0.0_' + this.port));
-      proxyTcpToCluster(ctx, socket, null, snapshot.catchAll.tcpCluster, { ...l4, sni: null });
+      proxyTcpToCluster(ctx, socket, null, snapshot.catchAll.tcpCluster, { ...l4, sni: null, peerUriSan: null });
       return;
     }
     const listenerStats = ctx.listenerStatsFor(listener.name);

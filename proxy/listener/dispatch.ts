@@ -5,11 +5,10 @@
 
 import type net from 'node:net';
 import type tls from 'node:tls';
-import { performance } from 'node:perf_hooks';
 import type { FilterChain, Listener } from '../../config/compile/snapshot';
 import { selectChain } from '../../config/compile/lookup';
 import type { ProxyContext } from '../context';
-import { AccessLogRecord } from '../observe/access-log-record';
+import { recordFor } from '../observe/access-log-record';
 import type { ListenerStats } from '../observe/stats';
 import { DownstreamInfo, handOverHttp } from '../l7/http-connection';
 import { proxyTcp, type L4Info } from '../l4/tcp-proxy';
@@ -25,7 +24,7 @@ export interface AcceptedConnection {
   readonly socket: net.Socket;
   readonly listener: Listener;
   readonly listenerStats: ListenerStats;
-  readonly l4: Omit<L4Info, 'sni'>;
+  readonly l4: Omit<L4Info, 'sni' | 'peerUriSan'>;
   /** the one HTTP server of the runtime connections are emitted into */
   readonly httpServer: http.Server;
 }
@@ -73,9 +72,8 @@ function runChain(ctx: ProxyContext, conn: AcceptedConnection, chain: FilterChai
       return;
     }
     terminateTls(socket, chain.tls, secureContext, conn.listenerStats, {
-      secure(secure, servername, _peerUriSan) {
-        // _peerUriSan (DOWNSTREAM_PEER_URI_SAN) goes to the access log once DownstreamInfo / L4Info carry it.
-        handToFilter(ctx, conn, chain, secure, sni ?? servername, null, 'https');
+      secure(secure, servername, peerUriSan) {
+        handToFilter(ctx, conn, chain, secure, sni ?? servername, peerUriSan, null, 'https');
       },
       failed(f) {
         logDropped(ctx, conn, sni, '-', 'downstream TLS handshake failed: ' + f.reason);
@@ -83,10 +81,10 @@ function runChain(ctx: ProxyContext, conn: AcceptedConnection, chain: FilterChai
     });
     return;
   }
-  handToFilter(ctx, conn, chain, socket, sni, head, 'http');
+  handToFilter(ctx, conn, chain, socket, sni, null, head, 'http');
 }
 
-function handToFilter(ctx: ProxyContext, conn: AcceptedConnection, chain: FilterChain, socket: net.Socket, sni: string | null, head: Buffer | null, scheme: 'http' | 'https'): void {
+function handToFilter(ctx: ProxyContext, conn: AcceptedConnection, chain: FilterChain, socket: net.Socket, sni: string | null, peerUriSan: string | null, head: Buffer | null, scheme: 'http' | 'https'): void {
   const f = chain.filter;
   if (f.kind === 'http') {
     if (head !== null && head.length > 0) socket.unshift(head);
@@ -98,23 +96,21 @@ function handToFilter(ctx: ProxyContext, conn: AcceptedConnection, chain: Filter
       remoteIp: conn.l4.remoteIp,
       remoteAddress: conn.l4.remoteAddress,
       sni,
+      peerUriSan,
       scheme,
       appendXff: ctx.role === 'gateway',
       absoluteForm: false,
     });
     handOverHttp(conn.httpServer, socket, info);
-    // inspect() leaves the socket explicitly paused; node:http's 'data' listener would not resume it.
+    // inspect() leaves the socket explicitly paused; adding a 'data' listener does not resume it.
     socket.resume();
     return;
   }
-  proxyTcp(ctx, socket, head, f, { ...conn.l4, sni });
+  proxyTcp(ctx, socket, head, f, { ...conn.l4, sni, peerUriSan });
 }
 
 function logDropped(ctx: ProxyContext, conn: AcceptedConnection, sni: string | null, flags: string, details: string): void {
-  const r = new AccessLogRecord(Date.now(), performance.now());
-  r.downstreamLocalAddress = conn.l4.localAddress;
-  r.downstreamRemoteAddress = conn.l4.remoteAddress;
-  r.requestedServerName = sni;
+  const r = recordFor({ localAddress: conn.l4.localAddress, remoteAddress: conn.l4.remoteAddress, sni, peerUriSan: null });
   r.addFlag(flags);
   r.connectionTerminationDetails = details;
   ctx.accessLog.log(r);

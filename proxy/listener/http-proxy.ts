@@ -67,6 +67,7 @@ export class HttpProxyListener {
       remoteIp: bareIp(req.socket.remoteAddress),
       remoteAddress: formatSocketAddress(req.socket.remoteAddress, req.socket.remotePort),
       sni: null,
+      peerUriSan: null,
       scheme: 'http',
       appendXff: false,
       absoluteForm: true,

@@ -3,6 +3,8 @@
 // exchange proceeds and hands the record to the AccessLog sink when it completes. Field meanings
 // are Envoy's command operators (ENVOY-ISTIO.md §2); `null` prints as `-`.
 
+import { performance } from 'node:perf_hooks';
+
 export class AccessLogRecord {
   /** ms since epoch: START_TIME */
   startTime: number;
@@ -52,6 +54,24 @@ export class AccessLogRecord {
     if (flag === '-' || flag === '') return;
     this.responseFlags = this.responseFlags === '-' ? flag : this.responseFlags + ',' + flag;
   }
+}
+
+/** What every access-log line says about the downstream side, whatever the protocol. */
+export interface DownstreamView {
+  readonly localAddress: string;
+  readonly remoteAddress: string;
+  readonly sni: string | null;
+  readonly peerUriSan: string | null;
+}
+
+/** A record started now for a downstream connection or request. */
+export function recordFor(d: DownstreamView): AccessLogRecord {
+  const r = new AccessLogRecord(Date.now(), performance.now());
+  r.downstreamLocalAddress = d.localAddress;
+  r.downstreamRemoteAddress = d.remoteAddress;
+  r.requestedServerName = d.sni;
+  r.downstreamPeerUriSan = d.peerUriSan;
+  return r;
 }
 
 /** Where completed records go. The real one (access-log.ts) formats and writes asynchronously. */

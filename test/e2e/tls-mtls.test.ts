@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 // Seed scenarios S2m, S4 with mutual TLS and S6 on real kernels: the sidecar originates ISTIO_MUTUAL
 // to the egress gateway with its workload certificate (--certs), the gateway terminates MUTUAL with its
 // own, both issued by one mesh CA. A client without a valid workload certificate, going straight at
@@ -15,9 +16,9 @@ function statusLines(headers: string): string[] {
   return headers.split(/\r?\n/).filter((l) => l.startsWith('HTTP/'));
 }
 
-async function startPair(mesh: EgressMesh, ids: MeshIdentities, name: string) {
+async function startPair(mesh: EgressMesh, ids: MeshIdentities, name: string, gatewayArgs: string[] = []) {
   const cfg = sampleCopy(mesh, name, { certsDir: ids.gateway.dir });
-  const gateway = await startGateway(mesh, cfg, ['--certs', ids.gateway.dir]);
+  const gateway = await startGateway(mesh, cfg, ['--certs', ids.gateway.dir, ...gatewayArgs]);
   const sidecar = await startSidecar(mesh, cfg, ['--certs', ids.sidecar.dir]);
   return { gateway, sidecar };
 }
@@ -26,7 +27,11 @@ t.test('S2m: HTTP over ISTIO_MUTUAL to the gateway; clients without a mesh certi
   if (!(await requireRoot(t))) return;
   const mesh = await buildEgressMesh(t, { forwarding: true });
   const ids = await makeMeshIdentities(mesh);
-  const { gateway, sidecar } = await startPair(mesh, ids, 's2m');
+  const auditDir = path.join(mesh.dir, 'audit');
+  fs.mkdirSync(auditDir);
+  fs.chmodSync(auditDir, 0o777); // the gateway runs as uid 1337
+  const auditFile = path.join(auditDir, 'audit.log');
+  const { gateway, sidecar } = await startPair(mesh, ids, 's2m', ['--audit-log', auditFile, '--concurrency', '1']);
 
   const r = await mesh.topo.exec('app', ['curl', '-sL', '-o', '/dev/null', '-D', '-', '--max-time', '10', '--cacert', mesh.ca.certFile, 'http://edition.cnn.com/politics'], { timeoutMs: 15_000 });
   t.equal(r.code, 0, `curl exit code (stderr: ${r.stderr})`);
@@ -53,8 +58,13 @@ t.test('S2m: HTTP over ISTIO_MUTUAL to the gateway; clients without a mesh certi
   t.equal(await stat(mesh, 'gateway', 'listener.0.0.0.0_80.ssl.fail_verify_no_cert'), 1, 'gateway counted the missing certificate (ssl.fail_verify_no_cert)');
   t.equal(await stat(mesh, 'gateway', 'listener.0.0.0.0_80.ssl.fail_verify_error'), 1, 'and the untrusted one (ssl.fail_verify_error)');
   t.equal(await stat(mesh, 'gateway', 'listener.0.0.0.0_80.ssl.handshake'), 2, 'ssl.handshake counts only the two accepted clients (sidecar, curl with the mesh certificate)');
-  t.equal(externalConnections(mesh, /^GET \/politics .*scheme=http$/).size, 2, 'only the two authenticated requests reached the external host');
+  t.equal(mesh.external.linesMatching(/^GET \/politics .*scheme=http$/).length, 2, 'only the two authenticated requests reached the external host');
   await gateway.waitForLine(/downstream TLS handshake failed/, 5_000);
+  // DOWNSTREAM_PEER_URI_SAN: the audit log names the verified client identity as the source. The
+  // writer is asynchronous: wait (bounded) for both lines.
+  const audited = (): { source: string; response_code: number }[] => (fs.existsSync(auditFile) ? fs.readFileSync(auditFile, 'utf8') : '').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { source: string; response_code: number }).filter((a) => a.response_code === 301);
+  for (let i = 0; i < 100 && audited().length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+  t.same(audited().map((a) => a.source), [SIDECAR_SPIFFE, SIDECAR_SPIFFE], 'both authenticated requests are audited under the client\'s SPIFFE identity');
 });
 
 t.test('S4 with mTLS: the app\'s TLS inside the sidecar\'s ISTIO_MUTUAL; one upstream connection per request', async (t) => {
