@@ -4,7 +4,7 @@
 
 import { ConfigErrorCode } from '../errors';
 import type { ConfigMessage } from '../compile/snapshot';
-import { fqdn, hostMatches } from './common';
+import { fqdn } from './common';
 import { terminatesTls } from './gateway';
 import { Reporter, type Locator } from './schema';
 import type { ClientTLSSettings, Destination, DestinationRule, Gateway, Resource, Resources, ServiceEntry, TrafficPolicy, VirtualService } from './types';
@@ -24,15 +24,88 @@ export function crossCheck(res: Resources, loc: Locator, out: ConfigMessage[]): 
   const gateways = new Map<string, Gateway>();
   for (const g of res.gateways) gateways.set(`${g.metadata.namespace}/${g.metadata.name}`, g);
 
+  // Built once: per-destination scans over every ServiceEntry/DestinationRule made a load of N
+  // services with N rules quadratic (issue 6, config at scale).
+  const entries = entryIndex(res.serviceEntries);
+  const subsets = subsetIndex(res.destinationRules);
+
   checkDelegateHosts(res.virtualServices, loc, reporter);
   for (const vs of res.virtualServices) {
     checkGatewayRefs(vs, gateways, loc, reporter(vs));
     checkTlsRoutesOnTerminatingServers(vs, gateways, loc, reporter(vs));
-    checkGatewayDestinationsResolvable(vs, res.serviceEntries, loc, reporter(vs));
-    checkSubsetsDefined(vs, res, loc, reporter(vs));
+    checkGatewayDestinationsResolvable(vs, entries, loc, reporter(vs));
+    checkSubsetsDefined(vs, subsets, loc, reporter(vs));
   }
   for (const se of res.serviceEntries) checkTcpPortsHaveAddresses(se, loc, reporter(se));
-  for (const dr of res.destinationRules) checkOriginationTraps(dr, res.serviceEntries, loc, reporter(dr));
+  for (const dr of res.destinationRules) checkOriginationTraps(dr, entries, loc, reporter(dr));
+}
+
+/**
+ * Host patterns -> values, answering "which patterns match this name" with hostMatches() semantics
+ * (common.ts: `*`, the name itself, or `*.x` for any name ending in `.x`) without testing every
+ * pattern: the exact map, `*`, then one suffix-map get per dot of the name.
+ */
+export class PatternIndex<V> {
+  private readonly exact = new Map<string, V[]>();
+  private readonly suffix = new Map<string, V[]>();
+  private readonly any: V[] = [];
+
+  add(pattern: string, v: V): void {
+    push(this.exact, pattern, v);
+    if (pattern === '*') this.any.push(v);
+    else if (pattern.startsWith('*.')) push(this.suffix, pattern.slice(1), v);
+  }
+
+  /** Calls `fn` for every value whose pattern matches `host` (a value may come twice); stops when it returns true. */
+  some(host: string, fn: (v: V) => boolean): boolean {
+    if (someOf(this.exact.get(host), fn) || someOf(this.any, fn)) return true;
+    for (let dot = host.indexOf('.'); dot >= 0; dot = host.indexOf('.', dot + 1)) {
+      if (someOf(this.suffix.get(host.slice(dot)), fn)) return true;
+    }
+    return false;
+  }
+}
+
+function push<V>(m: Map<string, V[]>, key: string, v: V): void {
+  const list = m.get(key);
+  if (list === undefined) m.set(key, [v]);
+  else list.push(v);
+}
+
+function someOf<V>(list: readonly V[] | undefined, fn: (v: V) => boolean): boolean {
+  if (list === undefined) return false;
+  for (const v of list) if (fn(v)) return true;
+  return false;
+}
+
+/** ServiceEntries by host pattern; the first in load order whose hosts match wins, as `entries.find` did. */
+interface EntryIndex {
+  readonly entries: readonly ServiceEntry[];
+  readonly byHost: PatternIndex<number>;
+}
+
+function entryIndex(entries: readonly ServiceEntry[]): EntryIndex {
+  const byHost = new PatternIndex<number>();
+  entries.forEach((e, i) => {
+    for (const h of e.spec.hosts ?? []) if (h !== null) byHost.add(h, i);
+  });
+  return { entries, byHost };
+}
+
+function firstEntryFor(idx: EntryIndex, host: string): ServiceEntry | undefined {
+  let first = Infinity;
+  idx.byHost.some(host, (i) => {
+    if (i < first) first = i;
+    return false;
+  });
+  return first === Infinity ? undefined : idx.entries[first];
+}
+
+/** Subset names per DestinationRule host pattern (fully qualified in the DR's namespace). */
+function subsetIndex(rules: readonly DestinationRule[]): PatternIndex<DestinationRule> {
+  const idx = new PatternIndex<DestinationRule>();
+  for (const dr of rules) if (dr.spec.host !== undefined) idx.add(fqdn(dr.spec.host, dr.metadata.namespace), dr);
+  return idx;
 }
 
 /** Istio's gateway name forms (model/config.go resolveGatewayName): `gw`, `ns/gw`, `./gw`, `gw.ns.svc.cluster.local`. */
@@ -139,11 +212,10 @@ function checkTlsRoutesOnTerminatingServers(vs: VirtualService, gateways: Readon
 }
 
 /** §6 #1/#10: a gateway cannot forward to "the original destination"; NONE on a gateway is an empty cluster (503 UH). */
-function checkGatewayDestinationsResolvable(vs: VirtualService, entries: readonly ServiceEntry[], loc: Locator, rep: Reporter): void {
+function checkGatewayDestinationsResolvable(vs: VirtualService, entries: EntryIndex, loc: Locator, rep: Reporter): void {
   for (const { dest, gateways } of routeDestinations(vs)) {
     if (!gateways.some((g) => g !== MESH) || dest.host === undefined) continue;
-    const host = fqdn(dest.host, vs.metadata.namespace);
-    const se = entries.find((e) => (e.spec.hosts ?? []).some((h) => h !== null && hostMatches(host, h)));
+    const se = firstEntryFor(entries, fqdn(dest.host, vs.metadata.namespace));
     if (se === undefined || (se.spec.resolution ?? 'NONE') !== 'NONE') continue;
     rep.warn(ConfigErrorCode.TRAP, loc.at(dest, 'host'),
       `host "${dest.host}" has resolution NONE (ServiceEntry ${se.metadata.namespace}/${se.metadata.name}): a gateway has no original destination to forward to ` +
@@ -152,13 +224,11 @@ function checkGatewayDestinationsResolvable(vs: VirtualService, entries: readonl
 }
 
 /** §6 #1/#8: a subset no DestinationRule defines has no cluster: 503 NC at runtime. */
-function checkSubsetsDefined(vs: VirtualService, res: Resources, loc: Locator, rep: Reporter): void {
+function checkSubsetsDefined(vs: VirtualService, rules: PatternIndex<DestinationRule>, loc: Locator, rep: Reporter): void {
   for (const { dest } of routeDestinations(vs)) {
     if (dest.subset === undefined || dest.host === undefined) continue;
-    const host = fqdn(dest.host, vs.metadata.namespace);
-    const defined = res.destinationRules.some((dr) =>
-      dr.spec.host !== undefined && hostMatches(host, fqdn(dr.spec.host, dr.metadata.namespace)) &&
-      (dr.spec.subsets ?? []).some((s) => s?.name === dest.subset));
+    const subset = dest.subset;
+    const defined = rules.some(fqdn(dest.host, vs.metadata.namespace), (dr) => (dr.spec.subsets ?? []).some((s) => s?.name === subset));
     if (!defined) {
       rep.warn(ConfigErrorCode.TRAP, loc.at(dest, 'subset'),
         `subset "${dest.subset}" is not defined by any DestinationRule for host "${dest.host}": requests will fail with 503 NC (cluster_not_found)`);
@@ -197,10 +267,9 @@ function drTlsBlocks(dr: DestinationRule): { tls: ClientTLSSettings; holder: Tra
  * garbage (declare the port HTTP, as S3 does, to originate). (MUTUAL without a client certificate is
  * already an error of the DestinationRule itself.)
  */
-function checkOriginationTraps(dr: DestinationRule, entries: readonly ServiceEntry[], loc: Locator, rep: Reporter): void {
+function checkOriginationTraps(dr: DestinationRule, entries: EntryIndex, loc: Locator, rep: Reporter): void {
   if (dr.spec.host === undefined) return;
-  const host = fqdn(dr.spec.host, dr.metadata.namespace);
-  const se = entries.find((e) => (e.spec.hosts ?? []).some((h) => h !== null && hostMatches(host, h)));
+  const se = firstEntryFor(entries, fqdn(dr.spec.host, dr.metadata.namespace));
   for (const { tls, holder, port } of drTlsBlocks(dr)) {
     if ((tls.mode !== 'SIMPLE' && tls.mode !== 'MUTUAL') || se === undefined) continue;
     for (const p of se.spec.ports ?? []) {
