@@ -17,6 +17,7 @@ import { findRoute, findVirtualHost, pickCluster, type RequestView } from '../..
 import type { ProxyContext } from '../context';
 import { ProxyErrorCode, rescueFor } from '../errors';
 import { recordFor } from '../observe/access-log-record';
+import { hashValueFor } from './hash-key';
 import type { HttpStats } from '../observe/stats';
 import type { OriginalDestination } from '../upstream/cluster';
 import { completeRequest } from './complete';
@@ -188,7 +189,8 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
     return;
   }
   const vh = findVirtualHost(hcm.routeConfig, authority);
-  const route = vh === null ? null : findRoute(vh, new RequestViewImpl(head, path, info.scheme, authority));
+  const view = new RequestViewImpl(head, path, info.scheme, authority);
+  const route = vh === null ? null : findRoute(vh, view);
   if (route === null) {
     stats.no_route.inc();
     sendRescue(stream, record, rescueFor(ProxyErrorCode.NO_ROUTE));
@@ -234,7 +236,7 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
 
   new ForwardExchange({
     ctx, stream, record, cluster, action, httpStats: stats, headText: text,
-    pickCtx: { sourceIp: info.remoteIp, hashValue: null },
+    pickCtx: { sourceIp: info.remoteIp, hashValue: hashValueFor(cluster.config.lb, view) },
     originalDst: info.originalDst,
     sni: stripPort(authority),
   }).start();
