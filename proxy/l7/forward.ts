@@ -174,6 +174,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler {
     this.endRequestStats();
     host.counters.rq_success++;
     cluster.stats.upstream_rq_completed.inc();
+    if (this.retried) cluster.stats.upstream_rq_retry_success.inc();
     cluster.stats.responseCode(this.record.responseCode);
     cluster.stats.upstream_rq_time.record(performance.now() - this.record.startHr);
     this.finish();
@@ -198,9 +199,11 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler {
       if (this.attemptsLeft > 0 && untouched) {
         this.attemptsLeft--;
         this.retried = true;
+        this.cluster.stats.upstream_rq_retry.inc();
         setTimeout(retryAttempt, RETRY_BACKOFF_MS, this).unref();
         return;
       }
+      if (this.retried) this.cluster.stats.upstream_rq_retry_limit_exceeded.inc();
     }
     if (code === ProxyErrorCode.UPSTREAM_RESET || code === ProxyErrorCode.UPSTREAM_RESET_AFTER_RESPONSE) this.cluster.stats.upstream_rq_rx_reset.inc();
     this.fail(this.responseStarted && code === ProxyErrorCode.UPSTREAM_RESET ? new ProxyError(ProxyErrorCode.UPSTREAM_RESET_AFTER_RESPONSE, err.message, { transportReason: err.transportReason }) : err);

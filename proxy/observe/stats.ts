@@ -213,6 +213,9 @@ export class ClusterStats {
   readonly upstream_rq_rx_reset: Counter;
   readonly upstream_rq_tx_reset: Counter;
   readonly upstream_rq_pending_overflow: Counter;
+  readonly upstream_rq_retry: Counter;
+  readonly upstream_rq_retry_success: Counter;
+  readonly upstream_rq_retry_limit_exceeded: Counter;
   readonly upstream_rq_time: Histogram;
   readonly membership_total: Gauge;
   readonly membership_healthy: Gauge;
@@ -255,6 +258,9 @@ export class ClusterStats {
     this.upstream_rq_rx_reset = store.counter(p + 'upstream_rq_rx_reset');
     this.upstream_rq_tx_reset = store.counter(p + 'upstream_rq_tx_reset');
     this.upstream_rq_pending_overflow = store.counter(p + 'upstream_rq_pending_overflow');
+    this.upstream_rq_retry = store.counter(p + 'upstream_rq_retry');
+    this.upstream_rq_retry_success = store.counter(p + 'upstream_rq_retry_success');
+    this.upstream_rq_retry_limit_exceeded = store.counter(p + 'upstream_rq_retry_limit_exceeded');
     this.upstream_rq_time = store.histogram(p + 'upstream_rq_time');
     this.membership_total = store.gauge(p + 'membership_total');
     this.membership_healthy = store.gauge(p + 'membership_healthy');

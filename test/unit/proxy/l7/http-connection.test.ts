@@ -155,6 +155,9 @@ t.test('bad input gets Envoy-like answers and a log line; the proxy keeps servin
   t.ok(find(/"GET \/politics HTTP\/1\.1" 400 DPE missing_host_header/), 'missing Host is logged');
   t.ok(find(/"POST \/politics HTTP\/1\.1" 0 DC downstream_remote_disconnect/) ?? find(/"POST \/politics HTTP\/1\.1" \d+ .*DC/), 'client gone mid-request: DC line');
   t.equal(gw.stat('cluster.outbound|80||refused.example.upstream_cx_connect_fail'), 3, 'three connect attempts (Istio default: 2 retries)');
+  t.equal(gw.stat('cluster.outbound|80||refused.example.upstream_rq_retry'), 2, 'two retries counted');
+  t.equal(gw.stat('cluster.outbound|80||refused.example.upstream_rq_retry_limit_exceeded'), 1, 'then the retry limit');
+  t.equal(gw.stat('cluster.outbound|80||refused.example.upstream_rq_retry_success'), 0);
 });
 
 t.test('an invalid config on reload keeps the last good one', async (t) => {
