@@ -234,12 +234,27 @@ function lbText(c: Cluster): string {
   return c.lb.kind === 'CONSISTENT_HASH' ? `CONSISTENT_HASH(${c.lb.key}${c.lb.name ? ' ' + c.lb.name : ''})` : c.lb.kind;
 }
 
+/**
+ * Why `outbound|PORT|SUBSET|HOST` is missing: the host itself is unknown here, or the host exists
+ * but no DestinationRule visible to this proxy defines that subset, or the host has no such port.
+ */
+function missingClusterCause(snap: Snapshot, name: string): string {
+  const parts = name.split('|');
+  if (parts.length !== 4) return `cluster ${name} does not exist`;
+  const [, port, subset, host] = parts as [string, string, string, string];
+  const same = [...snap.clusters.values()].filter((c) => c.host === host);
+  if (same.length === 0) return `cluster ${name} does not exist: the destination host ${host} is not declared by any ServiceEntry visible to this proxy`;
+  if (!same.some((c) => String(c.port) === port)) return `cluster ${name} does not exist: ${host} declares no port ${port} (ports: ${[...new Set(same.map((c) => c.port))].join(', ')})`;
+  if (subset !== '') return `cluster ${name} does not exist: no DestinationRule visible to this proxy defines subset "${subset}" for ${host}`;
+  return `cluster ${name} does not exist`;
+}
+
 function describeCluster(snap: Snapshot, name: string, weight: string, t: Trace, live: LiveClusters | undefined, http: boolean): void {
   t.clusters.push(name);
   const c = snap.clusters.get(name);
   if (c === undefined) {
     t.line('cluster', `${name}${weight}  NOT FOUND`);
-    t.fail(http ? 503 : null, 'NC', http ? 'cluster_not_found' : 'closed', `cluster ${name} does not exist: the destination host is not declared by any ServiceEntry visible to this proxy`);
+    t.fail(http ? 503 : null, 'NC', http ? 'cluster_not_found' : 'closed', missingClusterCause(snap, name));
     return;
   }
   t.line('cluster', `${c.name}${weight}  (type ${c.type}, lb ${lbText(c)}, connect timeout ${c.connectTimeoutMs} ms)`);

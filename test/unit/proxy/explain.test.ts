@@ -223,6 +223,22 @@ spec:
 `, EGRESS);
   const e = explainDetailed(snap, url('http://edition.cnn.com/'));
   t.same([e.outcome.status, e.outcome.flag, e.outcome.details], [503, 'NC', 'cluster_not_found']);
+  t.equal(e.outcome.cause, 'cluster outbound|80||nowhere.example does not exist: the destination host nowhere.example is not declared by any ServiceEntry visible to this proxy');
+});
+
+t.test('NC: a subset no DestinationRule defines is named as the cause, not the host', async (t) => {
+  const snap = textSnap(`${CNN_SE}---${GATEWAY_80}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: cnn}
+spec:
+  hosts: [edition.cnn.com]
+  gateways: [istio-egressgateway]
+  http: [{route: [{destination: {host: edition.cnn.com, subset: v9, port: {number: 80}}}]}]
+`, EGRESS);
+  const e = explainDetailed(snap, url('http://edition.cnn.com/'));
+  t.same([e.outcome.status, e.outcome.flag], [503, 'NC']);
+  t.equal(e.outcome.cause, 'cluster outbound|80|v9|edition.cnn.com does not exist: no DestinationRule visible to this proxy defines subset "v9" for edition.cnn.com');
 });
 
 t.test('live endpoints: health and counters from the running proxy decide UH', async (t) => {
