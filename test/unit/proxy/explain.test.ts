@@ -278,3 +278,18 @@ function catchErr(fn: () => unknown): unknown {
   }
   return null;
 }
+
+// Every remaining sample folder: the chain its scenario's traffic takes (S2m and S3 are also observed
+// end to end in test/e2e/tls-*.test.ts; S5 reuses S4's config, S6 S4m's).
+t.test('the other samples: S2m, S3, S5, S6, S7, S8, S9 give the path their scenario describes', async (t) => {
+  const forwarded = (e: ReturnType<typeof explainDetailed>): readonly string[] => (e.outcome.flag === '-' ? e.clusters : ['FAILED: ' + e.outcome.cause]);
+  t.same(forwarded(explainDetailed(sampleSnap('s2m', { role: 'sidecar' }), url('http://edition.cnn.com/politics'))), [`outbound|80|cnn|${GW_SVC}`], 'S2m sidecar: to the gateway subset over port 80');
+  t.same(forwarded(explainDetailed(sampleSnap('s3', { role: 'sidecar' }), url('http://edition.cnn.com/politics'))), [`outbound|443|cnn|${GW_SVC}`], 'S3 sidecar: plain HTTP to the gateway port 443');
+  t.same(forwarded(explainDetailed(sampleSnap('s3', EGRESS), url('http://edition.cnn.com:443/politics'))), ['outbound|443||edition.cnn.com'], 'S3 gateway: originates TLS to 443');
+  t.same(forwarded(explainDetailed(sampleSnap('s5', EGRESS), sni('edition.cnn.com', 443))), ['outbound|443||edition.cnn.com'], 'S5 (S4 config) gateway: by SNI');
+  t.same(forwarded(explainDetailed(sampleSnap('s6', EGRESS), sni('edition.cnn.com', 443))), ['outbound|443||edition.cnn.com'], 'S6 (S4m config) gateway: terminated mTLS, then tcp');
+  for (const s of ['s7', 's8']) {
+    t.same(forwarded(explainDetailed(sampleSnap(s, { role: 'sidecar' }), url('http://httpbin.bar.global:8000/ip'))), ['outbound|8000||httpbin.bar.global'], `${s} sidecar: the .global service`);
+  }
+  t.same(forwarded(explainDetailed(sampleSnap('s9', { role: 'sidecar' }), url('http://httpbin.bar.global:8000/ip'))), ['outbound|8000|beta|httpbin.bar.global'], 'S9 sidecar: the versioned subset');
+});
