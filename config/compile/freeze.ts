@@ -48,22 +48,47 @@ export function frozenSet<T>(values: Iterable<T>): ReadonlySet<T> {
 /**
  * Freeze `root` and everything reachable from it (objects, arrays, Map/Set values). RegExps are
  * left alone: they are never global/sticky here, so matching does not write `lastIndex`.
+ * A plain object or array that is already frozen is taken as deep-frozen and not walked: only
+ * frozenMap/frozenSet freeze shallowly (they are walked, once each), and the loaded Resources the
+ * snapshot carries were deep-frozen by the loader; re-walking them was most of this function's
+ * cost at 10,000 services (issue 6).
  */
 export function deepFreeze<T>(root: T): T {
-  const seen = new Set<object>();
+  return freezeWalk(root, false);
+}
+
+/**
+ * A snapshot that crossed a thread (structured clone, config/sources/compile-worker.ts) arrives as
+ * plain, unfrozen objects: Maps and Sets lose their Immutable subclass and nothing is frozen. This
+ * gives every Map/Set back its immutable prototype (the internal slots are Map's/Set's own, so
+ * every read method still works) and freezes the rest, as compile() left it.
+ */
+export function refreeze<T>(root: T): T {
+  return freezeWalk(root, true);
+}
+
+function freezeWalk<T>(root: T, restorePrototypes: boolean): T {
+  const seenCollections = new Set<object>();
   const stack: unknown[] = [root];
   while (stack.length > 0) {
     const v = stack.pop();
-    if (v === null || typeof v !== 'object' || seen.has(v) || v instanceof RegExp) continue;
-    seen.add(v);
+    if (v === null || typeof v !== 'object' || v instanceof RegExp) continue;
     if (v instanceof Map) {
+      if (seenCollections.has(v)) continue;
+      seenCollections.add(v);
+      if (restorePrototypes && Object.getPrototypeOf(v) === Map.prototype) Object.setPrototypeOf(v, ImmutableMap.prototype);
       for (const [k, val] of v) stack.push(k, val);
     } else if (v instanceof Set) {
+      if (seenCollections.has(v)) continue;
+      seenCollections.add(v);
+      if (restorePrototypes && Object.getPrototypeOf(v) === Set.prototype) Object.setPrototypeOf(v, ImmutableSet.prototype);
       for (const val of v) stack.push(val);
     } else {
+      if (Object.isFrozen(v)) continue;
       for (const key of Object.keys(v)) stack.push((v as Record<string, unknown>)[key]);
     }
     Object.freeze(v);
   }
   return root;
 }
+

@@ -17,21 +17,60 @@ import { indexListeners } from './lookup';
 
 export type { CompileOptions } from './registry';
 
-/** JSON with object keys sorted and undefined dropped: equal inputs -> equal text. */
-function canonicalJson(v: unknown): string {
-  if (v === null || typeof v !== 'object') return v === undefined ? 'null' : JSON.stringify(v);
-  if (Array.isArray(v)) return '[' + v.map(canonicalJson).join(',') + ']';
-  const o = v as Record<string, unknown>;
-  const keys = Object.keys(o).filter((k) => o[k] !== undefined).sort();
-  return '{' + keys.map((k) => JSON.stringify(k) + ':' + canonicalJson(o[k])).join(',') + '}';
+/**
+ * sha256 of the canonical JSON of `v` (object keys sorted, undefined members dropped, undefined
+ * array items as null): equal inputs -> equal hash. The text is fed to the hash in 64 KiB pieces
+ * instead of being built whole: at 10,000 services the joined intermediate strings were a third
+ * of compile time (issue 6). Pieces end between tokens, so the bytes hashed are exactly the text.
+ */
+class CanonicalHash {
+  private readonly hash = createHash('sha256');
+  private pending = '';
+
+  private put(s: string): void {
+    this.pending += s;
+    if (this.pending.length >= 65_536) {
+      this.hash.update(this.pending);
+      this.pending = '';
+    }
+  }
+
+  value(v: unknown): void {
+    if (v === null || typeof v !== 'object') {
+      this.put(v === undefined ? 'null' : JSON.stringify(v));
+      return;
+    }
+    if (Array.isArray(v)) {
+      this.put('[');
+      for (let i = 0; i < v.length; i++) {
+        if (i > 0) this.put(',');
+        this.value(v[i]);
+      }
+      this.put(']');
+      return;
+    }
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o).filter((k) => o[k] !== undefined).sort();
+    this.put('{');
+    for (let i = 0; i < keys.length; i++) {
+      this.put((i > 0 ? ',' : '') + JSON.stringify(keys[i]) + ':');
+      this.value(o[keys[i]!]);
+    }
+    this.put('}');
+  }
+
+  digest(): string {
+    return this.hash.update(this.pending).digest('hex');
+  }
 }
 
 export function snapshotVersion(resources: Resources, opts: CompileOptions): string {
-  const input = canonicalJson({
+  const h = new CanonicalHash();
+  h.value({
     resources, role: opts.role, namespace: opts.namespace, labels: opts.labels,
     outboundPolicy: opts.outboundPolicy, certsDir: opts.certsDir,
   });
-  return createHash('sha256').update(input).digest('hex');
+  return h.digest();
 }
 
 export function compile(resources: Resources, opts: CompileOptions): Snapshot {
