@@ -75,3 +75,39 @@ export function rawExchange(port: number, request: string | Buffer, opts: { endA
     if (opts.endAfterWrite) s.end();
   });
 }
+
+/**
+ * The smallest gateway config: `host` (port 80, HTTP) is one STATIC endpoint on loopback, a Gateway
+ * `gw` (selector istio=egressgateway) serves it on `gwPort`, and VirtualService `vs` applies `http`
+ * (YAML list items, default: route everything to the host).
+ */
+export function oneUpstreamConfig(o: { gwPort: number; upstreamPort: number; host?: string; http?: string }): string {
+  const host = o.host ?? 'up.example';
+  const http = o.http ?? `  - route: [{ destination: { host: ${host}, port: { number: 80 } } }]`;
+  return `
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: { name: up, namespace: default }
+spec:
+  hosts: [${host}]
+  ports: [{ number: 80, name: http, protocol: HTTP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, ports: { http: ${o.upstreamPort} } }]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: Gateway
+metadata: { name: gw, namespace: default }
+spec:
+  selector: { istio: egressgateway }
+  servers: [{ port: { number: ${o.gwPort}, name: http, protocol: HTTP }, hosts: [${host}] }]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: { name: vs, namespace: default }
+spec:
+  hosts: [${host}]
+  gateways: [gw]
+  http:
+${http}
+`;
+}

@@ -6,36 +6,12 @@
 import http from 'node:http';
 import net from 'node:net';
 import t from 'tap';
-import { freePort, startTestRuntime } from '../../../helpers/gateway';
+import { freePort, startTestRuntime, oneUpstreamConfig } from '../../../helpers/gateway';
 
 const SMUGGLED = 'GET /smuggled HTTP/1.1\r\nHost: up.example\r\n\r\n';
 
 function config(gwPort: number, upPort: number): string {
-  return `
-apiVersion: networking.istio.io/v1beta1
-kind: ServiceEntry
-metadata: { name: up, namespace: default }
-spec:
-  hosts: [up.example]
-  ports: [{ number: 80, name: http, protocol: HTTP }]
-  resolution: STATIC
-  endpoints: [{ address: 127.0.0.1, ports: { http: ${upPort} } }]
----
-apiVersion: networking.istio.io/v1beta1
-kind: Gateway
-metadata: { name: gw, namespace: default }
-spec:
-  selector: { istio: egressgateway }
-  servers: [{ port: { number: ${gwPort}, name: http, protocol: HTTP }, hosts: [up.example] }]
----
-apiVersion: networking.istio.io/v1beta1
-kind: VirtualService
-metadata: { name: vs, namespace: default }
-spec:
-  hosts: [up.example]
-  gateways: [gw]
-  http: [{ route: [{ destination: { host: up.example, port: { number: 80 } } }] }]
-`;
+  return oneUpstreamConfig({ gwPort, upstreamPort: upPort });
 }
 
 interface Exchange { text: string; closedByPeer: boolean }

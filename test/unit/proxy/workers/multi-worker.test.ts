@@ -10,36 +10,13 @@ import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { freePort } from '../../../../proxy/demo';
+import { oneUpstreamConfig } from '../../../helpers/gateway';
 
 const ROOT = path.join(__dirname, '..', '..', '..', '..', '..');
 const CLI = path.join(ROOT, 'dist', 'proxy', 'cli.js');
 
 function config(gwPort: number, upstreamPort: number): string {
-  return `
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: up, namespace: default }
-spec:
-  hosts: [up.example]
-  ports: [{ number: 80, name: http, protocol: HTTP }]
-  resolution: STATIC
-  endpoints: [{ address: 127.0.0.1, ports: { http: ${upstreamPort} } }]
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw, namespace: default }
-spec:
-  selector: { istio: egressgateway }
-  servers: [{ port: { number: ${gwPort}, name: http, protocol: HTTP }, hosts: [up.example] }]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: vs, namespace: default }
-spec:
-  hosts: [up.example]
-  gateways: [gw]
-  http: [{ route: [{ destination: { host: up.example } }] }]
-`;
+  return oneUpstreamConfig({ gwPort, upstreamPort });
 }
 
 function get(port: number, p: string, opts: { host?: string; method?: string } = {}): Promise<{ status: number; body: string }> {
