@@ -7,12 +7,17 @@
 // period we re-read everything and compare a fingerprint of the bytes, so unrelated events (an
 // editor's swap file, a touch) do not cause reloads and a missed event cannot leave stale config
 // once any later event arrives.
+//
+// With offThread(), a reload's read + load + compile run on a worker thread (compile-worker.ts)
+// and the source reports the compiled snapshot; the first load() stays synchronous.
 
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadFiles, readPaths, type LoadOptions, type LoadResult, type SourceFile } from '../resources/load';
 import type { ConfigMessage } from '../compile/snapshot';
+import type { CompileOptions } from '../compile/index';
+import { CompileWorker, type CompiledConfig } from './compile-worker';
 
 /** Quiet period after the last event: editors and kubelet emit several events per save. */
 const DEBOUNCE_MS = 100;
@@ -28,6 +33,10 @@ export class FileSource {
   private firstEventAt = 0;
   private fingerprint = '';
   private closed = false;
+  private offThreadCompile: { readonly options: CompileOptions; readonly onCompiled: (c: CompiledConfig) => void; readonly worker: CompileWorker } | null = null;
+  /** Off-thread: a reload is running; `again` = an event came meanwhile, so read once more after it. */
+  private inFlight = false;
+  private again = false;
 
   constructor(paths: readonly string[], opts: LoadOptions, onChange: (r: LoadResult) => void) {
     this.paths = paths;
@@ -42,6 +51,14 @@ export class FileSource {
     const read = readPaths(this.paths);
     this.fingerprint = fingerprintOf(read.files, read.messages);
     return merge(read.messages, loadFiles(read.files, this.opts));
+  }
+
+  /**
+   * Reloads from now on load and compile on a worker thread and report to `onCompiled` (instead of
+   * `onChange` with the loaded resources), so the caller's event loop only receives the result.
+   */
+  offThread(options: CompileOptions, onCompiled: (c: CompiledConfig) => void): void {
+    this.offThreadCompile ??= { options, onCompiled, worker: new CompileWorker() };
   }
 
   /** Starts watching. Call load() first (otherwise the first event reports the current config as a change). */
@@ -67,6 +84,7 @@ export class FileSource {
     this.timer = null;
     for (const w of this.watchers) w.close();
     this.watchers = [];
+    this.offThreadCompile?.worker.close();
   }
 
   private onEvent(): void {
@@ -81,11 +99,42 @@ export class FileSource {
   private reload(): void {
     this.timer = null;
     if (this.closed) return;
+    if (this.offThreadCompile !== null) {
+      this.reloadOffThread();
+      return;
+    }
     const read = readPaths(this.paths);
     const fp = fingerprintOf(read.files, read.messages);
     if (fp === this.fingerprint) return;
     this.fingerprint = fp;
     this.onChange(merge(read.messages, loadFiles(read.files, this.opts)));
+  }
+
+  private reloadOffThread(): void {
+    const off = this.offThreadCompile!;
+    if (this.inFlight) {
+      this.again = true;
+      return;
+    }
+    this.inFlight = true;
+    off.worker.run(this.paths, this.opts, off.options, this.fingerprint).then((reply) => {
+      if (this.closed || reply.kind === 'unchanged') return;
+      if (reply.kind === 'failed') {
+        // Fingerprint kept: the next event retries these bytes.
+        off.onCompiled({ messages: [], snapshot: null, failure: reply.message });
+        return;
+      }
+      this.fingerprint = reply.fingerprint;
+      off.onCompiled({ messages: reply.messages, snapshot: reply.snapshot, failure: null });
+    }, (e: Error) => {
+      if (!this.closed) off.onCompiled({ messages: [], snapshot: null, failure: e.message });
+    }).finally(() => {
+      this.inFlight = false;
+      if (this.again && !this.closed) {
+        this.again = false;
+        this.reloadOffThread();
+      }
+    });
   }
 }
 
@@ -97,13 +146,13 @@ function isDirectory(p: string): boolean {
   }
 }
 
-function fingerprintOf(files: readonly SourceFile[], messages: readonly ConfigMessage[]): string {
+export function fingerprintOf(files: readonly SourceFile[], messages: readonly ConfigMessage[]): string {
   const h = createHash('sha256');
   for (const f of files) h.update(f.file).update('\0').update(f.text).update('\0');
   for (const m of messages) h.update(m.text).update('\0');
   return h.digest('hex');
 }
 
-function merge(readMessages: readonly ConfigMessage[], r: LoadResult): LoadResult {
+export function merge(readMessages: readonly ConfigMessage[], r: LoadResult): LoadResult {
   return readMessages.length === 0 ? r : { resources: r.resources, messages: [...readMessages, ...r.messages] };
 }
