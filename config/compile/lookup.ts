@@ -32,6 +32,7 @@ export function indexListeners(s: Snapshot): Map<number, PortListeners> {
     if (p === undefined) idx.set(l.port, (p = { wildcard: null, byIp: new Map() }));
     if (l.address === '0.0.0.0') p.wildcard = l;
     else p.byIp.set(l.address, l);
+    chainIndex(l);
   }
   listenerIndex.set(s, idx);
   return idx;
@@ -75,9 +76,73 @@ export function chainMismatch(ch: FilterChain, c: ChainInput): string | null {
   return null;
 }
 
+/**
+ * A listener's chains by SNI: a sidecar's TLS port has one chain per service host (10,000 at
+ * scale), and scanning them all per connection is not flat (issue 6). A chain whose serverNames
+ * are only exact names can match only a connection whose SNI is one of them: those chains are
+ * indexed by name; every other chain is a candidate for every connection. Candidates are tried in
+ * chain order, so the first accepting chain is the one the plain scan finds.
+ */
+interface ChainIndex {
+  readonly bySni: Map<string, number[]>;
+  /** Chains that do not need a given SNI, in order. */
+  readonly unkeyed: readonly number[];
+}
+
+/** Below this many chains the plain scan is as fast as the index. */
+const CHAIN_INDEX_MIN = 16;
+const NO_CHAINS: readonly number[] = [];
+const chainIndexes = new WeakMap<Listener, ChainIndex | null>();
+
+function chainIndex(l: Listener): ChainIndex | null {
+  let idx = chainIndexes.get(l);
+  if (idx !== undefined) return idx;
+  idx = null;
+  if (l.chains.length >= CHAIN_INDEX_MIN) {
+    const bySni = new Map<string, number[]>();
+    const unkeyed: number[] = [];
+    l.chains.forEach((ch, i) => {
+      const names = ch.match.serverNames;
+      if (names === null || names.any || names.suffixes.length > 0 || names.exact.size === 0) {
+        unkeyed.push(i);
+        return;
+      }
+      for (const n of names.exact) {
+        const list = bySni.get(n);
+        if (list === undefined) bySni.set(n, [i]);
+        else list.push(i);
+      }
+    });
+    idx = { bySni, unkeyed };
+  }
+  chainIndexes.set(l, idx);
+  return idx;
+}
+
+function lowerName(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 65 && c <= 90) return s.toLowerCase(); // rare: SNI is usually lower-case
+  }
+  return s;
+}
+
 export function selectChain(l: Listener, c: ChainInput): FilterChain | null {
   const chains = l.chains;
-  for (let i = 0; i < chains.length; i++) {
+  const idx = chainIndex(l);
+  if (idx === null) {
+    for (let i = 0; i < chains.length; i++) {
+      if (chainMismatch(chains[i]!, c) === null) return chains[i]!;
+    }
+    return null;
+  }
+  // Merge the two ascending candidate lists, trying each chain in listener order.
+  const keyed = c.sni === null ? NO_CHAINS : idx.bySni.get(lowerName(c.sni)) ?? NO_CHAINS;
+  const unkeyed = idx.unkeyed;
+  let a = 0;
+  let b = 0;
+  while (a < unkeyed.length || b < keyed.length) {
+    const i = b >= keyed.length || (a < unkeyed.length && unkeyed[a]! < keyed[b]!) ? unkeyed[a++]! : keyed[b++]!;
     if (chainMismatch(chains[i]!, c) === null) return chains[i]!;
   }
   return null;
