@@ -9,6 +9,8 @@ const LF = 0x0a;
 
 const enum S { SIZE, SIZE_EXT, SIZE_LF, DATA, DATA_CR, DATA_LF, TRAILER_START, TRAILER_LINE, TRAILER_LF, END_LF, DONE }
 
+import type net from 'node:net';
+
 export const Framing = { NONE: 0, LENGTH: 1, CHUNKED: 2, CLOSE: 3 } as const;
 export type FramingValue = (typeof Framing)[keyof typeof Framing];
 
@@ -179,3 +181,27 @@ export function chunkHead(n: number): string {
   return n.toString(16) + '\r\n';
 }
 export const CHUNK_END = '0\r\n\r\n';
+
+/**
+ * Write one body chunk of an outgoing message (request upstream or response downstream), preceded
+ * by the message's head when it has not gone out yet: one corked batch, so head and first bytes
+ * leave in one syscall. Returns the socket's backpressure signal.
+ */
+export function writeBodyChunk(socket: net.Socket, pendingHead: string | null, chunked: boolean, chunk: Buffer): boolean {
+  socket.cork();
+  if (pendingHead !== null) socket.write(pendingHead, 'latin1');
+  let ok: boolean;
+  if (chunked) {
+    socket.write(chunkHead(chunk.length), 'latin1');
+    socket.write(chunk);
+    ok = socket.write('\r\n', 'latin1');
+  } else ok = socket.write(chunk);
+  socket.uncork();
+  return ok;
+}
+
+/** End an outgoing message: its head if still pending, and the last chunk when chunked. */
+export function endBody(socket: net.Socket, pendingHead: string | null, chunked: boolean): void {
+  if (pendingHead !== null) socket.write(chunked ? pendingHead + CHUNK_END : pendingHead, 'latin1');
+  else if (chunked) socket.write(CHUNK_END, 'latin1');
+}

@@ -11,7 +11,7 @@
 
 import { STATUS_CODES } from 'node:http';
 import type net from 'node:net';
-import { BodyDecoder, CHUNK_END, Framing, chunkHead } from './h1-body';
+import { BodyDecoder, Framing, endBody, writeBodyChunk } from './h1-body';
 import { HeadError, findHeadEnd, parseRequestHead, type RequestHead } from './h1-head';
 import { NO_BODY, type DownstreamStream, type StreamHandler } from './stream';
 
@@ -234,28 +234,15 @@ export class H1Connection<O> {
 
   write(chunk: Buffer): boolean {
     if (!this.bodyOut || chunk.length === 0) return true;
-    const socket = this.socket;
-    socket.cork();
     const head = this.pendingHead;
-    if (head !== null) {
-      this.pendingHead = null;
-      socket.write(head, 'latin1');
-    }
-    let ok: boolean;
-    if (this.chunkedOut) {
-      socket.write(chunkHead(chunk.length), 'latin1');
-      socket.write(chunk);
-      ok = socket.write('\r\n', 'latin1');
-    } else ok = socket.write(chunk);
-    socket.uncork();
-    return ok;
+    this.pendingHead = null;
+    return writeBodyChunk(this.socket, head, this.chunkedOut, chunk);
   }
 
   end(): void {
     const head = this.pendingHead;
     this.pendingHead = null;
-    if (head !== null) this.socket.write(this.chunkedOut ? head + CHUNK_END : head, 'latin1');
-    else if (this.chunkedOut) this.socket.write(CHUNK_END, 'latin1');
+    endBody(this.socket, head, this.chunkedOut);
     if (!this.bodyDone) {
       // The response is out before the request body: drop the rest of the body. A client that
       // waits for 100 Continue will not send it, so that connection closes instead.

@@ -12,7 +12,7 @@ import type net from 'node:net';
 import { ProxyError, ProxyErrorCode } from '../errors';
 import type { UpstreamCluster } from '../upstream/cluster';
 import type { UpstreamHost } from '../upstream/host';
-import { BodyDecoder, CHUNK_END, Framing, chunkHead } from './h1-body';
+import { BodyDecoder, Framing, endBody, writeBodyChunk } from './h1-body';
 import { HeadError, findHeadEnd, parseResponseHead, type ResponseHead } from './h1-head';
 
 /** Idle keep-alive connections close after this (below Node's and most servers' 5 s keepAliveTimeout). */
@@ -84,29 +84,16 @@ export class UpstreamConnection {
 
   /** Request body payload; false when the caller should wait for onUpstreamDrain. */
   writeBody(chunk: Buffer): boolean {
-    const socket = this.socket;
-    socket.cork();
     const head = this.pendingHead;
-    if (head !== null) {
-      this.pendingHead = null;
-      socket.write(head, 'latin1');
-    }
-    let ok: boolean;
-    if (this.chunkedOut) {
-      socket.write(chunkHead(chunk.length), 'latin1');
-      socket.write(chunk);
-      ok = socket.write('\r\n', 'latin1');
-    } else ok = socket.write(chunk);
-    socket.uncork();
-    return ok;
+    this.pendingHead = null;
+    return writeBodyChunk(this.socket, head, this.chunkedOut, chunk);
   }
 
   endRequest(): void {
     this.requestDone = true;
     const head = this.pendingHead;
     this.pendingHead = null;
-    if (head !== null) this.socket.write(this.chunkedOut ? head + CHUNK_END : head, 'latin1');
-    else if (this.chunkedOut) this.socket.write(CHUNK_END, 'latin1');
+    endBody(this.socket, head, this.chunkedOut);
   }
 
   pause(): void {
