@@ -1,4 +1,5 @@
-// L4 relay, old vs new: socket.pipe() both ways, stream.pipeline() both ways, and proxy/l4/relay.ts,
+// L4 relay, old vs new: socket.pipe() both ways, stream.pipeline() both ways, proxy/l4/relay.ts with
+// 'data' events both ways ('relay') and with the upstream read into its own buffer ('onread'),
 // each in its own proxy child process so its CPU can be read alone (PERFORMANCE.md §7 method).
 // Bulk download (sink -> proxy -> client) over loopback, CONNECTIONS in parallel, then a short
 // connect/1-byte/close churn. Reports Gb/s, proxy CPU-s per GB, proxy CPU µs per connection, RSS.
@@ -11,8 +12,9 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { pipeline } from 'node:stream';
 import { relay } from '../../proxy/l4/relay';
+import { UpstreamReader } from '../../proxy/l4/upstream-reader';
 
-const ALL_MODES = ['pipe', 'pipeline', 'relay'] as const;
+const ALL_MODES = ['pipe', 'pipeline', 'relay', 'onread'] as const;
 type Mode = (typeof ALL_MODES)[number];
 /** MODES=relay,pipe reorders or narrows the run (order matters a little on a 2-core box: alternate it). */
 const MODES: readonly Mode[] = (process.env.MODES?.split(',') ?? ALL_MODES).filter((m): m is Mode => (ALL_MODES as readonly string[]).includes(m));
@@ -34,6 +36,12 @@ const NOOP_HOOKS = { onClose(): void {} };
 
 function proxyChild(mode: Mode, upstreamPort: number): void {
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (down) => {
+    if (mode === 'onread') {
+      const reader = new UpstreamReader();
+      const up = net.connect({ host: '127.0.0.1', port: upstreamPort, allowHalfOpen: true, noDelay: true, onread: reader.onread });
+      relay(down, up, null, NOOP_HOOKS, reader);
+      return;
+    }
     const up = net.connect({ host: '127.0.0.1', port: upstreamPort, allowHalfOpen: true, noDelay: true });
     if (mode === 'relay') {
       relay(down, up, null, NOOP_HOOKS);

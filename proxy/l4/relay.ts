@@ -22,9 +22,14 @@
 //
 // Sockets may already be paused (inspect leaves them so) and may already have seen 'end'
 // (a client that sent its hello and half-closed); both are honoured at start.
+//
+// With an UpstreamReader (plain TCP upstreams), the upstream -> downstream direction reads into a
+// buffer the connection owns and writes it on without a copy; the reader's file says why that is
+// safe: the upstream is not read again until the downstream has flushed that buffer.
 
 import type net from 'node:net';
 import tls from 'node:tls';
+import type { UpstreamReader, UpstreamSink } from './upstream-reader';
 
 export interface RelayHooks { onClose(r: RelayResult): void }
 
@@ -54,7 +59,7 @@ function resetSocket(s: net.Socket): void {
   }
 }
 
-export class Relay {
+export class Relay implements UpstreamSink {
   bytesFromDownstream = 0;
   bytesFromUpstream = 0;
   private error: Error | null = null;
@@ -66,6 +71,8 @@ export class Relay {
   private downClosed = false;
   private upClosed = false;
   private reported = false;
+  /** The reader's buffer is still being written downstream: do not read the upstream again yet. */
+  private upBufferBusy = false;
 
   // Bound once per relay: no closure is created per chunk.
   private readonly onDownData: (chunk: Buffer) => void;
@@ -78,8 +85,14 @@ export class Relay {
   private readonly onUpError: (err: Error) => void;
   private readonly onDownClose: () => void;
   private readonly onUpClose: () => void;
+  private readonly onDownWritten: () => void;
 
-  constructor(private readonly down: net.Socket, private readonly up: net.Socket, private readonly hooks: RelayHooks) {
+  constructor(
+    private readonly down: net.Socket,
+    private readonly up: net.Socket,
+    private readonly hooks: RelayHooks,
+    private readonly reader: UpstreamReader | null = null,
+  ) {
     this.onDownData = this.downData.bind(this);
     this.onUpData = this.upData.bind(this);
     this.onDownDrain = this.downDrain.bind(this);
@@ -90,6 +103,7 @@ export class Relay {
     this.onUpError = this.upError.bind(this);
     this.onDownClose = this.downClose.bind(this);
     this.onUpClose = this.upClose.bind(this);
+    this.onDownWritten = this.downWritten.bind(this);
   }
 
   start(head: Buffer | null): void {
@@ -99,7 +113,7 @@ export class Relay {
     down.on('end', this.onDownEnd);
     down.on('error', this.onDownError);
     down.on('close', this.onDownClose);
-    up.on('data', this.onUpData);
+    if (this.reader === null) up.on('data', this.onUpData);
     up.on('drain', this.onUpDrain);
     up.on('end', this.onUpEnd);
     up.on('error', this.onUpError);
@@ -120,11 +134,30 @@ export class Relay {
       this.bytesFromDownstream += head.length;
       downPaused = !up.write(head);
     }
+    const upReading = this.reader === null || this.reader.attach(this);
     // inspect() may have seen the FIN already: that 'end' will not be emitted again.
     if (down.readableEnded) this.downEnd();
     if (up.readableEnded) this.upEnd();
     if (!downPaused) down.resume();
-    up.resume();
+    if (upReading) up.resume();
+  }
+
+  /** UpstreamSink: bytes read into the reader's buffer; false stops reading until it is flushed. */
+  upstreamBytes(buf: Buffer, n: number): boolean {
+    this.bytesFromUpstream += n;
+    const down = this.down;
+    down.write(n === buf.length ? buf : buf.subarray(0, n), this.onDownWritten);
+    // Written to the kernel in full at once (the common case): the buffer is free again.
+    if (down.writableLength === 0) return true;
+    this.upBufferBusy = true;
+    return false;
+  }
+
+  /** A downstream write finished; once nothing is pending, the reader's buffer is free. */
+  private downWritten(): void {
+    if (!this.upBufferBusy || this.down.writableLength !== 0) return;
+    this.upBufferBusy = false;
+    if (!this.up.destroyed) this.up.resume();
   }
 
   private downData(chunk: Buffer): void {
@@ -138,7 +171,10 @@ export class Relay {
   }
 
   private upDrain(): void { this.down.resume(); }
-  private downDrain(): void { this.up.resume(); }
+  private downDrain(): void {
+    // With a reader, downWritten resumes (this 'drain' comes just before it, same flush).
+    if (!this.upBufferBusy) this.up.resume();
+  }
 
   private downEnd(): void {
     if (this.downEnded) return;
@@ -226,8 +262,8 @@ export class Relay {
  * Relay bytes both ways until both sides are closed. `head` (bytes already read from the
  * downstream, e.g. by inspect()) is written to the upstream first; it counts as downstream bytes.
  */
-export function relay(downstream: net.Socket, upstream: net.Socket, head: Buffer | null, hooks: RelayHooks): Relay {
-  const r = new Relay(downstream, upstream, hooks);
+export function relay(downstream: net.Socket, upstream: net.Socket, head: Buffer | null, hooks: RelayHooks, reader: UpstreamReader | null = null): Relay {
+  const r = new Relay(downstream, upstream, hooks, reader);
   r.start(head);
   return r;
 }

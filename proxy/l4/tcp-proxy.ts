@@ -14,6 +14,7 @@ import type { TcpStats } from '../observe/stats';
 import type { OriginalDestination } from '../upstream/cluster';
 import type { UpstreamHost } from '../upstream/host';
 import { relay, type Relay, type RelayResult } from './relay';
+import { UpstreamReader } from './upstream-reader';
 
 /** What the listener learnt about a downstream connection. */
 export interface L4Info {
@@ -77,10 +78,13 @@ function connectAndRelay(ctx: ProxyContext, downstream: net.Socket, head: Buffer
   record.upstreamHost = host.key;
   // Hold downstream bytes while connecting; the relay resumes it.
   downstream.pause();
-  const session = new TcpSession(ctx, downstream, head, record, stats, host, cluster.config.idleTimeoutMs);
+  // Plain TCP upstreams read into a per-connection buffer (no allocation per read); a TLS-originating
+  // cluster's socket is read by the TLS layer.
+  const reader = cluster.originatesTls ? null : new UpstreamReader();
+  const session = new TcpSession(ctx, downstream, head, record, stats, host, cluster.config.idleTimeoutMs, reader);
   downstream.once('close', session.onEarlyClose);
   downstream.on('error', noop);
-  cluster.connect(host, info.sni, session.onConnected);
+  cluster.connect(host, info.sni, session.onConnected, reader === null ? null : reader.onread);
 }
 
 /**
@@ -107,6 +111,7 @@ class TcpSession {
     private readonly stats: TcpStats,
     private readonly host: UpstreamHost,
     private readonly idleTimeoutMs: number,
+    private readonly reader: UpstreamReader | null,
   ) {
     this.onEarlyClose = this.earlyClose.bind(this);
     this.onConnected = this.connected.bind(this);
@@ -140,7 +145,7 @@ class TcpSession {
     }
     record.upstreamLocalAddress = upstream.localAddress === undefined ? null : formatAddress(upstream.localAddress, upstream.localPort ?? 0);
     this.host.counters.rq_total++;
-    this.relay = relay(downstream, upstream, this.head, { onClose: this.onRelayClose });
+    this.relay = relay(downstream, upstream, this.head, { onClose: this.onRelayClose }, this.reader);
     if (this.idleTimeoutMs > 0 && this.relay !== null) {
       this.lastActivityAt = performance.now();
       this.idleTimer = setTimeout(this.onIdleCheck, idleCheckPeriod(this.idleTimeoutMs));

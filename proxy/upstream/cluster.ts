@@ -2,6 +2,7 @@
 // hosts, the load balancer, the TLS origination context, HTTP connection pools per host — and its
 // Envoy stats (shared with earlier generations of the same cluster name, so counters survive reloads).
 
+import type net from 'node:net';
 import { ISTIO_MAX_UINT32, type Cluster } from '../../config/compile/snapshot';
 import { ProxyError, ProxyErrorCode } from '../errors';
 import type { ClusterStats } from '../observe/stats';
@@ -154,14 +155,22 @@ export class UpstreamCluster {
     return new ProxyError(ProxyErrorCode.UPSTREAM_OVERFLOW, `${this.name}: maxConnections ${max} reached`);
   }
 
-  /** Open a raw (or TLS-originated) connection for the TCP proxy. */
-  connect(host: UpstreamHost, sni: string | null, cb: ConnectCallback): void {
+  /** The cluster's connections speak TLS (DestinationRule tls mode other than DISABLE). */
+  get originatesTls(): boolean {
+    return this.tlsOrigination !== null;
+  }
+
+  /**
+   * Open a raw (or TLS-originated) connection for the TCP proxy. `onread`: read a plain TCP
+   * connection into the caller's buffer (proxy/l4/upstream-reader.ts); only when !originatesTls.
+   */
+  connect(host: UpstreamHost, sni: string | null, cb: ConnectCallback, onread: net.OnReadOpts | null = null): void {
     const overflow = this.overflowError();
     if (overflow !== null) {
       cb(overflow, null);
       return;
     }
-    connectUpstream(this.stats, host, this.connectOptions(sni), cb);
+    connectUpstream(this.stats, host, this.connectOptions(sni), cb, onread);
   }
 
   private connectOptions(sni: string | null): ConnectOptions {

@@ -189,19 +189,27 @@ export interface ConnectOptions {
   readonly keepalive: { readonly timeMs: number } | null;
 }
 
-/** Connect to `host`; `cb` gets a connected (and, with TLS, handshaken) socket or a classified error. */
-export function connectUpstream(stats: ClusterStats, host: UpstreamHost, opts: ConnectOptions, cb: ConnectCallback): void {
+/**
+ * Connect to `host`; `cb` gets a connected (and, with TLS, handshaken) socket or a classified error.
+ * `onread` (plain TCP only; see proxy/l4/upstream-reader.ts) makes the socket read into the caller's
+ * buffer instead of emitting 'data'.
+ */
+
+export function connectUpstream(stats: ClusterStats, host: UpstreamHost, opts: ConnectOptions, cb: ConnectCallback, onread: net.OnReadOpts | null = null): void {
   stats.upstream_cx_total.inc();
   stats.upstream_cx_active.inc();
   host.counters.cx_total++;
   host.counters.cx_active++;
-  const tcp = net.connect({ host: host.address, port: host.port, noDelay: true, allowHalfOpen: true });
+  const t = opts.tls;
+  if (onread !== null && t !== null) throw new Error('connectUpstream: onread is for plain TCP upstreams only');
+  const tcp = onread === null
+    ? net.connect({ host: host.address, port: host.port, noDelay: true, allowHalfOpen: true })
+    : net.connect({ host: host.address, port: host.port, noDelay: true, allowHalfOpen: true, onread });
   if (opts.keepalive !== null) tcp.setKeepAlive(true, opts.keepalive.timeMs);
   const conn = new UpstreamConnection(stats, host, tcp, cb);
   tcp.once('close', onTcpClose.bind(conn));
   tcp.on('error', onTcpError.bind(conn));
   if (opts.connectTimeoutMs > 0) conn.timer = setTimeout(onConnectTimeout.bind(conn), opts.connectTimeoutMs);
-  const t = opts.tls;
   if (t === null) {
     tcp.once('connect', onTcpConnect.bind(conn));
     return;

@@ -7,9 +7,17 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { relay, type RelayResult } from '../../../../proxy/l4/relay';
+import { UpstreamReader } from '../../../../proxy/l4/upstream-reader';
 import { inspect } from '../../../../proxy/listener/inspect';
 
 // Topology of every test: client -> relay server (relay()) -> upstream server, all on 127.0.0.1:0.
+// The plain-TCP tests run twice: the upstream read with 'data' events, and read into the
+// connection's own buffer by an UpstreamReader (what the TCP proxy uses for plain upstreams).
+
+const READS = ['data', 'onread'] as const;
+type UpstreamRead = (typeof READS)[number];
+/** Opens the upstream socket; `reader` is set only for plain TCP in 'onread' mode. */
+type ConnectUpstream = (reader: UpstreamReader | null) => net.Socket;
 
 type UpstreamHandler = (s: net.Socket) => void;
 
@@ -44,7 +52,7 @@ function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
 }
 
 /** The relay server: accept, connect upstream (plain or TLS), relay with an optional head. */
-async function relayServer(t: tap.Test, connectUpstream: () => net.Socket, opts: { head?: Buffer; inspectFirst?: boolean } = {}): Promise<Proxy> {
+async function relayServer(t: tap.Test, connectUpstream: ConnectUpstream, opts: { head?: Buffer; inspectFirst?: boolean; upstreamRead?: UpstreamRead } = {}): Promise<Proxy> {
   // nextClose() hands out results in order, whether the relay closed before or after the call.
   const waiting: Array<(r: RelayResult) => void> = [];
   let handedOut = 0;
@@ -64,11 +72,12 @@ async function relayServer(t: tap.Test, connectUpstream: () => net.Socket, opts:
     },
   };
   const start = (down: net.Socket, head: Buffer | null) => {
-    const up = connectUpstream();
+    const reader = opts.upstreamRead === 'onread' ? new UpstreamReader() : null;
+    const up = connectUpstream(reader);
     up.on('error', () => {});
     up.once(up instanceof tls.TLSSocket ? 'secureConnect' : 'connect', () => {
       proxy.last = { down, up };
-      relay(down, up, head, hooks);
+      relay(down, up, head, hooks, reader);
     });
   };
   proxy.port = await listen(t, net.createServer({ allowHalfOpen: true, noDelay: true }, (down) => {
@@ -82,8 +91,10 @@ async function relayServer(t: tap.Test, connectUpstream: () => net.Socket, opts:
   return proxy;
 }
 
-function plainUpstream(port: number): () => net.Socket {
-  return () => net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, noDelay: true });
+function plainUpstream(port: number): ConnectUpstream {
+  return (reader) => reader === null
+    ? net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, noDelay: true })
+    : net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, noDelay: true, onread: reader.onread });
 }
 
 function client(t: tap.Test, port: number): net.Socket {
@@ -126,7 +137,7 @@ function readAll(s: net.Socket): Promise<{ sha: string; bytes: number }> {
   return new Promise((resolve) => s.once('end', () => resolve({ sha: hash.digest('hex'), bytes })));
 }
 
-t.test('random sizes 0 B..16 MiB arrive intact in both directions, bytes counted', async (t) => {
+for (const read of READS) t.test(`random sizes 0 B..16 MiB arrive intact in both directions, bytes counted (upstream read: ${read})`, async (t) => {
   const seed = (Math.random() * 2 ** 31) | 0;
   t.comment(`seed ${seed}`);
   let x = seed || 1;
@@ -142,7 +153,7 @@ t.test('random sizes 0 B..16 MiB arrive intact in both directions, bytes counted
       void sending.then(sent.resolve);
       s.once('end', () => { void sending.then(() => s.end()); });
     });
-    const proxy = await relayServer(t, plainUpstream(port));
+    const proxy = await relayServer(t, plainUpstream(port), { upstreamRead: read });
     const c = client(t, proxy.port);
     const got = readAll(c);
     await new Promise((resolve) => c.once('connect', resolve));
@@ -156,7 +167,7 @@ t.test('random sizes 0 B..16 MiB arrive intact in both directions, bytes counted
   }
 });
 
-t.test('half-close client->server: the server keeps sending after the client FIN', async (t) => {
+for (const read of READS) t.test(`half-close client->server: the server keeps sending after the client FIN (upstream read: ${read})`, async (t) => {
   let upstreamSawEnd = false;
   const reply = Buffer.alloc(3 * 1024 * 1024, 0x5a);
   const port = await upstreamServer(t, (s) => {
@@ -168,7 +179,7 @@ t.test('half-close client->server: the server keeps sending after the client FIN
       s.end(reply); // long after the client's half-close
     });
   });
-  const proxy = await relayServer(t, plainUpstream(port));
+  const proxy = await relayServer(t, plainUpstream(port), { upstreamRead: read });
   const c = client(t, proxy.port);
   const got = readAll(c);
   c.end('question');
@@ -181,13 +192,13 @@ t.test('half-close client->server: the server keeps sending after the client FIN
   t.equal(r.error, null);
 });
 
-t.test('half-close server->client: the client keeps sending after the server FIN', async (t) => {
+for (const read of READS) t.test(`half-close server->client: the client keeps sending after the server FIN (upstream read: ${read})`, async (t) => {
   const seen = deferred<{ sha: string; bytes: number }>();
   const port = await upstreamServer(t, (s) => {
     void readAll(s).then(seen.resolve);
     s.end('server-done');
   });
-  const proxy = await relayServer(t, plainUpstream(port));
+  const proxy = await relayServer(t, plainUpstream(port), { upstreamRead: read });
   const c = client(t, proxy.port);
   const got = readAll(c);
   t.equal((await got).bytes, 'server-done'.length, 'client got the server data then its FIN');
@@ -238,14 +249,76 @@ t.test('slow reader: the relay buffers at most highWaterMark + one read chunk', 
   await proxy.nextClose();
 });
 
-t.test('a client reset propagates to the upstream as a reset', async (t) => {
+t.test('slow reader with an UpstreamReader: the upstream is not read while its buffer is still being written', async (t) => {
+  const total = 32 * 1024 * 1024;
+  const sentSha = deferred<string>();
+  const port = await upstreamServer(t, (s) => { void sendRandom(s, total, 11, 'end').then(sentSha.resolve); });
+  const proxy = await relayServer(t, plainUpstream(port), { upstreamRead: 'onread' });
+  const c = client(t, proxy.port);
+  c.pause(); // the client reads nothing for now
+  await new Promise((resolve) => c.once('connect', resolve));
+  // Wait (bounded) until the upstream's bytesRead stops growing for 20 polls in a row, sampling
+  // the bytes pending towards the client on every poll.
+  let maxBuffered = 0;
+  let stableFor = 0;
+  let lastRead = -1;
+  for (let i = 0; i < 2000 && stableFor < 20; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const last = proxy.last;
+    if (last === null) continue;
+    maxBuffered = Math.max(maxBuffered, last.down.writableLength);
+    const read = last.up.bytesRead;
+    stableFor = read === lastRead && read > 0 ? stableFor + 1 : 0;
+    lastRead = read;
+  }
+  t.equal(stableFor, 20, 'the relay stopped reading the upstream while the client did not read');
+  t.ok(lastRead < total, `only part of the stream was read meanwhile (${lastRead} of ${total} B)`);
+  t.ok(maxBuffered <= 64 * 1024, `at most one reader buffer pending towards the client (${maxBuffered} B)`);
+  const got = readAll(c);
+  c.resume();
+  const back = await got;
+  t.equal(back.bytes, total);
+  t.equal(back.sha, await sentSha.promise, '32 MiB intact after the stall');
+  c.end();
+  t.equal((await proxy.nextClose()).bytesFromUpstream, total);
+});
+
+t.test('UpstreamReader: bytes that arrive before the relay starts are kept and sent first', async (t) => {
+  const greeting = crypto.randomBytes(3000); // more than the reader's first buffer: two reads, copied
+  const port = await upstreamServer(t, (s) => { s.write(greeting); s.on('data', (d: Buffer) => s.write(d)); s.on('end', () => s.end()); });
+  const closed = deferred<RelayResult>();
+  const relayPort = await listen(t, net.createServer({ allowHalfOpen: true, noDelay: true }, (down) => {
+    down.on('error', () => {});
+    const reader = new UpstreamReader();
+    const up = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, noDelay: true, onread: reader.onread });
+    up.on('error', () => {});
+    // Start relaying only once the whole greeting has been read (bounded wait).
+    let polls = 0;
+    const poll = () => {
+      if (up.bytesRead < greeting.length && polls++ < 2000) { setTimeout(poll, 2); return; }
+      relay(down, up, null, { onClose: closed.resolve }, reader);
+    };
+    poll();
+  }));
+  const c = client(t, relayPort);
+  const got = readAll(c);
+  c.end('after');
+  const back = await got;
+  const expected = Buffer.concat([greeting, Buffer.from('after')]);
+  t.equal(back.bytes, expected.length);
+  t.equal(back.sha, crypto.createHash('sha256').update(expected).digest('hex'), 'greeting first, then the echo');
+  const r = await closed.promise;
+  t.equal(r.bytesFromUpstream, expected.length, 'early bytes are counted as upstream bytes');
+});
+
+for (const read of READS) t.test(`a client reset propagates to the upstream as a reset (upstream read: ${read})`, async (t) => {
   const upstreamErr = deferred<string>();
   const port = await upstreamServer(t, (s) => {
     s.on('error', (e: NodeJS.ErrnoException) => upstreamErr.resolve(e.code ?? 'error'));
     s.on('end', () => upstreamErr.resolve('clean FIN'));
     s.on('data', () => { s.write('ack'); });
   });
-  const proxy = await relayServer(t, plainUpstream(port));
+  const proxy = await relayServer(t, plainUpstream(port), { upstreamRead: read });
   const c = client(t, proxy.port);
   c.write('hello');
   await new Promise((resolve) => c.once('data', resolve)); // the path is fully set up
@@ -257,9 +330,9 @@ t.test('a client reset propagates to the upstream as a reset', async (t) => {
   t.equal((r.error as NodeJS.ErrnoException).code, 'ECONNRESET');
 });
 
-t.test('an upstream reset propagates to the client as a reset', async (t) => {
+for (const read of READS) t.test(`an upstream reset propagates to the client as a reset (upstream read: ${read})`, async (t) => {
   const port = await upstreamServer(t, (s) => { s.once('data', () => s.resetAndDestroy()); });
-  const proxy = await relayServer(t, plainUpstream(port));
+  const proxy = await relayServer(t, plainUpstream(port), { upstreamRead: read });
   const c = client(t, proxy.port);
   const outcome = new Promise<string>((resolve) => {
     c.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
@@ -272,7 +345,7 @@ t.test('an upstream reset propagates to the client as a reset', async (t) => {
   t.equal(r.downstreamError, false);
 });
 
-t.test('head is written upstream before the client bytes; a FIN seen during inspection is carried', async (t) => {
+for (const read of READS) t.test(`head is written upstream before the client bytes; a FIN seen during inspection is carried (upstream read: ${read})`, async (t) => {
   const payloads: string[] = [];
   const port = await upstreamServer(t, (s) => {
     let all = '';
@@ -280,14 +353,14 @@ t.test('head is written upstream before the client bytes; a FIN seen during insp
     s.on('end', () => { payloads.push(all); s.end('bye'); });
   });
   // Explicit head.
-  const p1 = await relayServer(t, plainUpstream(port), { head: Buffer.from('HEAD|') });
+  const p1 = await relayServer(t, plainUpstream(port), { head: Buffer.from('HEAD|'), upstreamRead: read });
   const c1 = client(t, p1.port);
   const g1 = readAll(c1);
   c1.end('body');
   t.equal((await g1).bytes, 3);
   t.equal((await p1.nextClose()).bytesFromDownstream, 'HEAD|body'.length, 'head counts as downstream bytes');
   // inspect() reads everything the client sent, including its FIN, before the relay starts.
-  const p2 = await relayServer(t, plainUpstream(port), { inspectFirst: true });
+  const p2 = await relayServer(t, plainUpstream(port), { inspectFirst: true, upstreamRead: read });
   const c2 = client(t, p2.port);
   const g2 = readAll(c2);
   c2.end('\x00opaque');
@@ -314,7 +387,7 @@ t.test('TLS passthrough after inspect, and a TLSSocket upstream (origination)', 
   const tlsPort = await listen(t, tlsServer);
 
   // 1. Passthrough: the client's TLS goes through inspect + relay untouched to the TLS server.
-  const p1 = await relayServer(t, plainUpstream(tlsPort), { inspectFirst: true });
+  const p1 = await relayServer(t, plainUpstream(tlsPort), { inspectFirst: true, upstreamRead: 'onread' });
   const c1 = tls.connect({ host: '127.0.0.1', port: p1.port, servername: 'up.example', ca: cert, ALPNProtocols: ['http/1.1'] });
   c1.on('error', () => {});
   t.teardown(() => { c1.destroy(); });
@@ -339,9 +412,9 @@ t.test('TLS passthrough after inspect, and a TLSSocket upstream (origination)', 
   t.same(servernames, ['up.example', 'up.example']);
 });
 
-t.test('onClose is called exactly once per relay', async (t) => {
+for (const read of READS) t.test(`onClose is called exactly once per relay (upstream read: ${read})`, async (t) => {
   const port = await upstreamServer(t, (s) => { s.on('data', () => {}); s.on('end', () => s.end()); });
-  const proxy = await relayServer(t, plainUpstream(port));
+  const proxy = await relayServer(t, plainUpstream(port), { upstreamRead: read });
   const ends = ['end', 'destroy', 'reset'] as const;
   for (const how of ends) {
     const c = client(t, proxy.port);
