@@ -24,8 +24,6 @@ import { downstreamResponseHeaders } from './headers';
 import { sendRescue } from './local-reply';
 import { NO_BODY, UNKNOWN_LENGTH, type DownstreamStream, type StreamHandler } from './stream';
 
-/** Istio's default retry when a route sets none: 2 retries on connect-failure (ENVOY-ISTIO.md §3.7). */
-const DEFAULT_RETRY_ATTEMPTS = 2;
 /** Envoy's default retry back-off base interval. */
 const RETRY_BACKOFF_MS = 25;
 
@@ -80,7 +78,8 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler {
     this.pickCtx = init.pickCtx;
     this.originalDst = init.originalDst;
     this.sni = init.sni;
-    this.attemptsLeft = init.action.retry === null ? DEFAULT_RETRY_ATTEMPTS : init.action.retry.attempts;
+    // null: the route has no retry policy (`retries.attempts: 0`, or faults configured), so none.
+    this.attemptsLeft = init.action.retry === null ? 0 : init.action.retry.attempts;
     this.record.upstreamCluster = this.cluster.name;
   }
 
@@ -101,12 +100,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler {
     }
     this.host = host;
     this.record.upstreamHost = host.key;
-    cluster.stats.upstream_rq_total.inc();
-    cluster.stats.upstream_rq_active.inc();
-    host.counters.rq_total++;
-    host.counters.rq_active++;
-    this.rqOpen = true;
-    const pool = poolFor(cluster, host, this.sni);
+    const pool = poolFor(cluster, host, this.sni, this.ctx.stats);
     this.pool = pool;
     pool.acquire(this);
   }
@@ -120,6 +114,15 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler {
       return;
     }
     this.conn = conn;
+    // A request counts as an upstream request once it has a connection (Envoy's attachStreamToClient);
+    // while it waits for one it is pending (h1-upstream.ts).
+    const cluster = this.cluster;
+    const host = this.host!;
+    cluster.stats.upstream_rq_total.inc();
+    cluster.stats.upstream_rq_active.inc();
+    host.counters.rq_total++;
+    host.counters.rq_active++;
+    this.rqOpen = true;
     const stream = this.stream;
     const head = stream.head;
     let framing = '';

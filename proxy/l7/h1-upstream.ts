@@ -9,11 +9,15 @@
 // they never keep a process alive. Every callback is a method bound once per connection.
 
 import type net from 'node:net';
+import { ISTIO_MAX_UINT32 } from '../../config/compile/snapshot';
 import { ProxyError, ProxyErrorCode } from '../errors';
+import type { StatsStore } from '../observe/stats';
 import type { UpstreamCluster } from '../upstream/cluster';
+import type { ConnectCallback } from '../upstream/connect';
 import type { UpstreamHost } from '../upstream/host';
 import { BodyDecoder, Framing, endBody, writeBodyChunk } from './h1-body';
 import { HeadError, findHeadEnd, parseResponseHead, type ResponseHead } from './h1-head';
+import { pendingStatsFor, type PendingStats } from './pending-stats';
 
 /** Idle keep-alive connections close after this (below Node's and most servers' 5 s keepAliveTimeout). */
 const IDLE_MS = 4_000;
@@ -231,20 +235,42 @@ function keepAliveMs(v: string | null): number {
   return m === null ? IDLE_MS : Math.min(IDLE_MS, Number(m[1]) * 1000 - 1000);
 }
 
-/** Keep-alive connections to one host (and SNI when TLS is originated). */
+/**
+ * Keep-alive connections to one host (and SNI when TLS is originated), with Envoy's HTTP/1.1
+ * connection pool semantics (source/common/conn_pool/conn_pool_base.cc):
+ * - a request takes an idle connection when there is one; otherwise it becomes *pending*
+ *   (upstream_rq_pending_total, _pending_active), unless the cluster already has
+ *   http1MaxPendingRequests pending: then it fails at once with UO and upstream_rq_pending_overflow;
+ * - a connection is opened while there are more pending requests than connections being opened,
+ *   unless the cluster is at maxConnections (upstream_cx_overflow each time that stops one); a pool
+ *   with no connection at all opens one anyway, so its pending requests cannot starve;
+ * - pending requests are served in arrival order by each connection that becomes free; a request
+ *   that gives up while pending (route timeout, client gone) leaves the queue (upstream_rq_cancelled);
+ * - a failed connect fails every pending request of the pool (upstream_rq_pending_failure_eject),
+ *   each of which may then retry;
+ * - attaching a request checks the request circuit breaker (http2MaxRequests, Envoy max_requests):
+ *   over it the request fails with UO and upstream_rq_pending_overflow.
+ */
 export class H1Pool {
   readonly cluster: UpstreamCluster;
   readonly host: UpstreamHost;
   readonly sni: string | null;
+  private readonly pending: PendingStats;
   private readonly idle: UpstreamConnection[] = [];
   /** connections open or opening */
   private total = 0;
+  /** connections being opened (connect + TLS handshake) */
+  private connecting = 0;
+  /** pending requests, oldest first */
   private readonly waiting: UpstreamHandler[] = [];
+  private readonly onConnect: ConnectCallback;
 
-  constructor(cluster: UpstreamCluster, host: UpstreamHost, sni: string | null) {
+  constructor(cluster: UpstreamCluster, host: UpstreamHost, sni: string | null, pending: PendingStats) {
     this.cluster = cluster;
     this.host = host;
     this.sni = sni;
+    this.pending = pending;
+    this.onConnect = this.connected.bind(this);
   }
 
   acquire(h: UpstreamHandler): void {
@@ -253,42 +279,98 @@ export class H1Pool {
       const c = idle.pop()!;
       if (c.closed || c.socket.destroyed) continue;
       c.socket.ref();
-      h.onUpstreamReady(c);
+      if (!this.attach(c, h)) this.release(c);
       return;
     }
-    if (this.total >= this.cluster.config.circuitBreakers.maxConnections) {
-      this.waiting.push(h);
+    const ps = this.pending;
+    if (ps.upstream_rq_pending_active.value >= this.cluster.config.circuitBreakers.maxPendingRequests) {
+      this.cluster.stats.upstream_rq_pending_overflow.inc();
+      h.onUpstreamConnectError(new ProxyError(ProxyErrorCode.UPSTREAM_OVERFLOW, `${this.cluster.name}: http1MaxPendingRequests ${this.cluster.config.circuitBreakers.maxPendingRequests} reached`));
       return;
     }
-    this.open(h);
+    this.waiting.push(h);
+    ps.upstream_rq_pending_total.inc();
+    ps.upstream_rq_pending_active.inc();
+    this.tryOpen();
   }
 
-  /** A handler gave up before it got a connection. */
+  /** A handler gave up while pending (timeout, downstream gone): it leaves the queue. */
   cancel(h: UpstreamHandler): void {
     const i = this.waiting.indexOf(h);
-    if (i >= 0) this.waiting.splice(i, 1);
+    if (i < 0) return;
+    this.waiting.splice(i, 1);
+    this.pending.upstream_rq_pending_active.dec();
+    this.pending.upstream_rq_cancelled.inc();
   }
 
-  private open(h: UpstreamHandler): void {
+  /** Requests now pending in this pool (tests, /clusters). */
+  get pendingCount(): number {
+    return this.waiting.length;
+  }
+
+  /**
+   * Envoy's tryCreateNewConnections: open connections while the pending requests outnumber the
+   * connections being opened (at most 3 per call, as Envoy), within maxConnections.
+   */
+  private tryOpen(): void {
+    for (let i = 0; i < 3 && this.waiting.length > this.connecting; i++) {
+      // overflowError() counts upstream_cx_overflow, as Envoy does each time the limit stops one.
+      const overflow = this.cluster.overflowError();
+      if (overflow !== null && this.total > 0) return;
+      this.open();
+      if (overflow !== null) return;
+    }
+  }
+
+  private open(): void {
     this.total++;
-    const pool = this;
-    this.cluster.connect(this.host, this.sni, (err, socket) => {
-      if (err !== null || socket === null) {
-        pool.total--;
-        h.onUpstreamConnectError(err ?? new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT, 'connect failed'));
-        pool.serveWaiting();
-        return;
-      }
-      pool.cluster.stats.upstream_cx_http1_total.inc();
-      h.onUpstreamReady(new UpstreamConnection(pool, socket));
-    });
+    this.connecting++;
+    this.cluster.connect(this.host, this.sni, this.onConnect);
   }
 
-  release(c: UpstreamConnection): void {
-    const w = this.waiting.shift();
-    if (w !== undefined) {
-      w.onUpstreamReady(c);
+  private connected(err: ProxyError | null, socket: net.Socket | null): void {
+    this.connecting--;
+    if (err !== null || socket === null) {
+      this.total--;
+      this.purge(err ?? new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT, 'connect failed'));
+      this.tryOpen();
       return;
+    }
+    this.cluster.stats.upstream_cx_http1_total.inc();
+    this.release(new UpstreamConnection(this, socket));
+  }
+
+  /** A connect failed: every pending request fails with it (each may retry; none is failed inline twice). */
+  private purge(err: ProxyError): void {
+    const failed = this.waiting.splice(0);
+    const ps = this.pending;
+    for (const h of failed) {
+      ps.upstream_rq_pending_active.dec();
+      ps.upstream_rq_pending_failure_eject.inc();
+      h.onUpstreamConnectError(err);
+    }
+  }
+
+  /** Hand `c` to `h` unless the request circuit breaker (max_requests) is full. */
+  private attach(c: UpstreamConnection, h: UpstreamHandler): boolean {
+    const cluster = this.cluster;
+    const max = cluster.config.circuitBreakers.maxRequests;
+    if (max < ISTIO_MAX_UINT32 && cluster.stats.upstream_rq_active.value >= max) {
+      cluster.stats.upstream_rq_pending_overflow.inc();
+      h.onUpstreamConnectError(new ProxyError(ProxyErrorCode.UPSTREAM_OVERFLOW, `${cluster.name}: http2MaxRequests ${max} reached`));
+      return false;
+    }
+    h.onUpstreamReady(c);
+    return true;
+  }
+
+  /** A connection is free (new, or its exchange ended on a message boundary): the oldest pending request takes it, else it idles. */
+  release(c: UpstreamConnection): void {
+    const waiting = this.waiting;
+    while (waiting.length > 0) {
+      const w = waiting.shift()!;
+      this.pending.upstream_rq_pending_active.dec();
+      if (this.attach(c, w)) return;
     }
     c.idleSince = performance.now();
     c.socket.unref();
@@ -300,11 +382,8 @@ export class H1Pool {
     this.total--;
     const i = this.idle.indexOf(c);
     if (i >= 0) this.idle.splice(i, 1);
-    this.serveWaiting();
-  }
-
-  private serveWaiting(): void {
-    if (this.waiting.length > 0 && this.total < this.cluster.config.circuitBreakers.maxConnections) this.open(this.waiting.shift()!);
+    // A lost connection: pending requests need another one (Envoy: tryCreateNewConnections).
+    if (this.waiting.length > 0) this.tryOpen();
   }
 
   /** Close idle connections past their keep-alive time (or all when the cluster is gone). Returns how many stay idle. */
@@ -335,7 +414,7 @@ const registry = new WeakMap<UpstreamCluster, Map<string, H1Pool>>();
 const sweeping = new Set<H1Pool>();
 let sweepTimer: NodeJS.Timeout | null = null;
 
-export function poolFor(cluster: UpstreamCluster, host: UpstreamHost, sni: string | null): H1Pool {
+export function poolFor(cluster: UpstreamCluster, host: UpstreamHost, sni: string | null, store: StatsStore): H1Pool {
   let pools = registry.get(cluster);
   if (pools === undefined) {
     pools = new Map();
@@ -346,7 +425,7 @@ export function poolFor(cluster: UpstreamCluster, host: UpstreamHost, sni: strin
   const key = tls ? host.key + '|' + (sni ?? '') : host.key;
   let pool = pools.get(key);
   if (pool === undefined) {
-    pool = new H1Pool(cluster, host, tls ? sni : null);
+    pool = new H1Pool(cluster, host, tls ? sni : null, pendingStatsFor(store, cluster.name, cluster.stats));
     pools.set(key, pool);
   }
   return pool;
