@@ -182,12 +182,28 @@ export function chunkHead(n: number): string {
 }
 export const CHUNK_END = '0\r\n\r\n';
 
+/** Buffer#latin1Write: what write(s, offset, length, 'latin1') calls after its argument checks (untyped in @types/node). */
+type Latin1WriteBuffer = Buffer & { latin1Write(s: string, offset: number, length: number): number };
+
+/** Up to this body size, head and first body bytes are joined into one Buffer (a copy this small costs less than a writev). */
+const JOIN_MAX = 16 * 1024;
+
 /**
  * Write one body chunk of an outgoing message (request upstream or response downstream), preceded
  * by the message's head when it has not gone out yet: one corked batch, so head and first bytes
  * leave in one syscall. Returns the socket's backpressure signal.
  */
 export function writeBodyChunk(socket: net.Socket, pendingHead: string | null, chunked: boolean, chunk: Buffer): boolean {
+  if (pendingHead !== null && !chunked && chunk.length <= JOIN_MAX) {
+    // The common small message: head and body copied into one Buffer and written once. A single
+    // Buffer write skips the Writable's cork/writev machinery (a write request and a chunk array
+    // per call), which profiled as a tenth of the fast path's JavaScript time.
+    const headLength = pendingHead.length;
+    const out = Buffer.allocUnsafe(headLength + chunk.length);
+    (out as Latin1WriteBuffer).latin1Write(pendingHead, 0, headLength);
+    chunk.copy(out, headLength);
+    return socket.write(out);
+  }
   socket.cork();
   if (pendingHead !== null) socket.write(pendingHead, 'latin1');
   let ok: boolean;
