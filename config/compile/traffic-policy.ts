@@ -83,13 +83,19 @@ export function poolSettings(cp: ConnectionPoolSettings | undefined): PoolSettin
     maxRequestsPerConnection: cp?.http?.maxRequestsPerConnection ?? 0,
     // Unset keepalive fields fall back to Linux's defaults, which is what Envoy leaves in place.
     tcpKeepalive: ka === undefined ? null : { timeMs: ka.timeMs ?? 7_200_000, intervalMs: ka.intervalMs ?? 75_000, probes: ka.probes ?? 9 },
+    // Istio applies each limit only when > 0 (applyConnectionPool: "there isn't a way to
+    // distinguish between unset values and zero values"), so an explicit 0 means the default.
     circuitBreakers: {
-      maxConnections: cp?.tcp?.maxConnections ?? ISTIO_MAX_UINT32,
-      maxPendingRequests: cp?.http?.http1MaxPendingRequests ?? ISTIO_MAX_UINT32,
-      maxRequests: cp?.http?.http2MaxRequests ?? ISTIO_MAX_UINT32,
-      maxRetries: cp?.http?.maxRetries ?? ISTIO_MAX_UINT32,
+      maxConnections: positiveOrDefault(cp?.tcp?.maxConnections),
+      maxPendingRequests: positiveOrDefault(cp?.http?.http1MaxPendingRequests),
+      maxRequests: positiveOrDefault(cp?.http?.http2MaxRequests),
+      maxRetries: positiveOrDefault(cp?.http?.maxRetries),
     },
   };
+}
+
+function positiveOrDefault(v: number | undefined): number {
+  return v !== undefined && v > 0 ? v : ISTIO_MAX_UINT32;
 }
 
 function joinPath(dir: string, file: string): string {

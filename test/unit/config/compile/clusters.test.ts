@@ -33,6 +33,18 @@ t.test('defaults: LEAST_REQUEST, 10s connect, 1h idle, MaxUint32 breakers, no TL
   ]);
 });
 
+t.test('connection pool limits of 0 mean the default, as Istio applies only values > 0', async (t) => {
+  const zeros = dr('api', 'default', { host: 'api.example.com', trafficPolicy: { connectionPool: {
+    tcp: { maxConnections: 0 }, http: { http1MaxPendingRequests: 0, http2MaxRequests: 0, maxRetries: 0, maxRequestsPerConnection: 0 } } } });
+  const c = compile(resources(api(), zeros), SIDECAR).clusters.get('outbound|80||api.example.com')!;
+  t.same(c.circuitBreakers, { maxConnections: ISTIO_MAX_UINT32, maxPendingRequests: ISTIO_MAX_UINT32, maxRequests: ISTIO_MAX_UINT32, maxRetries: ISTIO_MAX_UINT32 });
+  t.equal(c.maxRequestsPerConnection, 0, 'unlimited requests per connection');
+  const ones = dr('api', 'default', { host: 'api.example.com', trafficPolicy: { connectionPool: {
+    tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1, http2MaxRequests: 1, maxRetries: 1 } } } });
+  const d = compile(resources(api(), ones), SIDECAR).clusters.get('outbound|80||api.example.com')!;
+  t.same(d.circuitBreakers, { maxConnections: 1, maxPendingRequests: 1, maxRequests: 1, maxRetries: 1 });
+});
+
 t.test('endpoint port: endpoint.ports[name] ?? targetPort ?? port', async (t) => {
   const c = compile(resources(api()), SIDECAR).clusters.get('outbound|443||api.example.com')!;
   t.same(c.endpoints.map((e) => e.port), [8443, 9443]);
