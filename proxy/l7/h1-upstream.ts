@@ -317,15 +317,16 @@ export class H1Pool {
       // overflowError() counts upstream_cx_overflow, as Envoy does each time the limit stops one.
       const overflow = this.cluster.overflowError();
       if (overflow !== null && this.total > 0) return;
-      this.open();
+      this.open(overflow !== null);
       if (overflow !== null) return;
     }
   }
 
-  private open(): void {
+  /** `overLimit`: the pool has no connection and opens one past maxConnections (Envoy does too). */
+  private open(overLimit: boolean): void {
     this.total++;
     this.connecting++;
-    this.cluster.connect(this.host, this.sni, this.onConnect);
+    this.cluster.connect(this.host, this.sni, this.onConnect, null, !overLimit);
   }
 
   private connected(err: ProxyError | null, socket: net.Socket | null): void {

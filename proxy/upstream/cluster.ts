@@ -161,11 +161,12 @@ export class UpstreamCluster {
   }
 
   /**
-   * Open a raw (or TLS-originated) connection for the TCP proxy. `onread`: read a plain TCP
-   * connection into the caller's buffer (proxy/l4/upstream-reader.ts); only when !originatesTls.
+   * Open a raw (or TLS-originated) connection. `onread`: read a plain TCP connection into the
+   * caller's buffer (proxy/l4/upstream-reader.ts); only when !originatesTls. `checkLimit` false:
+   * the caller already judged maxConnections (an HTTP pool with no connection opens one anyway).
    */
-  connect(host: UpstreamHost, sni: string | null, cb: ConnectCallback, onread: net.OnReadOpts | null = null): void {
-    const overflow = this.overflowError();
+  connect(host: UpstreamHost, sni: string | null, cb: ConnectCallback, onread: net.OnReadOpts | null = null, checkLimit = true): void {
+    const overflow = checkLimit ? this.overflowError() : null;
     if (overflow !== null) {
       cb(overflow, null);
       return;

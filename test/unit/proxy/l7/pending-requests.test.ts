@@ -248,3 +248,37 @@ spec:
   t.same(up.seen, ['/0', '/2']);
   t.equal(stat(gw, 'upstream_rq_active'), 0);
 });
+
+t.test('a host pool with no connection opens one even at maxConnections, counted once (Envoy)', async (t) => {
+  // Two hosts, maxConnections 1 for the cluster: the first request holds host A's connection; the
+  // second goes to host B (round robin), whose pool has none. Envoy's conn pool opens one anyway
+  // ("to prevent pending streams being queued to this upstream with no way to be processed").
+  const a = await slowUpstream(t);
+  const b = await slowUpstream(t);
+  const gwPort = await freePort();
+  const config = oneUpstreamConfig({ gwPort, upstreamPort: a.port }).replace(
+    `endpoints: [{ address: 127.0.0.1, ports: { http: ${a.port} } }]`,
+    `endpoints: [{ address: 127.0.0.1, ports: { http: ${a.port} } }, { address: 127.0.0.1, ports: { http: ${b.port} } }]`,
+  ) + `---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: { name: dr, namespace: default }
+spec:
+  host: up.example
+  trafficPolicy:
+    loadBalancer: { simple: ROUND_ROBIN }
+    connectionPool:
+      tcp: { maxConnections: 1 }
+`;
+  const gw = await startTestRuntime(t, config);
+  const first = get(gwPort, '/0');
+  await until(() => a.seen.length + b.seen.length === 1, 'the first request at an upstream');
+  const second = get(gwPort, '/1');
+  await until(() => a.seen.length + b.seen.length === 2, 'the second request at the other upstream');
+  t.same([a.seen.length, b.seen.length], [1, 1], 'one request at each host, both in flight');
+  t.equal(stat(gw, 'upstream_cx_overflow'), 1, 'the limit was hit once (and not counted again by the connect)');
+  t.equal(stat(gw, 'upstream_cx_total'), 2);
+  a.release();
+  b.release();
+  t.same((await Promise.all([first, second])).map((r) => r.status), [200, 200]);
+});
