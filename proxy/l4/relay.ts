@@ -74,17 +74,7 @@ export class Relay implements UpstreamSink {
   /** The reader's buffer is still being written downstream: do not read the upstream again yet. */
   private upBufferBusy = false;
 
-  // Bound once per relay: no closure is created per chunk.
-  private readonly onDownData: (chunk: Buffer) => void;
-  private readonly onUpData: (chunk: Buffer) => void;
-  private readonly onDownDrain: () => void;
-  private readonly onUpDrain: () => void;
-  private readonly onDownEnd: () => void;
-  private readonly onUpEnd: () => void;
-  private readonly onDownError: (err: Error) => void;
-  private readonly onUpError: (err: Error) => void;
-  private readonly onDownClose: () => void;
-  private readonly onUpClose: () => void;
+  /** The one per-relay closure: write() callbacks get no `this`. */
   private readonly onDownWritten: () => void;
 
   constructor(
@@ -93,31 +83,23 @@ export class Relay implements UpstreamSink {
     private readonly hooks: RelayHooks,
     private readonly reader: UpstreamReader | null = null,
   ) {
-    this.onDownData = this.downData.bind(this);
-    this.onUpData = this.upData.bind(this);
-    this.onDownDrain = this.downDrain.bind(this);
-    this.onUpDrain = this.upDrain.bind(this);
-    this.onDownEnd = this.downEnd.bind(this);
-    this.onUpEnd = this.upEnd.bind(this);
-    this.onDownError = this.downError.bind(this);
-    this.onUpError = this.upError.bind(this);
-    this.onDownClose = this.downClose.bind(this);
-    this.onUpClose = this.upClose.bind(this);
     this.onDownWritten = this.downWritten.bind(this);
   }
 
   start(head: Buffer | null): void {
     const { down, up } = this;
-    down.on('data', this.onDownData);
-    down.on('drain', this.onDownDrain);
-    down.on('end', this.onDownEnd);
-    down.on('error', this.onDownError);
-    down.on('close', this.onDownClose);
-    if (this.reader === null) up.on('data', this.onUpData);
-    up.on('drain', this.onUpDrain);
-    up.on('end', this.onUpEnd);
-    up.on('error', this.onUpError);
-    up.on('close', this.onUpClose);
+    (down as RelaySocket)[kRelay] = this;
+    (up as RelaySocket)[kRelay] = this;
+    down.on('data', onDownData);
+    down.on('drain', onDownDrain);
+    down.on('end', onDownEnd);
+    down.on('error', onDownError);
+    down.on('close', onDownClose);
+    if (this.reader === null) up.on('data', onUpData);
+    up.on('drain', onUpDrain);
+    up.on('end', onUpEnd);
+    up.on('error', onUpError);
+    up.on('close', onUpClose);
 
     // A socket that already closed will not emit 'close' again; one being destroyed still will.
     if (down.closed) this.downClosed = true;
@@ -160,37 +142,37 @@ export class Relay implements UpstreamSink {
     if (!this.up.destroyed) this.up.resume();
   }
 
-  private downData(chunk: Buffer): void {
+  downData(chunk: Buffer): void {
     this.bytesFromDownstream += chunk.length;
     if (!this.up.write(chunk)) this.down.pause();
   }
 
-  private upData(chunk: Buffer): void {
+  upData(chunk: Buffer): void {
     this.bytesFromUpstream += chunk.length;
     if (!this.down.write(chunk)) this.up.pause();
   }
 
-  private upDrain(): void { this.down.resume(); }
-  private downDrain(): void {
+  upDrain(): void { this.down.resume(); }
+  downDrain(): void {
     // With a reader, downWritten resumes (this 'drain' comes just before it, same flush).
     if (!this.upBufferBusy) this.up.resume();
   }
 
-  private downEnd(): void {
+  downEnd(): void {
     if (this.downEnded) return;
     this.downEnded = true;
     if (this.firstToFinish === null) this.firstToFinish = 'downstream';
     this.up.end();
   }
 
-  private upEnd(): void {
+  upEnd(): void {
     if (this.upEnded) return;
     this.upEnded = true;
     if (this.firstToFinish === null) this.firstToFinish = 'upstream';
     this.down.end();
   }
 
-  private downError(err: Error): void {
+  downError(err: Error): void {
     if (this.error === null) {
       this.error = err;
       this.downstreamError = true;
@@ -198,12 +180,12 @@ export class Relay implements UpstreamSink {
     resetSocket(this.up);
   }
 
-  private upError(err: Error): void {
+  upError(err: Error): void {
     if (this.error === null) this.error = err;
     resetSocket(this.down);
   }
 
-  private downClose(): void {
+  downClose(): void {
     this.downClosed = true;
     if (this.firstToFinish === null) this.firstToFinish = 'downstream';
     // A close that is not the clean end of both directions tears the other side down.
@@ -211,7 +193,7 @@ export class Relay implements UpstreamSink {
     this.maybeReport();
   }
 
-  private upClose(): void {
+  upClose(): void {
     this.upClosed = true;
     if (this.firstToFinish === null) this.firstToFinish = 'upstream';
     if (!(this.downEnded && this.upEnded)) this.destroyOther(this.down);
@@ -238,14 +220,14 @@ export class Relay implements UpstreamSink {
     if (this.reported || !this.downClosed || !this.upClosed) return;
     this.reported = true;
     const { down, up } = this;
-    down.removeListener('data', this.onDownData);
-    down.removeListener('drain', this.onDownDrain);
-    down.removeListener('end', this.onDownEnd);
-    down.removeListener('close', this.onDownClose);
-    up.removeListener('data', this.onUpData);
-    up.removeListener('drain', this.onUpDrain);
-    up.removeListener('end', this.onUpEnd);
-    up.removeListener('close', this.onUpClose);
+    down.removeListener('data', onDownData);
+    down.removeListener('drain', onDownDrain);
+    down.removeListener('end', onDownEnd);
+    down.removeListener('close', onDownClose);
+    up.removeListener('data', onUpData);
+    up.removeListener('drain', onUpDrain);
+    up.removeListener('end', onUpEnd);
+    up.removeListener('close', onUpClose);
     // The 'error' listeners stay: a late error on a closed socket must not crash the process.
     // A plain result (one object per connection), not `this`: loggers must not reach the sockets.
     this.hooks.onClose({
@@ -257,6 +239,23 @@ export class Relay implements UpstreamSink {
     });
   }
 }
+
+// Socket event handlers are shared by every relay (no closures per connection: an idle proxied
+// connection's memory is a target); each socket points at its relay, and an EventEmitter calls a
+// listener with the socket as `this`.
+const kRelay = Symbol('sluice.relay');
+type RelaySocket = net.Socket & { [kRelay]?: Relay };
+
+function onDownData(this: RelaySocket, chunk: Buffer): void { this[kRelay]!.downData(chunk); }
+function onUpData(this: RelaySocket, chunk: Buffer): void { this[kRelay]!.upData(chunk); }
+function onDownDrain(this: RelaySocket): void { this[kRelay]!.downDrain(); }
+function onUpDrain(this: RelaySocket): void { this[kRelay]!.upDrain(); }
+function onDownEnd(this: RelaySocket): void { this[kRelay]!.downEnd(); }
+function onUpEnd(this: RelaySocket): void { this[kRelay]!.upEnd(); }
+function onDownError(this: RelaySocket, err: Error): void { this[kRelay]!.downError(err); }
+function onUpError(this: RelaySocket, err: Error): void { this[kRelay]!.upError(err); }
+function onDownClose(this: RelaySocket): void { this[kRelay]!.downClose(); }
+function onUpClose(this: RelaySocket): void { this[kRelay]!.upClose(); }
 
 /**
  * Relay bytes both ways until both sides are closed. `head` (bytes already read from the

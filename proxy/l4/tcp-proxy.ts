@@ -13,7 +13,7 @@ import { recordFor, type AccessLogRecord } from '../observe/access-log-record';
 import type { TcpStats } from '../observe/stats';
 import type { OriginalDestination } from '../upstream/cluster';
 import type { UpstreamHost } from '../upstream/host';
-import { relay, type Relay, type RelayResult } from './relay';
+import { relay, type Relay, type RelayHooks, type RelayResult } from './relay';
 import { UpstreamReader } from './upstream-reader';
 
 /** What the listener learnt about a downstream connection. */
@@ -82,22 +82,33 @@ function connectAndRelay(ctx: ProxyContext, downstream: net.Socket, head: Buffer
   // cluster's socket is read by the TLS layer.
   const reader = cluster.originatesTls ? null : new UpstreamReader();
   const session = new TcpSession(ctx, downstream, head, record, stats, host, cluster.config.idleTimeoutMs, reader);
-  downstream.once('close', session.onEarlyClose);
-  downstream.on('error', noop);
+  (downstream as SessionSocket)[kSession] = session;
+  downstream.on('close', onEarlyClose);
+  // Accept paths attach one for the socket's life; a TLS-terminated socket may not have one yet.
+  if (downstream.listenerCount('error') === 0) downstream.on('error', noop);
   cluster.connect(host, info.sni, session.onConnected, reader === null ? null : reader.onread);
 }
 
+const kSession = Symbol('sluice.tcpSession');
+type SessionSocket = net.Socket & { [kSession]?: TcpSession };
+
+/** The downstream closed while its upstream connection was still being opened. */
+function onEarlyClose(this: SessionSocket): void {
+  this[kSession]!.downstreamGone = true;
+}
+
+function onIdleCheck(session: TcpSession): void {
+  session.idleCheck();
+}
+
 /**
- * One proxied connection from connect to the access-log line. Callbacks are bound once here (one
- * object per connection, nothing per chunk). The host counts it as an active request from the
- * pick until the end, so LEAST_REQUEST sees TCP load (and in-flight connects) too.
+ * One proxied connection from connect to the access-log line; it is also the relay's hooks. One
+ * closure per connection (the connect callback), nothing per chunk. The host counts it as an active
+ * request from the pick until the end, so LEAST_REQUEST sees TCP load (and in-flight connects) too.
  */
-class TcpSession {
-  readonly onEarlyClose: () => void;
+class TcpSession implements RelayHooks {
   readonly onConnected: (err: ProxyError | null, upstream: net.Socket | null) => void;
-  private readonly onRelayClose: (r: RelayResult) => void;
-  private readonly onIdleCheck: () => void;
-  private downstreamGone = false;
+  downstreamGone = false;
   private relay: Relay | null = null;
   private idleTimer: NodeJS.Timeout | null = null;
   private lastActivity = 0;
@@ -113,20 +124,13 @@ class TcpSession {
     private readonly idleTimeoutMs: number,
     private readonly reader: UpstreamReader | null,
   ) {
-    this.onEarlyClose = this.earlyClose.bind(this);
     this.onConnected = this.connected.bind(this);
-    this.onRelayClose = this.relayClosed.bind(this);
-    this.onIdleCheck = this.idleCheck.bind(this);
     host.counters.rq_active++;
-  }
-
-  private earlyClose(): void {
-    this.downstreamGone = true;
   }
 
   private connected(err: ProxyError | null, upstream: net.Socket | null): void {
     const { ctx, downstream, record } = this;
-    downstream.removeListener('close', this.onEarlyClose);
+    downstream.removeListener('close', onEarlyClose);
     if (err !== null || upstream === null) {
       this.host.counters.rq_active--;
       const code = err?.code ?? ProxyErrorCode.UPSTREAM_CONNECT;
@@ -145,10 +149,10 @@ class TcpSession {
     }
     record.upstreamLocalAddress = upstream.localAddress === undefined ? null : formatAddress(upstream.localAddress, upstream.localPort ?? 0);
     this.host.counters.rq_total++;
-    this.relay = relay(downstream, upstream, this.head, { onClose: this.onRelayClose }, this.reader);
+    this.relay = relay(downstream, upstream, this.head, this, this.reader);
     if (this.idleTimeoutMs > 0 && this.relay !== null) {
       this.lastActivityAt = performance.now();
-      this.idleTimer = setTimeout(this.onIdleCheck, idleCheckPeriod(this.idleTimeoutMs));
+      this.idleTimer = setTimeout(onIdleCheck, idleCheckPeriod(this.idleTimeoutMs), this);
       this.idleTimer.unref();
     }
   }
@@ -158,7 +162,7 @@ class TcpSession {
    * quarter of the timeout against the relay's byte counts (no timer work per chunk), so the
    * connection closes between T and 1.25 T of silence.
    */
-  private idleCheck(): void {
+  idleCheck(): void {
     const r = this.relay;
     if (r === null) return;
     const activity = r.bytesFromDownstream + r.bytesFromUpstream;
@@ -173,11 +177,12 @@ class TcpSession {
       r.abort();
       return;
     }
-    this.idleTimer = setTimeout(this.onIdleCheck, idleCheckPeriod(this.idleTimeoutMs));
+    this.idleTimer = setTimeout(onIdleCheck, idleCheckPeriod(this.idleTimeoutMs), this);
     this.idleTimer.unref();
   }
 
-  private relayClosed(r: RelayResult): void {
+  /** RelayHooks: both sockets closed. */
+  onClose(r: RelayResult): void {
     if (this.idleTimer !== null) clearTimeout(this.idleTimer);
     this.idleTimer = null;
     this.relay = null;

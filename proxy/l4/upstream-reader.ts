@@ -14,11 +14,28 @@
 //
 // Size: a connection starts with a small buffer (an idle connection must stay cheap: RSS per idle
 // connection is a target) and doubles it whenever a read fills it, up to libuv's 64 KiB read size.
+// First buffers are disjoint slices of shared 64 KiB slabs (as Node's own Buffer pool does), so an
+// idle connection costs FIRST_BYTES and a view, not a malloc'd backing store of its own.
 
 import type net from 'node:net';
 
-const FIRST_BYTES = 1024;
+const FIRST_BYTES = 512;
 const MAX_BYTES = 64 * 1024;
+const SLAB_BYTES = 64 * 1024;
+
+let slab: Buffer = Buffer.allocUnsafeSlow(SLAB_BYTES);
+let slabUsed = 0;
+
+/** A FIRST_BYTES buffer no one else is given. */
+function firstBuffer(): Buffer {
+  if (slabUsed + FIRST_BYTES > SLAB_BYTES) {
+    slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const b = slab.subarray(slabUsed, slabUsed + FIRST_BYTES);
+  slabUsed += FIRST_BYTES;
+  return b;
+}
 
 /** Receives the reader's bytes once the relay is running. Returns false to stop reading. */
 export interface UpstreamSink {
@@ -35,7 +52,7 @@ export class UpstreamReader {
   private early: Buffer[] | null = null;
 
   constructor() {
-    this.buffer = Buffer.allocUnsafeSlow(FIRST_BYTES);
+    this.buffer = firstBuffer();
     this.onread = { buffer: this.nextBuffer.bind(this), callback: this.deliver.bind(this) };
   }
 

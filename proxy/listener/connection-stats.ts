@@ -5,15 +5,27 @@ import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ListenerStats } from '../observe/stats';
 
+const kTracked = Symbol('sluice.downstreamTracked');
+type TrackedSocket = net.Socket & { [kTracked]?: Tracked };
+
+class Tracked {
+  constructor(readonly stats: ListenerStats, readonly start: number) {}
+}
+
+// One shared 'close' listener ('on': close fires once, and once() allocates a wrapper), the
+// per-connection state hangs off the socket: no closure per accepted connection.
+function onClose(this: TrackedSocket): void {
+  const t = this[kTracked]!;
+  t.stats.downstream_cx_active.dec();
+  t.stats.downstream_cx_destroy.inc();
+  t.stats.downstream_cx_length_ms.record(performance.now() - t.start);
+}
+
 export function trackDownstream(socket: net.Socket, stats: ListenerStats): void {
   stats.downstream_cx_total.inc();
   stats.downstream_cx_active.inc();
-  const start = performance.now();
-  socket.once('close', () => {
-    stats.downstream_cx_active.dec();
-    stats.downstream_cx_destroy.inc();
-    stats.downstream_cx_length_ms.record(performance.now() - start);
-  });
+  (socket as TrackedSocket)[kTracked] = new Tracked(stats, performance.now());
+  socket.on('close', onClose);
 }
 
 export function formatSocketAddress(ip: string | undefined, port: number | undefined): string {

@@ -93,35 +93,44 @@ class UpstreamConnection {
   }
 }
 
-function onConnectTimeout(this: UpstreamConnection): void {
-  this.fail(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT, `connect to ${this.host.key} timed out`, { transportReason: 'connection_timeout' }));
+// Socket and timer handlers are shared by every connection (no closures per connection): each
+// socket points at its UpstreamConnection, and an EventEmitter calls a listener with the socket as
+// `this`.
+const kConnection = Symbol('sluice.upstreamConnection');
+type OwnedSocket = net.Socket & { [kConnection]?: UpstreamConnection };
+
+function onConnectTimeout(conn: UpstreamConnection): void {
+  conn.timer = null;
+  conn.fail(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT, `connect to ${conn.host.key} timed out`, { transportReason: 'connection_timeout' }));
 }
 
-function onTcpError(this: UpstreamConnection, err: NodeJS.ErrnoException): void {
-  if (this.cb !== null) {
+function onTcpError(this: OwnedSocket, err: NodeJS.ErrnoException): void {
+  const conn = this[kConnection]!;
+  if (conn.cb !== null) {
     const code = connectErrorCode(err);
     const reason = code === ProxyErrorCode.UPSTREAM_TLS ? 'TLS_error:' + (err.code ?? err.message) : (err.code ?? err.message);
-    if (code === ProxyErrorCode.UPSTREAM_TLS) countTlsFailure(this.stats, err);
-    this.fail(new ProxyError(code === ProxyErrorCode.DNS_FAILED ? ProxyErrorCode.UPSTREAM_CONNECT : code, `connect to ${this.host.key} failed: ${err.message}`, { cause: err, transportReason: reason }));
+    if (code === ProxyErrorCode.UPSTREAM_TLS) countTlsFailure(conn.stats, err);
+    conn.fail(new ProxyError(code === ProxyErrorCode.DNS_FAILED ? ProxyErrorCode.UPSTREAM_CONNECT : code, `connect to ${conn.host.key} failed: ${err.message}`, { cause: err, transportReason: reason }));
   }
   // After connect, errors are the owner's to handle (relay / HTTP pool); 'close' does the accounting.
 }
 
-function onTcpClose(this: UpstreamConnection): void {
-  const s = this.stats;
+function onTcpClose(this: OwnedSocket): void {
+  const conn = this[kConnection]!;
+  const s = conn.stats;
   s.upstream_cx_active.dec();
-  this.host.counters.cx_active--;
+  conn.host.counters.cx_active--;
   s.upstream_cx_destroy.inc();
-  if (this.closedLocally || this.tcp.destroyed && !this.tcp.readableEnded) s.upstream_cx_destroy_local.inc();
+  if (conn.closedLocally || conn.tcp.destroyed && !conn.tcp.readableEnded) s.upstream_cx_destroy_local.inc();
   else s.upstream_cx_destroy_remote.inc();
-  s.upstream_cx_rx_bytes_total.add(this.tcp.bytesRead);
-  s.upstream_cx_tx_bytes_total.add(this.tcp.bytesWritten);
-  if (this.connected) s.upstream_cx_length_ms.record(performance.now() - this.startHr);
-  if (this.cb !== null) this.fail(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT, `connection to ${this.host.key} closed during connect`, { transportReason: 'connection_termination' }));
+  s.upstream_cx_rx_bytes_total.add(conn.tcp.bytesRead);
+  s.upstream_cx_tx_bytes_total.add(conn.tcp.bytesWritten);
+  if (conn.connected) s.upstream_cx_length_ms.record(performance.now() - conn.startHr);
+  if (conn.cb !== null) conn.fail(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT, `connection to ${conn.host.key} closed during connect`, { transportReason: 'connection_termination' }));
 }
 
-function onTcpConnect(this: UpstreamConnection): void {
-  this.ready();
+function onTcpConnect(this: OwnedSocket): void {
+  this[kConnection]!.ready();
 }
 
 /** Failures of our own check of the server's certificate (Node's X509 verification codes). */
@@ -135,26 +144,27 @@ function countTlsFailure(stats: ClusterStats, err: NodeJS.ErrnoException): void 
   else stats.ssl_connection_error.inc();
 }
 
-function onSecureConnect(this: UpstreamConnection): void {
-  const s = this.socket as tls.TLSSocket;
-  this.stats.ssl_handshake.inc();
+function onSecureConnect(this: OwnedSocket): void {
+  const conn = this[kConnection]!;
+  const s = conn.socket as tls.TLSSocket;
+  conn.stats.ssl_handshake.inc();
   const reused = s.isSessionReused();
-  if (reused) this.stats.ssl_session_reused.inc();
+  if (reused) conn.stats.ssl_session_reused.inc();
   // A resumed session carries the certificate the server accepted before: no new verdict to wait for.
-  if (this.tls!.awaitPeerVerdict && !reused && s.getProtocol() === 'TLSv1.3') {
-    this.awaitingVerdict = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(onVerdictTimeout.bind(this), PEER_VERDICT_MAX_MS);
+  if (conn.tls!.awaitPeerVerdict && !reused && s.getProtocol() === 'TLSv1.3') {
+    conn.awaitingVerdict = true;
+    if (conn.timer) clearTimeout(conn.timer);
+    conn.timer = setTimeout(onVerdictTimeout, PEER_VERDICT_MAX_MS, conn);
     return;
   }
-  this.ready();
+  conn.ready();
 }
 
 /** No ticket within the bound: the server accepted us without sending one (or is slow); carry on. */
-function onVerdictTimeout(this: UpstreamConnection): void {
-  this.timer = null;
-  this.awaitingVerdict = false;
-  this.ready();
+function onVerdictTimeout(conn: UpstreamConnection): void {
+  conn.timer = null;
+  conn.awaitingVerdict = false;
+  conn.ready();
 }
 
 function onVerdict(conn: UpstreamConnection): void {
@@ -162,23 +172,25 @@ function onVerdict(conn: UpstreamConnection): void {
 }
 
 /** TLS 1.3 tickets arrive after the handshake (PERFORMANCE.md §5.2); keep the latest per SNI. */
-function onSession(this: UpstreamConnection, session: Buffer): void {
-  const t = this.tls!;
+function onSession(this: OwnedSocket, session: Buffer): void {
+  const conn = this[kConnection]!;
+  const t = conn.tls!;
   if (t.sessions.size > 1000) t.sessions.clear();
-  t.sessions.set(this.sessionKey, session);
-  if (this.awaitingVerdict) {
+  t.sessions.set(conn.sessionKey, session);
+  if (conn.awaitingVerdict) {
     // A ticket is the server's "accepted": it is sent only after our certificate and Finished checked out.
     // Hand over on the next turn: this event fires inside OpenSSL's read of the ticket, and bytes
     // written from here are never flushed (seen with Node 20).
-    this.awaitingVerdict = false;
-    setImmediate(onVerdict, this);
+    conn.awaitingVerdict = false;
+    setImmediate(onVerdict, conn);
   }
 }
 
-function onTlsError(this: UpstreamConnection, err: NodeJS.ErrnoException): void {
-  if (this.cb === null) return;
-  countTlsFailure(this.stats, err);
-  this.fail(new ProxyError(ProxyErrorCode.UPSTREAM_TLS, `TLS handshake with ${this.host.key} failed: ${err.message}`, { cause: err, transportReason: 'TLS_error:' + (err.code ?? err.message) }));
+function onTlsError(this: OwnedSocket, err: NodeJS.ErrnoException): void {
+  const conn = this[kConnection]!;
+  if (conn.cb === null) return;
+  countTlsFailure(conn.stats, err);
+  conn.fail(new ProxyError(ProxyErrorCode.UPSTREAM_TLS, `TLS handshake with ${conn.host.key} failed: ${err.message}`, { cause: err, transportReason: 'TLS_error:' + (err.code ?? err.message) }));
 }
 
 export interface ConnectOptions {
@@ -207,11 +219,13 @@ export function connectUpstream(stats: ClusterStats, host: UpstreamHost, opts: C
     : net.connect({ host: host.address, port: host.port, noDelay: true, allowHalfOpen: true, onread });
   if (opts.keepalive !== null) tcp.setKeepAlive(true, opts.keepalive.timeMs);
   const conn = new UpstreamConnection(stats, host, tcp, cb);
-  tcp.once('close', onTcpClose.bind(conn));
-  tcp.on('error', onTcpError.bind(conn));
-  if (opts.connectTimeoutMs > 0) conn.timer = setTimeout(onConnectTimeout.bind(conn), opts.connectTimeoutMs);
+  (tcp as OwnedSocket)[kConnection] = conn;
+  // 'on', not 'once': these fire at most once, and once() allocates a wrapper per listener.
+  tcp.on('close', onTcpClose);
+  tcp.on('error', onTcpError);
+  if (opts.connectTimeoutMs > 0) conn.timer = setTimeout(onConnectTimeout, opts.connectTimeoutMs, conn);
   if (t === null) {
-    tcp.once('connect', onTcpConnect.bind(conn));
+    tcp.on('connect', onTcpConnect);
     return;
   }
   const sessionKey = opts.sni ?? host.key;
@@ -229,7 +243,8 @@ export function connectUpstream(stats: ClusterStats, host: UpstreamHost, opts: C
   if (t.checkServerIdentity !== undefined) options.checkServerIdentity = t.checkServerIdentity;
   const secure = tls.connect(options);
   conn.socket = secure;
-  secure.once('secureConnect', onSecureConnect.bind(conn));
-  secure.on('error', onTlsError.bind(conn));
-  secure.on('session', onSession.bind(conn));
+  (secure as OwnedSocket)[kConnection] = conn;
+  secure.on('secureConnect', onSecureConnect);
+  secure.on('error', onTlsError);
+  secure.on('session', onSession);
 }
