@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { makeCa, makeLeaf } from '../test/e2e/harness/certs';
-import { ensurePeers, startHaproxy, startNginx, startSluice, raiseNofile, maxIdleConnections, NOFILE, HTTP_HOST, SNI_HOST, TLS_HOST, type Peer, type PeerName, type UpstreamTargets } from './macro/peers';
+import { ensurePeers, startHaproxy, startNginx, startNodeRelay, startSluice, raiseNofile, maxIdleConnections, NOFILE, HTTP_HOST, SNI_HOST, TLS_HOST, type Peer, type PeerName, type UpstreamTargets } from './macro/peers';
 import { saturate, paced, type HttpLoadResult } from './macro/http-load';
 import type { TcpLoadOptions, TcpLoadResult } from './macro/tcp-load';
 import { runCapture, type CaptureResult } from './macro/capture';
@@ -34,7 +34,7 @@ const IDLE = Math.min(IDLE_WANTED, maxIdleConnections());
 const WARMUP_S = 1;
 const ALL = ['l4-bulk', 'l4-short', 'l7', 'l7-fixed', 'sni', 'tls-orig', 'capture', 'idle-rss', 'profile', 'config-scale'];
 const ONLY = new Set(process.env.ONLY ? process.env.ONLY.split(',').map((s) => s.trim()) : ALL);
-const WANT_PEERS = new Set((process.env.PEERS ?? 'sluice,haproxy,nginx').split(','));
+const WANT_PEERS = new Set((process.env.PEERS ?? 'sluice,haproxy,nginx,node-relay').split(','));
 const RESULTS_DIR = path.resolve(__dirname, '..', '..', 'bench', 'results');
 const DIST = path.resolve(__dirname);
 
@@ -119,10 +119,12 @@ async function main(): Promise<void> {
 
     const peers: Peer[] = [];
     const startPeer = async (name: PeerName, dir: string, opts: { cpuProfDir?: string } = {}): Promise<Peer> => {
-      const p = name === 'sluice' ? await startSluice(dir, targetsUp, opts) : name === 'haproxy' ? await startHaproxy(dir, targetsUp) : await startNginx(dir, targetsUp);
-      return p;
+      if (name === 'sluice') return startSluice(dir, targetsUp, opts);
+      if (name === 'haproxy') return startHaproxy(dir, targetsUp);
+      if (name === 'node-relay') return startNodeRelay(targetsUp);
+      return startNginx(dir, targetsUp);
     };
-    const peerNames: PeerName[] = (['sluice', 'haproxy', 'nginx'] as PeerName[]).filter((n) => WANT_PEERS.has(n) && (n === 'sluice' || avail[n]));
+    const peerNames: PeerName[] = (['sluice', 'haproxy', 'nginx', 'node-relay'] as PeerName[]).filter((n) => WANT_PEERS.has(n) && (n === 'sluice' || n === 'node-relay' || avail[n]));
     const needsMain = ['l4-bulk', 'l4-short', 'l7', 'l7-fixed', 'sni', 'tls-orig'].some((s) => ONLY.has(s));
     if (needsMain) {
       for (const n of peerNames) {
@@ -135,6 +137,8 @@ async function main(): Promise<void> {
       { name: 'direct', ports: { tcp: up.tcp, http: up.http, sni: up.tls, tlsorig: up.https }, peer: null },
       ...peers.map((p) => ({ name: p.name, ports: p.ports, peer: p })),
     ];
+    // The bare Node relay is the floor for the plain L4 figures only (it serves no other frontend).
+    const l7Targets = targets.filter((t) => t.name !== 'node-relay');
     const dur = DURATION * 1000;
     const tlsClient = { servername: SNI_HOST, ca: ca.certFile };
 
@@ -161,7 +165,7 @@ async function main(): Promise<void> {
     // ---- L7 keep-alive saturation
     const l7Max = new Map<string, number>();
     if (ONLY.has('l7') || ONLY.has('l7-fixed')) {
-      for (const t of targets) {
+      for (const t of l7Targets) {
         const { r, cpu } = await withCpu(t, () => saturate({ url: `http://127.0.0.1:${t.ports.http}/`, host: HTTP_HOST, connections: CONNECTIONS, durationS: DURATION, warmupS: WARMUP_S }));
         l7Max.set(t.name, r.rps);
         putHttp(put, 'L7 keep-alive, saturation', t, r, cpu);
@@ -173,7 +177,7 @@ async function main(): Promise<void> {
       const proxyMax = [...l7Max].filter(([n]) => n !== 'direct').map(([, v]) => v);
       const rate = Math.max(100, Math.floor(0.5 * Math.min(...(proxyMax.length > 0 ? proxyMax : [...l7Max.values()]))));
       report.extra.fixedRate = rate;
-      for (const t of targets) {
+      for (const t of l7Targets) {
         const { r, cpu } = await withCpu(t, () => paced({ host: '127.0.0.1', port: t.ports.http, hostHeader: HTTP_HOST, connections: CONNECTIONS, rate, durationS: DURATION, warmupS: WARMUP_S }));
         putHttp(put, `L7 keep-alive, fixed ${rate} req/s`, t, r, cpu);
       }
@@ -181,12 +185,12 @@ async function main(): Promise<void> {
 
     // ---- SNI passthrough
     if (ONLY.has('sni')) {
-      for (const t of targets) {
+      for (const t of l7Targets) {
         const { r, cpu } = await withCpu(t, () => tcpLoad({ mode: 'bulk', host: '127.0.0.1', port: t.ports.sni, streams: 1, durationMs: dur, warmupMs: WARMUP_S * 1000, tls: tlsClient }).result);
         put('SNI passthrough bulk, 1 stream (Gbit/s)', t.name, { value: (r.rate * 8) / 1e9, cpuPerUnit: t.peer ? cpu / (r.totalUnits / 1e9) : null, cpuUnit: 'CPU-s/GB', higherIsBetter: true, errors: r.errors });
         log(`sni bulk ${t.name}: ${((r.rate * 8) / 1e9).toFixed(2)} Gbit/s`);
       }
-      for (const t of targets) {
+      for (const t of l7Targets) {
         const { r, cpu } = await withCpu(t, () => tcpLoad({ mode: 'short', host: '127.0.0.1', port: t.ports.sni, parallel: PARALLEL, durationMs: dur, warmupMs: WARMUP_S * 1000, tls: tlsClient }).result);
         put('SNI passthrough, new TLS connections (conn/s)', t.name, { value: r.rate, cpuPerUnit: t.peer ? (cpu * 1e6) / r.totalUnits : null, cpuUnit: 'CPU-µs/conn', higherIsBetter: true, errors: r.errors, note: `resumed ${r.resumed ?? 0}/${r.totalUnits}` });
         log(`sni short ${t.name}: ${r.rate.toFixed(0)} conn/s (resumed ${r.resumed}/${r.totalUnits}), errors ${r.errors}`);
@@ -195,7 +199,7 @@ async function main(): Promise<void> {
 
     // ---- TLS origination (plain HTTP in, TLS to the upstream; the upstream closes every 100th request)
     if (ONLY.has('tls-orig')) {
-      for (const t of targets) {
+      for (const t of l7Targets) {
         const s0 = await upstreamStats();
         const url = t.peer === null ? `https://127.0.0.1:${t.ports.tlsorig}/` : `http://127.0.0.1:${t.ports.tlsorig}/`;
         const { r, cpu } = await withCpu(t, () => saturate({ url, host: TLS_HOST, connections: CONNECTIONS, durationS: DURATION, warmupS: WARMUP_S }));

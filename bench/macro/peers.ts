@@ -15,8 +15,8 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { freePort } from '../../proxy/demo';
 
-export type PeerName = 'sluice' | 'haproxy' | 'nginx';
-export const PEER_NAMES: readonly PeerName[] = ['sluice', 'haproxy', 'nginx'];
+export type PeerName = 'sluice' | 'haproxy' | 'nginx' | 'node-relay';
+export const PEER_NAMES: readonly PeerName[] = ['sluice', 'haproxy', 'nginx', 'node-relay'];
 
 export interface FrontPorts { tcp: number; http: number; sni: number; tlsorig: number }
 export interface UpstreamTargets { tcp: number; http: number; tls: number; https: number; caFile: string }
@@ -129,8 +129,31 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'
 
 async function waitAll(child: ChildProcess, out: string[], ports: FrontPorts, what: string): Promise<void> {
   const died = once(child, 'exit').then(() => { throw new Error(`${what} exited at start: ${tail(out)}`); });
-  const ready = Promise.all(Object.values(ports).map((p) => waitListening(p as number, 15_000)));
+  const ready = Promise.all(Object.values(ports).filter((p) => p > 0).map((p) => waitListening(p as number, 15_000)));
   await Promise.race([ready, died]);
+}
+
+// ------------------------------------------------------------------ bare Node relay (the L4 floor)
+
+/** node-relay.ts: Node sockets + sluice's relay and nothing else; serves the L4 TCP frontend only (other ports 0). */
+export async function startNodeRelay(u: UpstreamTargets): Promise<Peer> {
+  const ports: FrontPorts = { tcp: await freePort(), http: 0, sni: 0, tlsorig: 0 };
+  const preload = path.join(__dirname, 'cpu-ipc.js');
+  const [cmd, argv] = withNofile(process.execPath, ['--require', preload, path.join(__dirname, 'node-relay.js'), JSON.stringify({ port: ports.tcp, upstreamPort: u.tcp })]);
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  const out = collect(child);
+  await waitAll(child, out, ports, 'node-relay');
+  return {
+    name: 'node-relay', pid: child.pid!, ports,
+    async cpuSeconds() {
+      const reply = once(child, 'message') as Promise<[{ cpuUs: number }]>;
+      child.send('usage');
+      const [m] = await reply;
+      return m.cpuUs / 1e6;
+    },
+    rssBytes: () => procRssBytes(child.pid!),
+    stop: () => stopChild(child),
+  };
 }
 
 // ------------------------------------------------------------------ sluice

@@ -71,30 +71,31 @@ export function renderMarkdown(r: BenchReport): string {
   const m = r.machine;
   const out: string[] = [];
   out.push(`Machine: ${m.cpus} × ${m.model}, ${m.memGiB} GiB, ${m.os}, kernel ${m.kernel}, Node ${m.node}; ${m.haproxy ?? 'HAProxy –'}; ${m.nginx ?? 'nginx –'}. Load average (1 min) ${m.loadAvgStart?.toFixed(1) ?? '?'} at the start, ${m.loadAvgEnd?.toFixed(1) ?? '?'} at the end (2.0 = both cores busy before the bench adds anything).`);
-  out.push(`Run ${r.startedAt}, ${r.seconds?.toFixed(0) ?? '?'} s, knobs ${JSON.stringify(r.knobs)}. One sluice worker vs HAProxy \`nbthread 1\` vs one nginx worker; client, proxy and upstream share the cores.`);
+  out.push(`Run ${r.startedAt}, ${r.seconds?.toFixed(0) ?? '?'} s, knobs ${JSON.stringify(r.knobs)}. One sluice worker vs HAProxy \`nbthread 1\` vs one nginx worker; client, proxy and upstream share the cores. *Bare Node relay* (plain L4 rows only): Node's sockets joined by sluice's relay and nothing else (\`bench/macro/node-relay.ts\`), the floor a Node proxy starts from.`);
   if (r.skipped.length > 0) out.push(`Skipped: ${r.skipped.join('; ')}.`);
   out.push('');
-  out.push('| metric | direct | sluice | HAProxy | nginx | sluice ÷ direct | sluice ÷ HAProxy | sluice ÷ nginx |');
-  out.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+  out.push('| metric | direct | sluice | HAProxy | nginx | bare Node relay | sluice ÷ direct | sluice ÷ HAProxy | sluice ÷ nginx | sluice ÷ bare Node |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const [metric, row] of Object.entries(r.cells)) {
     const s = row.sluice;
     const gw = row['sluice (gateway port)'];
     // The capture row compares the sidecar with the same traffic sent to a gateway port.
     const direct = row.direct;
-    const cells = [fmt(direct?.value), fmt(s?.value), fmt(row.haproxy?.value), fmt(row.nginx?.value), ratio(s, direct), ratio(s, row.haproxy), ratio(s, row.nginx)];
+    const floor = row['node-relay'];
+    const cells = [fmt(direct?.value), fmt(s?.value), fmt(row.haproxy?.value), fmt(row.nginx?.value), fmt(floor?.value), ratio(s, direct), ratio(s, row.haproxy), ratio(s, row.nginx), ratio(s, floor)];
     out.push(`| ${metric}${gw ? ` (gateway port: ${fmt(gw.value)}, captured ÷ gateway port ${ratio(s, gw)})` : ''} | ${cells.join(' | ')} |`);
   }
   out.push('');
   out.push('CPU of the proxy process per unit of work (user + system; lower is better):');
   out.push('');
-  out.push('| metric | unit | sluice | HAProxy | nginx | sluice ÷ HAProxy | sluice ÷ nginx |');
-  out.push('|---|---|---:|---:|---:|---:|---:|');
+  out.push('| metric | unit | sluice | HAProxy | nginx | bare Node relay | sluice ÷ HAProxy | sluice ÷ nginx | sluice ÷ bare Node |');
+  out.push('|---|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const [metric, row] of Object.entries(r.cells)) {
     const s = row.sluice;
     if (s === undefined || s.cpuPerUnit === null || s.cpuUnit === '') continue;
     const c = (t: string): number | null => row[t]?.cpuPerUnit ?? null;
     const rc = (t: string): string => { const a = c('sluice'); const b = c(t); return a !== null && b !== null && b > 0 ? `${(a / b).toFixed(2)}×` : '–'; };
-    out.push(`| ${metric.replace(/ \([^)]*\)$/, '')} | ${s.cpuUnit} | ${fmt(c('sluice'))} | ${fmt(c('haproxy'))} | ${fmt(c('nginx'))} | ${rc('haproxy')} | ${rc('nginx')} |`);
+    out.push(`| ${metric.replace(/ \([^)]*\)$/, '')} | ${s.cpuUnit} | ${fmt(c('sluice'))} | ${fmt(c('haproxy'))} | ${fmt(c('nginx'))} | ${fmt(c('node-relay'))} | ${rc('haproxy')} | ${rc('nginx')} | ${rc('node-relay')} |`);
   }
   const notes = Object.entries(r.cells).flatMap(([metric, row]) => Object.entries(row).filter(([, c]) => c.note !== undefined || c.errors > 0)
     .map(([t, c]) => `${metric} / ${t}: ${[c.note, c.errors > 0 ? `${c.errors} errors` : ''].filter(Boolean).join(', ')}`));
