@@ -142,6 +142,8 @@ export class Relay implements UpstreamSink {
     if (!this.up.destroyed) this.up.resume();
   }
 
+  // downData .. upClose: entry points of the shared socket listeners at the end of this file
+  // (public only so those module-level functions can call them; not an API).
   downData(chunk: Buffer): void {
     this.bytesFromDownstream += chunk.length;
     if (!this.up.write(chunk)) this.down.pause();
