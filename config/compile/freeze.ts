@@ -62,12 +62,15 @@ export function deepFreeze<T>(root: T): T {
  * plain, unfrozen objects: Maps and Sets lose their Immutable subclass and nothing is frozen. This
  * gives every Map/Set back its immutable prototype (the internal slots are Map's/Set's own, so
  * every read method still works) and freezes the rest, as compile() left it.
+ *
+ * `links`: the snapshot came in pieces (config/sources/snapshot-pieces.ts) and every BigInt in
+ * `root` stands for `links[n]`, an earlier piece already refrozen: put in place, not walked again.
  */
-export function refreeze<T>(root: T): T {
-  return freezeWalk(root, true);
+export function refreeze<T>(root: T, links: readonly unknown[] | null = null): T {
+  return freezeWalk(root, true, links);
 }
 
-function freezeWalk<T>(root: T, restorePrototypes: boolean): T {
+function freezeWalk<T>(root: T, restorePrototypes: boolean, links: readonly unknown[] | null = null): T {
   const seenCollections = new Set<object>();
   const stack: unknown[] = [root];
   while (stack.length > 0) {
@@ -76,19 +79,61 @@ function freezeWalk<T>(root: T, restorePrototypes: boolean): T {
     if (v instanceof Map) {
       if (seenCollections.has(v)) continue;
       seenCollections.add(v);
+      if (links !== null) relinkMap(v, links, stack);
+      else for (const [k, val] of v) stack.push(k, val);
       if (restorePrototypes && Object.getPrototypeOf(v) === Map.prototype) Object.setPrototypeOf(v, ImmutableMap.prototype);
-      for (const [k, val] of v) stack.push(k, val);
     } else if (v instanceof Set) {
       if (seenCollections.has(v)) continue;
       seenCollections.add(v);
+      if (links !== null) relinkSet(v, links, stack);
+      else for (const val of v) stack.push(val);
       if (restorePrototypes && Object.getPrototypeOf(v) === Set.prototype) Object.setPrototypeOf(v, ImmutableSet.prototype);
-      for (const val of v) stack.push(val);
     } else {
       if (Object.isFrozen(v)) continue;
-      for (const key of Object.keys(v)) stack.push((v as Record<string, unknown>)[key]);
+      const o = v as Record<string, unknown>;
+      for (const key of Object.keys(o)) {
+        const val = o[key];
+        if (links !== null && typeof val === 'bigint') o[key] = link(links, val);
+        else stack.push(val);
+      }
     }
     Object.freeze(v);
   }
   return root;
 }
 
+function link(links: readonly unknown[], ref: bigint): unknown {
+  const n = Number(ref);
+  if (n >= links.length) throw new Error(`snapshot piece refers to node ${n} before it arrived`);
+  return links[n];
+}
+
+/**
+ * Puts linked nodes in place of their BigInts: values in place (same key, same position); a linked
+ * key needs the entries rebuilt in order. What was not linked goes on `stack` to be walked.
+ */
+function relinkMap(m: Map<unknown, unknown>, links: readonly unknown[], stack: unknown[]): void {
+  let keyLinked = false;
+  for (const [k, val] of m) {
+    if (typeof k === 'bigint') keyLinked = true;
+    else stack.push(k);
+    if (typeof val === 'bigint') Map.prototype.set.call(m, k, link(links, val));
+    else stack.push(val);
+  }
+  if (!keyLinked) return;
+  const entries = [...m].map(([k, val]) => [typeof k === 'bigint' ? link(links, k) : k, val] as const);
+  Map.prototype.clear.call(m);
+  for (const [k, val] of entries) Map.prototype.set.call(m, k, val);
+}
+
+function relinkSet(s: Set<unknown>, links: readonly unknown[], stack: unknown[]): void {
+  let linked = false;
+  for (const v of s) {
+    if (typeof v === 'bigint') linked = true;
+    else stack.push(v);
+  }
+  if (!linked) return;
+  const values = [...s].map((v) => (typeof v === 'bigint' ? link(links, v) : v));
+  Set.prototype.clear.call(s);
+  for (const v of values) Set.prototype.add.call(s, v);
+}

@@ -1,28 +1,37 @@
 // The body of the config worker thread (compile-worker.ts starts it): read the files, and when
 // their bytes changed, load + validate + compile them here, off the proxy's event loop, and post
-// the snapshot back (structured clone) with every message. Same steps, same order and same
-// messages as the in-thread path (files.ts FileSource.load + proxy/runtime.ts build).
+// the snapshot back with every message. Same steps, same order and same messages as the in-thread
+// path (files.ts FileSource.load + proxy/runtime.ts build). The snapshot goes in pieces on a port
+// of its own (snapshot-pieces.ts), so the proxy can take it a few hundred KB per turn of its loop.
 
-import { parentPort } from 'node:worker_threads';
+import { MessageChannel, parentPort } from 'node:worker_threads';
 import { compile } from '../compile/index';
 import { loadFiles, readPaths } from '../resources/load';
 import { fingerprintOf, merge } from './files';
-import type { CompileReply, CompileRequest } from './compile-worker';
+import type { CompileRequest, ThreadReply } from './compile-worker';
+import { splitGraph } from './snapshot-pieces';
 
-function handle(req: CompileRequest): CompileReply {
-  try {
-    const read = readPaths(req.paths);
-    const fingerprint = fingerprintOf(read.files, read.messages);
-    if (fingerprint === req.fingerprint) return { id: req.id, kind: 'unchanged', fingerprint };
-    const loaded = merge(read.messages, loadFiles(read.files, req.load));
-    // Like Runtime.build: a config with load errors is not compiled.
-    const snapshot = loaded.messages.some((m) => m.level === 'error') ? null : compile(loaded.resources, req.compile);
-    return { id: req.id, kind: 'built', fingerprint, messages: loaded.messages, snapshot };
-  } catch (e) {
-    return { id: req.id, kind: 'failed', message: `config worker: ${(e as Error).stack ?? String(e)}` };
-  }
+function handle(req: CompileRequest): ThreadReply {
+  const read = readPaths(req.paths);
+  const fingerprint = fingerprintOf(read.files, read.messages);
+  if (fingerprint === req.fingerprint) return { id: req.id, kind: 'unchanged', fingerprint };
+  const loaded = merge(read.messages, loadFiles(read.files, req.load));
+  // Like Runtime.build: a config with load errors is not compiled.
+  if (loaded.messages.some((m) => m.level === 'error')) return { id: req.id, kind: 'built', fingerprint, messages: loaded.messages, snapshot: null, pieces: null };
+  const split = splitGraph(compile(loaded.resources, req.compile), req.pieceBytes);
+  const { port1, port2 } = new MessageChannel();
+  // Posted before the reply announces them: they wait in port2's queue and travel with it.
+  for (const piece of split.pieces) port1.postMessage(piece);
+  port1.close();
+  return { id: req.id, kind: 'built', fingerprint, messages: loaded.messages, snapshot: null, pieces: { port: port2, count: split.pieces.length, raw: split.raw } };
 }
 
 parentPort?.on('message', (req: CompileRequest) => {
-  parentPort!.postMessage(handle(req));
+  let reply: ThreadReply;
+  try {
+    reply = handle(req);
+  } catch (e) {
+    reply = { id: req.id, kind: 'failed', message: `config worker: ${(e as Error).stack ?? String(e)}` };
+  }
+  parentPort!.postMessage(reply, reply.kind === 'built' && reply.pieces !== null ? [reply.pieces.port] : []);
 });

@@ -2,19 +2,21 @@
 // traffic for more than one compile"). At 10,000 ServiceEntries a load + compile takes seconds of
 // CPU; on the proxy's thread every connection would wait that long. Here the thread does the work
 // (compile-thread.ts) and the proxy's event loop only pays for receiving the result: the
-// structured-clone copy of the snapshot and refreeze(). Initial boot stays synchronous.
+// structured-clone copy of the snapshot and refreeze(), taken in pieces of a few ms each between
+// turns of the loop (snapshot-pieces.ts; in one clone, a 10,000-service snapshot blocked the loop
+// for 0.5-1.2 s). Nothing of it is used before the last piece is in. Initial boot stays synchronous.
 //
 // One thread per source, started on the first reload and kept (its JIT stays warm), unref'd so it
 // never keeps the process alive, terminated by close(). Requests are answered in order, one at a
 // time: the source never sends a second before the first is answered.
 
 import * as path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { Worker, type MessagePort } from 'node:worker_threads';
 import type { CompileOptions } from '../compile/index';
-import { refreeze } from '../compile/freeze';
 import { indexListeners } from '../compile/lookup';
 import type { ConfigMessage, Snapshot } from '../compile/snapshot';
 import type { LoadOptions } from '../resources/load';
+import { PIECE_BYTES, SLICE_MS, receivePieces } from './snapshot-pieces';
 
 export interface CompileRequest {
   readonly id: number;
@@ -23,6 +25,26 @@ export interface CompileRequest {
   readonly compile: CompileOptions;
   /** Fingerprint of the files last seen: the same bytes again need no work. */
   readonly fingerprint: string;
+  /** Approximate bytes per piece of the snapshot (snapshot-pieces.ts). */
+  readonly pieceBytes: number;
+}
+
+/** What the thread posts: a built snapshot is announced here and travels in pieces on `pieces.port`. */
+export type ThreadReply =
+  | Exclude<CompileReply, { kind: 'built' }>
+  | {
+    readonly id: number; readonly kind: 'built'; readonly fingerprint: string;
+    readonly messages: readonly ConfigMessage[];
+    readonly snapshot: null;
+    /** Null when the messages hold an error (nothing compiled). */
+    readonly pieces: { readonly port: MessagePort; readonly count: number; readonly raw: boolean } | null;
+  };
+
+export interface CompileWorkerOptions {
+  /** Approximate bytes per piece (default PIECE_BYTES); tests make it tiny to cut small configs in many pieces. */
+  readonly pieceBytes?: number;
+  /** Longest run of piece-taking per turn of the event loop (default SLICE_MS). */
+  readonly sliceMs?: number;
 }
 
 export type CompileReply =
@@ -49,6 +71,13 @@ export class CompileWorker {
   private nextId = 1;
   private pending: { id: number; resolve: (r: CompileReply) => void; reject: (e: Error) => void } | null = null;
   private closed = false;
+  private readonly pieceBytes: number;
+  private readonly sliceMs: number;
+
+  constructor(options: CompileWorkerOptions = {}) {
+    this.pieceBytes = options.pieceBytes ?? PIECE_BYTES;
+    this.sliceMs = options.sliceMs ?? SLICE_MS;
+  }
 
   /** Reads `paths` and, if their fingerprint differs from `fingerprint`, loads and compiles them off-thread. */
   run(paths: readonly string[], load: LoadOptions, compile: CompileOptions, fingerprint: string): Promise<CompileReply> {
@@ -58,8 +87,8 @@ export class CompileWorker {
     const id = this.nextId++;
     return new Promise<CompileReply>((resolve, reject) => {
       this.pending = { id, resolve, reject };
-      w.postMessage({ id, paths, load, compile, fingerprint } satisfies CompileRequest);
-    }).then(revive);
+      w.postMessage({ id, paths, load, compile, fingerprint, pieceBytes: this.pieceBytes } satisfies CompileRequest);
+    });
   }
 
   close(): void {
@@ -74,17 +103,44 @@ export class CompileWorker {
     if (this.worker !== null) return this.worker;
     const w = new Worker(path.join(__dirname, 'compile-thread.js'));
     w.unref();
-    w.on('message', (reply: CompileReply) => {
-      const p = this.pending;
-      if (p === null || p.id !== reply.id) return;
-      this.pending = null;
-      p.resolve(reply);
-    });
+    w.on('message', (reply: ThreadReply) => this.onReply(reply));
     // A crash (out of memory, a bug) fails the reload in progress; the next reload starts a new thread.
     w.on('error', (e) => this.lost(w, e));
     w.on('exit', (code) => this.lost(w, new Error(`config worker exited with code ${code}`)));
     this.worker = w;
     return w;
+  }
+
+  private onReply(reply: ThreadReply): void {
+    const p = this.pending;
+    if (p === null || p.id !== reply.id) {
+      if (reply.kind === 'built') reply.pieces?.port.close();
+      return;
+    }
+    if (reply.kind !== 'built') {
+      this.pending = null;
+      p.resolve(reply);
+      return;
+    }
+    const built = { id: reply.id, kind: 'built', fingerprint: reply.fingerprint, messages: reply.messages } as const;
+    if (reply.pieces === null) {
+      this.pending = null;
+      p.resolve({ ...built, snapshot: null });
+      return;
+    }
+    // Still pending while the pieces come in: close() (or a crash) fails it and stops the taking.
+    const stale = (): boolean => this.pending !== p;
+    receivePieces(reply.pieces.port, reply.pieces.count, reply.pieces.raw, stale, this.sliceMs).then((root) => {
+      if (stale()) return;
+      this.pending = null;
+      const snapshot = root as Snapshot;
+      indexListeners(snapshot);
+      p.resolve({ ...built, snapshot });
+    }, (e: Error) => {
+      if (stale()) return;
+      this.pending = null;
+      p.reject(e);
+    });
   }
 
   private lost(w: Worker, e: Error): void {
@@ -97,13 +153,4 @@ export class CompileWorker {
     this.pending = null;
     if (p !== null) p.reject(e);
   }
-}
-
-/** A snapshot arrives as plain unfrozen copies: make it what compile() returns (frozen, immutable maps, listener index built). */
-function revive(reply: CompileReply): CompileReply {
-  if (reply.kind === 'built' && reply.snapshot !== null) {
-    refreeze(reply.snapshot);
-    indexListeners(reply.snapshot);
-  }
-  return reply;
 }
