@@ -190,6 +190,22 @@ export class StatsStore {
 
 // ------------------------------------------------------------------ stat bundles
 
+/**
+ * The PromView promViewOf gives `cluster.<scope>.<suffix>` for a suffix without a dot, once the
+ * scope is registered: the last `.` cut leaves exactly the scope, a known scope, so the label is
+ * `cluster_name="<scope>"` and the name is `envoy_cluster_<suffix>`. (A dotted suffix such as
+ * `ssl.handshake` first tries `<scope>.ssl`, which another cluster's name could be: those keep promViewOf.)
+ */
+function clusterProm(suffix: string, labels: PromView['labels']): PromView {
+  let name = clusterPromNames.get(suffix);
+  if (name === undefined) {
+    name = 'envoy_' + ('cluster.' + suffix).replace(/[^a-zA-Z0-9_]/g, '_');
+    clusterPromNames.set(suffix, name);
+  }
+  return { name, labels };
+}
+const clusterPromNames = new Map<string, string>();
+
 /** `cluster.<name>.*`: resolved once per cluster, kept across reloads while the cluster exists. */
 export class ClusterStats {
   readonly upstream_cx_total: Counter;
@@ -237,34 +253,37 @@ export class ClusterStats {
     const p = 'cluster.' + scope + '.';
     this.prefix = p;
     this.store = store;
-    this.upstream_cx_total = store.counter(p + 'upstream_cx_total');
-    this.upstream_cx_active = store.gauge(p + 'upstream_cx_active');
-    this.upstream_cx_http1_total = store.counter(p + 'upstream_cx_http1_total');
-    this.upstream_cx_connect_fail = store.counter(p + 'upstream_cx_connect_fail');
-    this.upstream_cx_connect_timeout = store.counter(p + 'upstream_cx_connect_timeout');
-    this.upstream_cx_overflow = store.counter(p + 'upstream_cx_overflow');
-    this.upstream_cx_none_healthy = store.counter(p + 'upstream_cx_none_healthy');
-    this.upstream_cx_destroy = store.counter(p + 'upstream_cx_destroy');
-    this.upstream_cx_destroy_local = store.counter(p + 'upstream_cx_destroy_local');
-    this.upstream_cx_destroy_remote = store.counter(p + 'upstream_cx_destroy_remote');
-    this.upstream_cx_rx_bytes_total = store.counter(p + 'upstream_cx_rx_bytes_total');
-    this.upstream_cx_tx_bytes_total = store.counter(p + 'upstream_cx_tx_bytes_total');
-    this.upstream_cx_connect_ms = store.histogram(p + 'upstream_cx_connect_ms');
-    this.upstream_cx_length_ms = store.histogram(p + 'upstream_cx_length_ms');
-    this.upstream_rq_total = store.counter(p + 'upstream_rq_total');
-    this.upstream_rq_active = store.gauge(p + 'upstream_rq_active');
-    this.upstream_rq_completed = store.counter(p + 'upstream_rq_completed');
-    this.upstream_rq_timeout = store.counter(p + 'upstream_rq_timeout');
-    this.upstream_rq_rx_reset = store.counter(p + 'upstream_rq_rx_reset');
-    this.upstream_rq_tx_reset = store.counter(p + 'upstream_rq_tx_reset');
-    this.upstream_rq_pending_overflow = store.counter(p + 'upstream_rq_pending_overflow');
-    this.upstream_rq_retry = store.counter(p + 'upstream_rq_retry');
-    this.upstream_rq_retry_success = store.counter(p + 'upstream_rq_retry_success');
-    this.upstream_rq_retry_limit_exceeded = store.counter(p + 'upstream_rq_retry_limit_exceeded');
-    this.upstream_rq_time = store.histogram(p + 'upstream_rq_time');
-    this.membership_total = store.gauge(p + 'membership_total');
-    this.membership_healthy = store.gauge(p + 'membership_healthy');
-    this.membership_change = store.counter(p + 'membership_change');
+    // One label list for all of this cluster's stats: at 60,000 clusters, tag extraction per stat
+    // (promViewOf) was a third of building them (issue 6). clusterProm gives what it would give.
+    const labels: PromView['labels'] = [['cluster_name', scope]];
+    this.upstream_cx_total = store.counter(p + 'upstream_cx_total', clusterProm('upstream_cx_total', labels));
+    this.upstream_cx_active = store.gauge(p + 'upstream_cx_active', clusterProm('upstream_cx_active', labels));
+    this.upstream_cx_http1_total = store.counter(p + 'upstream_cx_http1_total', clusterProm('upstream_cx_http1_total', labels));
+    this.upstream_cx_connect_fail = store.counter(p + 'upstream_cx_connect_fail', clusterProm('upstream_cx_connect_fail', labels));
+    this.upstream_cx_connect_timeout = store.counter(p + 'upstream_cx_connect_timeout', clusterProm('upstream_cx_connect_timeout', labels));
+    this.upstream_cx_overflow = store.counter(p + 'upstream_cx_overflow', clusterProm('upstream_cx_overflow', labels));
+    this.upstream_cx_none_healthy = store.counter(p + 'upstream_cx_none_healthy', clusterProm('upstream_cx_none_healthy', labels));
+    this.upstream_cx_destroy = store.counter(p + 'upstream_cx_destroy', clusterProm('upstream_cx_destroy', labels));
+    this.upstream_cx_destroy_local = store.counter(p + 'upstream_cx_destroy_local', clusterProm('upstream_cx_destroy_local', labels));
+    this.upstream_cx_destroy_remote = store.counter(p + 'upstream_cx_destroy_remote', clusterProm('upstream_cx_destroy_remote', labels));
+    this.upstream_cx_rx_bytes_total = store.counter(p + 'upstream_cx_rx_bytes_total', clusterProm('upstream_cx_rx_bytes_total', labels));
+    this.upstream_cx_tx_bytes_total = store.counter(p + 'upstream_cx_tx_bytes_total', clusterProm('upstream_cx_tx_bytes_total', labels));
+    this.upstream_cx_connect_ms = store.histogram(p + 'upstream_cx_connect_ms', clusterProm('upstream_cx_connect_ms', labels));
+    this.upstream_cx_length_ms = store.histogram(p + 'upstream_cx_length_ms', clusterProm('upstream_cx_length_ms', labels));
+    this.upstream_rq_total = store.counter(p + 'upstream_rq_total', clusterProm('upstream_rq_total', labels));
+    this.upstream_rq_active = store.gauge(p + 'upstream_rq_active', clusterProm('upstream_rq_active', labels));
+    this.upstream_rq_completed = store.counter(p + 'upstream_rq_completed', clusterProm('upstream_rq_completed', labels));
+    this.upstream_rq_timeout = store.counter(p + 'upstream_rq_timeout', clusterProm('upstream_rq_timeout', labels));
+    this.upstream_rq_rx_reset = store.counter(p + 'upstream_rq_rx_reset', clusterProm('upstream_rq_rx_reset', labels));
+    this.upstream_rq_tx_reset = store.counter(p + 'upstream_rq_tx_reset', clusterProm('upstream_rq_tx_reset', labels));
+    this.upstream_rq_pending_overflow = store.counter(p + 'upstream_rq_pending_overflow', clusterProm('upstream_rq_pending_overflow', labels));
+    this.upstream_rq_retry = store.counter(p + 'upstream_rq_retry', clusterProm('upstream_rq_retry', labels));
+    this.upstream_rq_retry_success = store.counter(p + 'upstream_rq_retry_success', clusterProm('upstream_rq_retry_success', labels));
+    this.upstream_rq_retry_limit_exceeded = store.counter(p + 'upstream_rq_retry_limit_exceeded', clusterProm('upstream_rq_retry_limit_exceeded', labels));
+    this.upstream_rq_time = store.histogram(p + 'upstream_rq_time', clusterProm('upstream_rq_time', labels));
+    this.membership_total = store.gauge(p + 'membership_total', clusterProm('membership_total', labels));
+    this.membership_healthy = store.gauge(p + 'membership_healthy', clusterProm('membership_healthy', labels));
+    this.membership_change = store.counter(p + 'membership_change', clusterProm('membership_change', labels));
     this.ssl_handshake = store.counter(p + 'ssl.handshake');
     this.ssl_connection_error = store.counter(p + 'ssl.connection_error');
     this.ssl_fail_verify_error = store.counter(p + 'ssl.fail_verify_error');
