@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import tls from 'node:tls';
 import type { DownstreamTls } from '../../config/compile/snapshot';
+import { fileStamp, RECHECK_MS } from './file-stamp';
 
 interface Entry {
   context: tls.SecureContext;
@@ -14,9 +15,6 @@ interface Entry {
   stamp: string;
   checkedAt: number;
 }
-
-/** How often (ms) a context's files are stat()ed for changes; a coarse clock, not per connection. */
-const RECHECK_MS = 1000;
 
 export class ServerTlsContexts {
   private readonly entries = new Map<string, Entry>();
@@ -26,7 +24,7 @@ export class ServerTlsContexts {
     const key = t.certFile + '\0' + t.keyFile + '\0' + (t.caFile ?? '') + '\0' + t.minVersion + '\0' + t.maxVersion + '\0' + (t.cipherSuites ?? []).join(':');
     const e = this.entries.get(key);
     if (e !== undefined && now - e.checkedAt < RECHECK_MS) return e.context;
-    const stamp = stampOf(t);
+    const stamp = fileStamp([t.certFile, t.keyFile, t.caFile]);
     if (e !== undefined && e.stamp === stamp) {
       e.checkedAt = now;
       return e.context;
@@ -46,16 +44,4 @@ export class ServerTlsContexts {
     this.entries.set(key, { context, stamp, checkedAt: now });
     return context;
   }
-}
-
-function stampOf(t: DownstreamTls): string {
-  const files = [t.certFile, t.keyFile, t.caFile].filter((f): f is string => f !== null);
-  return files.map((f) => {
-    try {
-      const s = fs.statSync(f);
-      return s.mtimeMs + ':' + s.size + ':' + s.ino;
-    } catch {
-      return 'missing';
-    }
-  }).join('|');
 }
