@@ -11,7 +11,7 @@
 //
 // Every address is in 198.18.0.0/15 and nothing is resolved or connected to.
 //
-//   node dist/bench/config-scale.js     HOSTS=10000 REPS=1 RELOAD_HOSTS=1000 PROFILE_HOSTS=2000; JSON on stdout
+//   node dist/bench/config-scale.js     HOSTS=10000 REPS=1 RELOAD_HOSTS=10000 PROFILE_HOSTS=2000; JSON on stdout
 // Also run by `npm run bench` (ONLY=config-scale).
 
 import fs from 'node:fs';
@@ -211,10 +211,10 @@ async function measureReload(text: string, changed: string): Promise<{ blockedMa
 export async function runConfigScale(): Promise<ConfigScaleResult> {
   const hosts = Number(process.env.HOSTS ?? 10_000);
   const reps = Number(process.env.REPS ?? 1);
-  // The reload and the profile run at smaller sizes so the suite stays inside its 10 minutes even
-  // where a 10k compile takes minutes; the reload's block is compared with load + compile at the
-  // same size, which is what "no more than one compile" means.
-  const reloadHosts = Math.min(hosts, Number(process.env.RELOAD_HOSTS ?? 1000));
+  // The reload runs at full size (the issue's 10,000: about a minute with the boot it needs); the
+  // profile at a smaller one. The reload's block is compared with load + compile at the same size,
+  // which is what "no more than one compile" means.
+  const reloadHosts = Math.min(hosts, Number(process.env.RELOAD_HOSTS ?? hosts));
   const profileHosts = Math.min(hosts, Number(process.env.PROFILE_HOSTS ?? 2000));
   const text = scaleYaml(hosts);
   const loads: number[] = [];
