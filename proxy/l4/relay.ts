@@ -29,6 +29,7 @@
 
 import type net from 'node:net';
 import tls from 'node:tls';
+import { slotOf } from '../socket-slot';
 import type { UpstreamReader, UpstreamSink } from './upstream-reader';
 
 export interface RelayHooks { onClose(r: RelayResult): void }
@@ -88,8 +89,8 @@ export class Relay implements UpstreamSink {
 
   start(head: Buffer | null): void {
     const { down, up } = this;
-    (down as RelaySocket)[kRelay] = this;
-    (up as RelaySocket)[kRelay] = this;
+    slotOf(down).relay = this;
+    slotOf(up).relay = this;
     down.on('data', onDownData);
     down.on('drain', onDownDrain);
     down.on('end', onDownEnd);
@@ -242,22 +243,17 @@ export class Relay implements UpstreamSink {
   }
 }
 
-// Socket event handlers are shared by every relay (no closures per connection: an idle proxied
-// connection's memory is a target); each socket points at its relay, and an EventEmitter calls a
-// listener with the socket as `this`.
-const kRelay = Symbol('sluice.relay');
-type RelaySocket = net.Socket & { [kRelay]?: Relay };
-
-function onDownData(this: RelaySocket, chunk: Buffer): void { this[kRelay]!.downData(chunk); }
-function onUpData(this: RelaySocket, chunk: Buffer): void { this[kRelay]!.upData(chunk); }
-function onDownDrain(this: RelaySocket): void { this[kRelay]!.downDrain(); }
-function onUpDrain(this: RelaySocket): void { this[kRelay]!.upDrain(); }
-function onDownEnd(this: RelaySocket): void { this[kRelay]!.downEnd(); }
-function onUpEnd(this: RelaySocket): void { this[kRelay]!.upEnd(); }
-function onDownError(this: RelaySocket, err: Error): void { this[kRelay]!.downError(err); }
-function onUpError(this: RelaySocket, err: Error): void { this[kRelay]!.upError(err); }
-function onDownClose(this: RelaySocket): void { this[kRelay]!.downClose(); }
-function onUpClose(this: RelaySocket): void { this[kRelay]!.upClose(); }
+// Socket event handlers shared by every relay (socket-slot.ts says why): `this` is the socket.
+function onDownData(this: net.Socket, chunk: Buffer): void { slotOf(this).relay!.downData(chunk); }
+function onUpData(this: net.Socket, chunk: Buffer): void { slotOf(this).relay!.upData(chunk); }
+function onDownDrain(this: net.Socket): void { slotOf(this).relay!.downDrain(); }
+function onUpDrain(this: net.Socket): void { slotOf(this).relay!.upDrain(); }
+function onDownEnd(this: net.Socket): void { slotOf(this).relay!.downEnd(); }
+function onUpEnd(this: net.Socket): void { slotOf(this).relay!.upEnd(); }
+function onDownError(this: net.Socket, err: Error): void { slotOf(this).relay!.downError(err); }
+function onUpError(this: net.Socket, err: Error): void { slotOf(this).relay!.upError(err); }
+function onDownClose(this: net.Socket): void { slotOf(this).relay!.downClose(); }
+function onUpClose(this: net.Socket): void { slotOf(this).relay!.upClose(); }
 
 /**
  * Relay bytes both ways until both sides are closed. `head` (bytes already read from the

@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import type { TcpProxy } from '../../config/compile/snapshot';
 import { findTcpRoute, pickCluster } from '../../config/compile/lookup';
 import type { ProxyContext } from '../context';
+import { slotOf } from '../socket-slot';
 import { ProxyErrorCode, rescueFor, type ProxyError } from '../errors';
 import { recordFor, type AccessLogRecord } from '../observe/access-log-record';
 import type { TcpStats } from '../observe/stats';
@@ -82,19 +83,16 @@ function connectAndRelay(ctx: ProxyContext, downstream: net.Socket, head: Buffer
   // cluster's socket is read by the TLS layer.
   const reader = cluster.originatesTls ? null : new UpstreamReader();
   const session = new TcpSession(ctx, downstream, head, record, stats, host, cluster.config.idleTimeoutMs, reader);
-  (downstream as SessionSocket)[kSession] = session;
+  slotOf(downstream).session = session;
   downstream.on('close', onEarlyClose);
   // Accept paths attach one for the socket's life; a TLS-terminated socket may not have one yet.
   if (downstream.listenerCount('error') === 0) downstream.on('error', noop);
   cluster.connect(host, info.sni, session.onConnected, reader === null ? null : reader.onread);
 }
 
-const kSession = Symbol('sluice.tcpSession');
-type SessionSocket = net.Socket & { [kSession]?: TcpSession };
-
 /** The downstream closed while its upstream connection was still being opened. */
-function onEarlyClose(this: SessionSocket): void {
-  this[kSession]!.downstreamGone = true;
+function onEarlyClose(this: net.Socket): void {
+  slotOf(this).session!.downstreamGone = true;
 }
 
 function onIdleCheck(session: TcpSession): void {
@@ -106,7 +104,7 @@ function onIdleCheck(session: TcpSession): void {
  * closure per connection (the connect callback), nothing per chunk. The host counts it as an active
  * request from the pick until the end, so LEAST_REQUEST sees TCP load (and in-flight connects) too.
  */
-class TcpSession implements RelayHooks {
+export class TcpSession implements RelayHooks {
   readonly onConnected: (err: ProxyError | null, upstream: net.Socket | null) => void;
   downstreamGone = false;
   private relay: Relay | null = null;

@@ -4,18 +4,16 @@
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ListenerStats } from '../observe/stats';
+import { slotOf } from '../socket-slot';
 
-const kTracked = Symbol('sluice.downstreamTracked');
-type TrackedSocket = net.Socket & { [kTracked]?: Tracked };
-
-class Tracked {
+export class TrackedDownstream {
   constructor(readonly stats: ListenerStats, readonly start: number) {}
 }
 
-// One shared 'close' listener ('on': close fires once, and once() allocates a wrapper), the
-// per-connection state hangs off the socket: no closure per accepted connection.
-function onClose(this: TrackedSocket): void {
-  const t = this[kTracked]!;
+// One shared 'close' listener ('on': close fires once, and once() allocates a wrapper); the
+// per-connection state is in the socket's slot (socket-slot.ts): no closure per accepted connection.
+function onClose(this: net.Socket): void {
+  const t = slotOf(this).tracked!;
   t.stats.downstream_cx_active.dec();
   t.stats.downstream_cx_destroy.inc();
   t.stats.downstream_cx_length_ms.record(performance.now() - t.start);
@@ -24,7 +22,7 @@ function onClose(this: TrackedSocket): void {
 export function trackDownstream(socket: net.Socket, stats: ListenerStats): void {
   stats.downstream_cx_total.inc();
   stats.downstream_cx_active.inc();
-  (socket as TrackedSocket)[kTracked] = new Tracked(stats, performance.now());
+  slotOf(socket).tracked = new TrackedDownstream(stats, performance.now());
   socket.on('close', onClose);
 }
 

@@ -11,6 +11,7 @@ import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { ProxyError, ProxyErrorCode, connectErrorCode } from '../errors';
 import type { ClusterStats } from '../observe/stats';
+import { slotOf } from '../socket-slot';
 import type { UpstreamHost } from './host';
 
 export interface TlsOrigination {
@@ -40,7 +41,7 @@ const PEER_VERDICT_MAX_MS = 250;
 export type ConnectCallback = (err: ProxyError | null, socket: net.Socket | null) => void;
 
 /** Per-connection bookkeeping, one object, fields set in the constructor (no closures per chunk). */
-class UpstreamConnection {
+export class UpstreamConnection {
   readonly stats: ClusterStats;
   readonly host: UpstreamHost;
   readonly startHr: number;
@@ -93,19 +94,16 @@ class UpstreamConnection {
   }
 }
 
-// Socket and timer handlers are shared by every connection (no closures per connection): each
-// socket points at its UpstreamConnection, and an EventEmitter calls a listener with the socket as
-// `this`.
-const kConnection = Symbol('sluice.upstreamConnection');
-type OwnedSocket = net.Socket & { [kConnection]?: UpstreamConnection };
+// Socket and timer handlers are shared by every connection (socket-slot.ts says why): a socket
+// listener gets the socket as `this` and finds its UpstreamConnection in the socket's slot.
 
 function onConnectTimeout(conn: UpstreamConnection): void {
   conn.timer = null;
   conn.fail(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT, `connect to ${conn.host.key} timed out`, { transportReason: 'connection_timeout' }));
 }
 
-function onTcpError(this: OwnedSocket, err: NodeJS.ErrnoException): void {
-  const conn = this[kConnection]!;
+function onTcpError(this: net.Socket, err: NodeJS.ErrnoException): void {
+  const conn = slotOf(this).connection!;
   if (conn.cb !== null) {
     const code = connectErrorCode(err);
     const reason = code === ProxyErrorCode.UPSTREAM_TLS ? 'TLS_error:' + (err.code ?? err.message) : (err.code ?? err.message);
@@ -115,8 +113,8 @@ function onTcpError(this: OwnedSocket, err: NodeJS.ErrnoException): void {
   // After connect, errors are the owner's to handle (relay / HTTP pool); 'close' does the accounting.
 }
 
-function onTcpClose(this: OwnedSocket): void {
-  const conn = this[kConnection]!;
+function onTcpClose(this: net.Socket): void {
+  const conn = slotOf(this).connection!;
   const s = conn.stats;
   s.upstream_cx_active.dec();
   conn.host.counters.cx_active--;
@@ -129,8 +127,8 @@ function onTcpClose(this: OwnedSocket): void {
   if (conn.cb !== null) conn.fail(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT, `connection to ${conn.host.key} closed during connect`, { transportReason: 'connection_termination' }));
 }
 
-function onTcpConnect(this: OwnedSocket): void {
-  this[kConnection]!.ready();
+function onTcpConnect(this: net.Socket): void {
+  slotOf(this).connection!.ready();
 }
 
 /** Failures of our own check of the server's certificate (Node's X509 verification codes). */
@@ -144,8 +142,8 @@ function countTlsFailure(stats: ClusterStats, err: NodeJS.ErrnoException): void 
   else stats.ssl_connection_error.inc();
 }
 
-function onSecureConnect(this: OwnedSocket): void {
-  const conn = this[kConnection]!;
+function onSecureConnect(this: net.Socket): void {
+  const conn = slotOf(this).connection!;
   const s = conn.socket as tls.TLSSocket;
   conn.stats.ssl_handshake.inc();
   const reused = s.isSessionReused();
@@ -172,8 +170,8 @@ function onVerdict(conn: UpstreamConnection): void {
 }
 
 /** TLS 1.3 tickets arrive after the handshake (PERFORMANCE.md §5.2); keep the latest per SNI. */
-function onSession(this: OwnedSocket, session: Buffer): void {
-  const conn = this[kConnection]!;
+function onSession(this: net.Socket, session: Buffer): void {
+  const conn = slotOf(this).connection!;
   const t = conn.tls!;
   if (t.sessions.size > 1000) t.sessions.clear();
   t.sessions.set(conn.sessionKey, session);
@@ -186,8 +184,8 @@ function onSession(this: OwnedSocket, session: Buffer): void {
   }
 }
 
-function onTlsError(this: OwnedSocket, err: NodeJS.ErrnoException): void {
-  const conn = this[kConnection]!;
+function onTlsError(this: net.Socket, err: NodeJS.ErrnoException): void {
+  const conn = slotOf(this).connection!;
   if (conn.cb === null) return;
   countTlsFailure(conn.stats, err);
   conn.fail(new ProxyError(ProxyErrorCode.UPSTREAM_TLS, `TLS handshake with ${conn.host.key} failed: ${err.message}`, { cause: err, transportReason: 'TLS_error:' + (err.code ?? err.message) }));
@@ -219,7 +217,7 @@ export function connectUpstream(stats: ClusterStats, host: UpstreamHost, opts: C
     : net.connect({ host: host.address, port: host.port, noDelay: true, allowHalfOpen: true, onread });
   if (opts.keepalive !== null) tcp.setKeepAlive(true, opts.keepalive.timeMs);
   const conn = new UpstreamConnection(stats, host, tcp, cb);
-  (tcp as OwnedSocket)[kConnection] = conn;
+  slotOf(tcp).connection = conn;
   // 'on', not 'once': these fire at most once, and once() allocates a wrapper per listener.
   tcp.on('close', onTcpClose);
   tcp.on('error', onTcpError);
@@ -243,7 +241,7 @@ export function connectUpstream(stats: ClusterStats, host: UpstreamHost, opts: C
   if (t.checkServerIdentity !== undefined) options.checkServerIdentity = t.checkServerIdentity;
   const secure = tls.connect(options);
   conn.socket = secure;
-  (secure as OwnedSocket)[kConnection] = conn;
+  slotOf(secure).connection = conn;
   secure.on('secureConnect', onSecureConnect);
   secure.on('error', onTlsError);
   secure.on('session', onSession);
