@@ -143,8 +143,13 @@ export async function startNodeRelay(u: UpstreamTargets): Promise<Peer> {
   const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
   const out = collect(child);
   await waitAll(child, out, ports, 'node-relay');
+  return ipcPeer('node-relay', child, ports);
+}
+
+/** A Node peer run with the cpu-ipc.js preload: CPU over IPC, RSS from /proc, SIGTERM to stop (so --cpu-prof writes its profile). */
+function ipcPeer(name: PeerName, child: ChildProcess, ports: FrontPorts): Peer {
   return {
-    name: 'node-relay', pid: child.pid!, ports,
+    name, pid: child.pid!, ports,
     async cpuSeconds() {
       const reply = once(child, 'message') as Promise<[{ cpuUs: number }]>;
       child.send('usage');
@@ -278,18 +283,7 @@ export async function startSluice(dir: string, u: UpstreamTargets, o: SluiceStar
   const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: { ...process.env, SLUICE_LOG_LEVEL: 'warn' } });
   const out = collect(child);
   await waitAll(child, out, ports, 'sluice');
-  return {
-    name: 'sluice', pid: child.pid!, ports,
-    async cpuSeconds() {
-      const reply = once(child, 'message') as Promise<[{ cpuUs: number }]>;
-      child.send('usage');
-      const [m] = await reply;
-      return m.cpuUs / 1e6;
-    },
-    rssBytes: () => procRssBytes(child.pid!),
-    // SIGTERM: sluice drains and exits normally, so --cpu-prof writes its profile.
-    stop: () => stopChild(child),
-  };
+  return ipcPeer('sluice', child, ports);
 }
 
 // ------------------------------------------------------------------ HAProxy

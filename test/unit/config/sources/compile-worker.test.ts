@@ -11,39 +11,11 @@ import { CompileWorker, type CompileReply } from '../../../../config/sources/com
 import { compile, type CompileOptions } from '../../../../config/compile/index';
 import { loadPaths } from '../../../../config/resources/load';
 import { findListener, findVirtualHost, selectChain } from '../../../../config/compile/lookup';
+import { sameShape } from '../../../helpers/same-graph';
 
 const SAMPLES = path.join(__dirname, '../../../../../config/samples');
 const SIDECAR: CompileOptions = { role: 'sidecar', namespace: 'default', labels: { app: 'sleep' }, outboundPolicy: 'ALLOW_ANY', certsDir: '/etc/certs' };
 const GATEWAY: CompileOptions = { role: 'gateway', namespace: 'istio-system', labels: { istio: 'egressgateway' }, outboundPolicy: 'ALLOW_ANY', certsDir: '/etc/certs' };
-
-/** Walks both graphs in step: anything but an identical shape is reported with its path. */
-function sameShape(a: unknown, b: unknown, at: string, out: string[]): void {
-  if (out.length > 5) return;
-  if (typeof a !== typeof b) return void out.push(`${at}: ${typeof a} vs ${typeof b}`);
-  if (a === null || typeof a !== 'object') {
-    if (!Object.is(a, b)) out.push(`${at}: ${String(a)} vs ${String(b)}`);
-    return;
-  }
-  const o = b as object;
-  if (o === null) return void out.push(`${at}: object vs null`);
-  if (Object.getPrototypeOf(a) !== Object.getPrototypeOf(o)) return void out.push(`${at}: prototypes differ`);
-  if (Object.isFrozen(a) !== Object.isFrozen(o)) out.push(`${at}: frozen ${Object.isFrozen(a)} vs ${Object.isFrozen(o)}`);
-  if (a instanceof RegExp) {
-    if (a.source !== (o as RegExp).source || a.flags !== (o as RegExp).flags) out.push(`${at}: regex ${a} vs ${String(o)}`);
-    return;
-  }
-  if (a instanceof Map || a instanceof Set) {
-    const ea = [...a.entries()];
-    const eb = [...(o as Map<unknown, unknown>).entries()];
-    if (ea.length !== eb.length) return void out.push(`${at}: size ${ea.length} vs ${eb.length}`);
-    ea.forEach((e, i) => sameShape(e, eb[i], `${at}{${i}}`, out));
-    return;
-  }
-  const ka = Object.keys(a);
-  const kb = Object.keys(o);
-  if (ka.join(',') !== kb.join(',')) return void out.push(`${at}: keys ${ka.join(',')} vs ${kb.join(',')}`);
-  for (const k of ka) sameShape((a as Record<string, unknown>)[k], (o as Record<string, unknown>)[k], `${at}.${k}`, out);
-}
 
 function tempConfig(t: { teardown(fn: () => void): void }, files: Record<string, string>): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-compile-worker-'));
