@@ -7,22 +7,15 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { MessageChannel } from 'node:worker_threads';
-import { CompileWorker, type CompileReply } from '../../../../config/sources/compile-worker';
+import { CompileWorker } from '../../../../config/sources/compile-worker';
 import { receivePieces, splitGraph } from '../../../../config/sources/snapshot-pieces';
-import { compile, type CompileOptions } from '../../../../config/compile/index';
+import { compile } from '../../../../config/compile/index';
 import { loadPaths } from '../../../../config/resources/load';
 import { findListener } from '../../../../config/compile/lookup';
 import { scaleYaml } from '../../../../bench/config-scale';
+import { SAMPLES, SIDECAR, GATEWAY, built } from '../../../helpers/seed-samples';
 import { sameShape, sameSharing } from '../../../helpers/same-graph';
 
-const SAMPLES = path.join(__dirname, '../../../../../config/samples');
-const SIDECAR: CompileOptions = { role: 'sidecar', namespace: 'default', labels: { app: 'sleep' }, outboundPolicy: 'ALLOW_ANY', certsDir: '/etc/certs' };
-const GATEWAY: CompileOptions = { role: 'gateway', namespace: 'istio-system', labels: { istio: 'egressgateway' }, outboundPolicy: 'ALLOW_ANY', certsDir: '/etc/certs' };
-
-function built(r: CompileReply): Extract<CompileReply, { kind: 'built' }> {
-  if (r.kind !== 'built') throw new Error(`expected a built reply, got ${r.kind}${r.kind === 'failed' ? ': ' + r.message : ''}`);
-  return r;
-}
 
 t.test('tiny pieces, taken one per turn: every seed sample arrives as the in-thread compile', async (t) => {
   const worker = new CompileWorker({ pieceBytes: 32, sliceMs: 0 });

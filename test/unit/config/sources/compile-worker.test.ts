@@ -7,26 +7,19 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CompileWorker, type CompileReply } from '../../../../config/sources/compile-worker';
-import { compile, type CompileOptions } from '../../../../config/compile/index';
+import { CompileWorker } from '../../../../config/sources/compile-worker';
+import { compile } from '../../../../config/compile/index';
 import { loadPaths } from '../../../../config/resources/load';
 import { findListener, findVirtualHost, selectChain } from '../../../../config/compile/lookup';
+import { SAMPLES, SIDECAR, GATEWAY, built } from '../../../helpers/seed-samples';
 import { sameShape } from '../../../helpers/same-graph';
 
-const SAMPLES = path.join(__dirname, '../../../../../config/samples');
-const SIDECAR: CompileOptions = { role: 'sidecar', namespace: 'default', labels: { app: 'sleep' }, outboundPolicy: 'ALLOW_ANY', certsDir: '/etc/certs' };
-const GATEWAY: CompileOptions = { role: 'gateway', namespace: 'istio-system', labels: { istio: 'egressgateway' }, outboundPolicy: 'ALLOW_ANY', certsDir: '/etc/certs' };
 
 function tempConfig(t: { teardown(fn: () => void): void }, files: Record<string, string>): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-compile-worker-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
   return dir;
-}
-
-function built(r: CompileReply): Extract<CompileReply, { kind: 'built' }> {
-  if (r.kind !== 'built') throw new Error(`expected a built reply, got ${r.kind}${r.kind === 'failed' ? ': ' + r.message : ''}`);
-  return r;
 }
 
 t.test('off-thread snapshots equal the in-thread compile for every seed sample, sidecar and gateway', async (t) => {

@@ -9,15 +9,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import { Assembler, NodeKind, splitGraph, type Piece } from '../../../../config/sources/snapshot-pieces';
-import { compile, type CompileOptions } from '../../../../config/compile/index';
+import { compile } from '../../../../config/compile/index';
 import { refreeze } from '../../../../config/compile/freeze';
 import { loadPaths, loadText } from '../../../../config/resources/load';
 import { scaleYaml } from '../../../../bench/config-scale';
+import { SAMPLES, SIDECAR, GATEWAY } from '../../../helpers/seed-samples';
 import { sameShape, sameSharing } from '../../../helpers/same-graph';
 
-const SAMPLES = path.join(__dirname, '../../../../../config/samples');
-const SIDECAR: CompileOptions = { role: 'sidecar', namespace: 'default', labels: { app: 'sleep' }, outboundPolicy: 'ALLOW_ANY', certsDir: '/etc/certs' };
-const GATEWAY: CompileOptions = { role: 'gateway', namespace: 'istio-system', labels: { istio: 'egressgateway' }, outboundPolicy: 'ALLOW_ANY', certsDir: '/etc/certs' };
 
 /** Split, send each piece through a real structured clone, assemble. */
 function roundTrip(root: unknown, pieceBytes: number): { got: unknown; raw: boolean; pieces: number; kinds: Set<NodeKind> } {
