@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type tls from 'node:tls';
 import t from 'tap';
-import { freePort, startTestRuntime } from '../../../helpers/gateway';
+import { freePort, oneUpstreamConfig, startTestRuntime } from '../../../helpers/gateway';
 import { makeCa, makeLeaf, type CertFiles } from '../../../e2e/harness/certs';
 import { buildTlsOrigination } from '../../../../proxy/tls/origination';
 import type { Cluster } from '../../../../config/compile/snapshot';
@@ -44,40 +44,16 @@ async function mtlsUpstream(t: { teardown(fn: () => unknown): void }, server: Ce
   return (s.address() as net.AddressInfo).port;
 }
 
+/** The shared "gateway in front of one upstream" config, the upstream reached with MUTUAL origination. */
 function config(gwPort: number, upstreamPort: number, certFile: string, keyFile: string): string {
-  return `
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw, namespace: istio-system }
-spec:
-  selector: { istio: egressgateway }
-  servers: [{ port: { number: ${gwPort}, name: http, protocol: HTTP }, hosts: [upstream.test] }]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: upstream, namespace: istio-system }
-spec:
-  hosts: [upstream.test]
-  ports: [{ number: ${upstreamPort}, name: http, protocol: HTTP }]
-  resolution: STATIC
-  endpoints: [{ address: 127.0.0.1 }]
----
+  return oneUpstreamConfig({ gwPort, upstreamPort }) + `---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
-metadata: { name: upstream, namespace: istio-system }
+metadata: { name: up, namespace: default }
 spec:
-  host: upstream.test
+  host: up.example
   trafficPolicy:
     tls: { mode: MUTUAL, sni: upstream.test, caCertificates: ${ca.certFile}, clientCertificate: ${certFile}, privateKey: ${keyFile} }
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: routes, namespace: istio-system }
-spec:
-  hosts: [upstream.test]
-  gateways: [gw]
-  http:
-  - route: [{ destination: { host: upstream.test, port: { number: ${upstreamPort} } } }]
 `;
 }
 
@@ -91,7 +67,7 @@ function get(port: number): Promise<{ status: number; body: string }> {
       resolve({ status, body: data.slice(data.indexOf('\r\n\r\n') + 4) });
     });
     c.on('error', reject);
-    c.write('GET / HTTP/1.1\r\nhost: upstream.test\r\nconnection: close\r\n\r\n');
+    c.write('GET / HTTP/1.1\r\nhost: up.example\r\nconnection: close\r\n\r\n');
   });
 }
 
