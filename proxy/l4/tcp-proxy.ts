@@ -16,6 +16,7 @@ import type { OriginalDestination } from '../upstream/cluster';
 import type { UpstreamHost } from '../upstream/host';
 import { relay, type Relay, type RelayHooks, type RelayResult } from './relay';
 import { UpstreamReader } from './upstream-reader';
+import { unwatchIdle, watchIdle, type IdleWatched } from './idle-sweep';
 
 /** What the listener learnt about a downstream connection. */
 export interface L4Info {
@@ -95,20 +96,16 @@ function onEarlyClose(this: net.Socket): void {
   slotOf(this).session!.downstreamGone = true;
 }
 
-function onIdleCheck(session: TcpSession): void {
-  session.idleCheck();
-}
-
 /**
  * One proxied connection from connect to the access-log line; it is also the relay's hooks. One
  * closure per connection (the connect callback), nothing per chunk. The host counts it as an active
  * request from the pick until the end, so LEAST_REQUEST sees TCP load (and in-flight connects) too.
  */
-export class TcpSession implements RelayHooks {
+export class TcpSession implements RelayHooks, IdleWatched {
   readonly onConnected: (err: ProxyError | null, upstream: net.Socket | null) => void;
   downstreamGone = false;
   private relay: Relay | null = null;
-  private idleTimer: NodeJS.Timeout | null = null;
+  private idleWatched = false;
   private lastActivity = 0;
   private lastActivityAt = 0;
 
@@ -150,47 +147,41 @@ export class TcpSession implements RelayHooks {
     this.relay = relay(downstream, upstream, this.head, this, this.reader);
     if (this.idleTimeoutMs > 0 && this.relay !== null) {
       this.lastActivityAt = performance.now();
-      this.idleTimer = setTimeout(onIdleCheck, idleCheckPeriod(this.idleTimeoutMs), this);
-      this.idleTimer.unref();
+      this.idleWatched = true;
+      watchIdle(this, this.idleTimeoutMs);
     }
   }
 
   /**
-   * tcp_proxy idle_timeout: no byte either way for idleTimeoutMs closes both sides. Checked every
-   * quarter of the timeout against the relay's byte counts (no timer work per chunk), so the
-   * connection closes between T and 1.25 T of silence.
+   * tcp_proxy idle_timeout: no byte either way for idleTimeoutMs closes both sides. The shared
+   * sweep (idle-sweep.ts) asks every quarter of the timeout; the relay's byte counts say whether
+   * anything moved (no timer work per chunk).
    */
-  idleCheck(): void {
+  idleCheck(now: number): boolean {
     const r = this.relay;
-    if (r === null) return;
+    if (r === null) return true;
     const activity = r.bytesFromDownstream + r.bytesFromUpstream;
-    const now = performance.now();
     if (activity !== this.lastActivity) {
       this.lastActivity = activity;
       this.lastActivityAt = now;
-    } else if (now - this.lastActivityAt >= this.idleTimeoutMs) {
-      this.idleTimer = null;
-      this.stats.idle_timeout.inc();
-      this.record.connectionTerminationDetails = 'tcp_proxy_idle_timeout';
-      r.abort();
-      return;
+      return false;
     }
-    this.idleTimer = setTimeout(onIdleCheck, idleCheckPeriod(this.idleTimeoutMs), this);
-    this.idleTimer.unref();
+    if (now - this.lastActivityAt < this.idleTimeoutMs) return false;
+    this.idleWatched = false;
+    this.stats.idle_timeout.inc();
+    this.record.connectionTerminationDetails = 'tcp_proxy_idle_timeout';
+    r.abort();
+    return true;
   }
 
   /** RelayHooks: both sockets closed. */
   onClose(r: RelayResult): void {
-    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
-    this.idleTimer = null;
+    if (this.idleWatched) unwatchIdle(this, this.idleTimeoutMs);
+    this.idleWatched = false;
     this.relay = null;
     this.host.counters.rq_active--;
     finishRelay(this.ctx, this.record, this.stats, this.host, r);
   }
-}
-
-function idleCheckPeriod(idleTimeoutMs: number): number {
-  return Math.max(1, Math.ceil(idleTimeoutMs / 4));
 }
 
 function finishRelay(ctx: ProxyContext, record: AccessLogRecord, stats: TcpStats, host: UpstreamHost, r: RelayResult): void {

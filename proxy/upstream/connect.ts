@@ -67,7 +67,7 @@ export class UpstreamConnection {
   }
 
   fail(err: ProxyError): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.clearTimer();
     const cb = this.cb;
     this.cb = null;
     if (cb === null) return;
@@ -82,8 +82,15 @@ export class UpstreamConnection {
     cb(err, null);
   }
 
+  /** A cleared Timeout still referenced from here would stay in memory for the connection's life. */
+  private clearTimer(): void {
+    if (this.timer === null) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+  }
+
   ready(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.clearTimer();
     const cb = this.cb;
     this.cb = null;
     if (cb === null) return;

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import t from 'tap';
 import { freePort, startTestRuntime, type TestGateway } from '../../../helpers/gateway';
+import { watchedCount } from '../../../../proxy/l4/idle-sweep';
 
 interface Upstream {
   readonly port: number;
@@ -332,4 +333,50 @@ spec:
   await waitFor(async () => (await gw.lines()).some((l) => l.includes('idle.test')), 'the access-log line');
   const line = (await gw.lines()).find((l) => l.includes('idle.test'))!;
   t.match(line, /"- - -" 0 - - tcp_proxy_idle_timeout "-" 5 7 \d+ /, 'logged: termination details, 5 bytes in, 7 out');
+});
+
+t.test('one idle sweep serves many relays: the silent one closes, the busy one stays, both leave the sweep', async (t) => {
+  const u = await upstream(t, 'u');
+  const port = await freePort();
+  const gw: TestGateway = await startTestRuntime(t, gatewayYaml(port, `
+${staticService('sweep.test', `  - address: 127.0.0.1\n    ports: { tcp-main: ${u.port} }`)}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: sweep }
+spec:
+  host: sweep.test
+  trafficPolicy: { connectionPool: { tcp: { idleTimeout: 1s } } }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: sweep }
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  tcp:
+  - route: [{ destination: { host: sweep.test, port: { number: 9000 } } }]
+`));
+  const open = async (): Promise<net.Socket> => {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    await new Promise<void>((r) => s.once('data', () => r()));
+    return s;
+  };
+  const silent = await open();
+  const busy = await open();
+  t.equal(watchedCount(), 2, 'both relays are watched by the sweep');
+  // The busy one echoes a byte every 50 ms: far inside its 1 s timeout.
+  const ping = setInterval(() => busy.write('.'), 50);
+  t.teardown(() => clearInterval(ping));
+  await new Promise<void>((r) => silent.once('close', () => r()));
+  t.equal(gw.stat('tcp.outbound|9000||sweep.test.idle_timeout'), 1, 'the silent relay timed out');
+  // One more full timeout: a sweep that treated every member alike would close the busy one too.
+  await new Promise((r) => setTimeout(r, 1300));
+  t.notOk(busy.destroyed, 'the busy relay is still open');
+  clearInterval(ping);
+  await waitFor(() => watchedCount() === 1, 'the timed-out relay to leave the sweep');
+  busy.destroy();
+  await waitFor(() => watchedCount() === 0, 'the closed relay to leave the sweep');
+  t.equal(gw.stat('tcp.outbound|9000||sweep.test.idle_timeout'), 1, 'still one idle timeout');
 });
