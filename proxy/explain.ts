@@ -286,7 +286,7 @@ function describeCluster(snap: Snapshot, name: string, weight: string, t: Trace,
 
 function explainTcp(snap: Snapshot, chain: FilterChain, filter: TcpProxy, dstIp: string, sni: string | null, port: number, t: Trace, live: LiveClusters | undefined): void {
   t.line('tcp', `tcp_proxy, stats tcp.${filter.statPrefix}.`);
-  const route = findTcpRoute(filter.routes, dstIp, '0.0.0.0', sni);
+  const route = findTcpRoute(filter.routes, { dstIp, remoteIp: '0.0.0.0', sni });
   if (route === null) {
     t.line('route', `none of ${filter.routes.length} TCP/TLS route(s) matches`);
     const cause = tlsModeMismatchCause(snap, chain, port)

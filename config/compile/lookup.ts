@@ -262,12 +262,23 @@ export function explainRoute(vh: VirtualHost, req: RequestView): RouteExplanatio
 
 // ------------------------------------------------------------------ L4
 
-export function findTcpRoute(routes: readonly TcpRoute[], dstIp: string, srcIp: string, sni: string | null): TcpRoute | null {
+/**
+ * What a TCP route matches on. The proxy passes the connection itself, whose addresses may cost a
+ * syscall on first read (proxy/listener/socket-addresses.ts): each is read only by a route that
+ * matches on it.
+ */
+export interface TcpRouteInput {
+  readonly dstIp: string;
+  readonly remoteIp: string;
+  readonly sni: string | null;
+}
+
+export function findTcpRoute(routes: readonly TcpRoute[], c: TcpRouteInput): TcpRoute | null {
   for (let i = 0; i < routes.length; i++) {
     const m = routes[i]!.match;
-    if (m.destinationPrefixes !== null && !anyPrefix(m.destinationPrefixes, dstIp)) continue;
-    if (m.sourcePrefixes !== null && !anyPrefix(m.sourcePrefixes, srcIp)) continue;
-    if (m.serverNames !== null && (sni === null || !hostSetMatches(m.serverNames as HostSet, sni))) continue;
+    if (m.destinationPrefixes !== null && !anyPrefix(m.destinationPrefixes, c.dstIp)) continue;
+    if (m.sourcePrefixes !== null && !anyPrefix(m.sourcePrefixes, c.remoteIp)) continue;
+    if (m.serverNames !== null && (c.sni === null || !hostSetMatches(m.serverNames as HostSet, c.sni))) continue;
     return routes[i]!;
   }
   return null;

@@ -13,12 +13,16 @@ import { ProxyErrorCode, rescueFor, type ProxyError } from '../errors';
 import { recordFor, type AccessLogRecord } from '../observe/access-log-record';
 import type { TcpStats } from '../observe/stats';
 import type { OriginalDestination } from '../upstream/cluster';
+import type { PickContext } from '../upstream/lb';
 import type { UpstreamHost } from '../upstream/host';
 import { relay, type Relay, type RelayHooks, type RelayResult } from './relay';
 import { UpstreamReader } from './upstream-reader';
 import { unwatchIdle, watchIdle, type IdleWatched } from './idle-sweep';
 
-/** What the listener learnt about a downstream connection. */
+/**
+ * What the listener learnt about a downstream connection. The address fields may be getters that
+ * ask the socket on first use (listener/socket-addresses.ts): read them only when needed.
+ */
 export interface L4Info {
   readonly originalDst: OriginalDestination | null;
   /** destination IP used for route matching (original dst, or the local address on gateways) */
@@ -26,20 +30,20 @@ export interface L4Info {
   readonly localAddress: string;
   readonly remoteIp: string;
   readonly remoteAddress: string;
-  readonly sni: string | null;
+  /** set by the dispatcher once the ClientHello (or the TLS handshake) has told it */
+  sni: string | null;
   /** DOWNSTREAM_PEER_URI_SAN on terminated mTLS (TLS ports with tcp: routes) */
-  readonly peerUriSan: string | null;
+  peerUriSan: string | null;
 }
 
 /** Route by the filter's TCP routes. */
 export function proxyTcp(ctx: ProxyContext, downstream: net.Socket, head: Buffer | null, filter: TcpProxy, info: L4Info): void {
   const stats = ctx.tcpStatsFor(filter.statPrefix);
   stats.downstream_cx_total.inc();
-  const route = findTcpRoute(filter.routes, info.dstIp, info.remoteIp, info.sni);
+  const route = findTcpRoute(filter.routes, info);
   if (route === null) {
     stats.downstream_cx_no_route.inc();
-    const record = recordFor(info);
-    failConnection(ctx, downstream, record, rescueFor(ProxyErrorCode.NO_ROUTE).flags, 'filter_chain_not_found');
+    failConnection(ctx, downstream, recordIfLogged(ctx, info), rescueFor(ProxyErrorCode.NO_ROUTE).flags, 'filter_chain_not_found');
     return;
   }
   connectAndRelay(ctx, downstream, head, pickCluster(route.clusters, Math.random()), stats, info, route.name);
@@ -53,31 +57,42 @@ export function proxyTcpToCluster(ctx: ProxyContext, downstream: net.Socket, hea
 }
 
 
-function failConnection(ctx: ProxyContext, downstream: net.Socket, record: AccessLogRecord, flags: string, details: string | null, transportReason: string | null = null): void {
+/**
+ * The connection's access-log record, or null when no sink reads records (`--access-log off`, no
+ * audit log): then neither the record nor the addresses it would copy are made.
+ */
+function recordIfLogged(ctx: ProxyContext, info: L4Info): AccessLogRecord | null {
+  return ctx.accessLog.enabled ? recordFor(info) : null;
+}
+
+function failConnection(ctx: ProxyContext, downstream: net.Socket, record: AccessLogRecord | null, flags: string, details: string | null, transportReason: string | null = null): void {
+  downstream.destroy();
+  if (record === null) return;
   record.addFlag(flags);
   record.connectionTerminationDetails = details;
   record.upstreamTransportFailureReason = transportReason;
   record.durationMs = Math.round(performance.now() - record.startHr);
-  downstream.destroy();
   ctx.accessLog.log(record);
 }
 
 function connectAndRelay(ctx: ProxyContext, downstream: net.Socket, head: Buffer | null, clusterName: string, stats: TcpStats, info: L4Info, routeName: string | null): void {
-  const record = recordFor(info);
-  record.upstreamCluster = clusterName;
-  record.routeName = routeName;
+  const record = recordIfLogged(ctx, info);
+  if (record !== null) {
+    record.upstreamCluster = clusterName;
+    record.routeName = routeName;
+  }
   const cluster = ctx.clusters.get(clusterName);
   if (cluster === undefined) {
     failConnection(ctx, downstream, record, 'NC', 'cluster_not_found');
     return;
   }
-  const host = cluster.pick({ sourceIp: info.remoteIp, hashValue: null }, info.originalDst);
+  const host = cluster.pick(new TcpPick(info), info.originalDst);
   if (host === null) {
     cluster.stats.upstream_cx_none_healthy.inc();
     failConnection(ctx, downstream, record, 'UH', null);
     return;
   }
-  record.upstreamHost = host.key;
+  if (record !== null) record.upstreamHost = host.key;
   // Hold downstream bytes while connecting; the relay resumes it.
   downstream.pause();
   // Plain TCP upstreams read into a per-connection buffer (no allocation per read); a TLS-originating
@@ -89,6 +104,15 @@ function connectAndRelay(ctx: ProxyContext, downstream: net.Socket, head: Buffer
   // Accept paths attach one for the socket's life; a TLS-terminated socket may not have one yet.
   if (downstream.listenerCount('error') === 0) downstream.on('error', noop);
   cluster.connect(host, info.sni, session.onConnected, reader === null ? null : reader.onread);
+}
+
+/** The load balancer's view of a TCP connection: the source IP is read only by a source-IP hash. */
+class TcpPick implements PickContext {
+  readonly hashValue = null;
+  constructor(private readonly info: L4Info) {}
+  get sourceIp(): string {
+    return this.info.remoteIp;
+  }
 }
 
 /** The downstream closed while its upstream connection was still being opened. */
@@ -113,7 +137,7 @@ export class TcpSession implements RelayHooks, IdleWatched {
     private readonly ctx: ProxyContext,
     private readonly downstream: net.Socket,
     private readonly head: Buffer | null,
-    private readonly record: AccessLogRecord,
+    private readonly record: AccessLogRecord | null,
     private readonly stats: TcpStats,
     private readonly host: UpstreamHost,
     private readonly idleTimeoutMs: number,
@@ -137,12 +161,13 @@ export class TcpSession implements RelayHooks, IdleWatched {
     if (this.downstreamGone) {
       this.host.counters.rq_active--;
       upstream.destroy();
+      if (record === null) return;
       record.addFlag('DC');
       record.durationMs = Math.round(performance.now() - record.startHr);
       ctx.accessLog.log(record);
       return;
     }
-    record.upstreamLocalAddress = upstream.localAddress === undefined ? null : formatAddress(upstream.localAddress, upstream.localPort ?? 0);
+    if (record !== null) record.upstreamLocalAddress = upstream.localAddress === undefined ? null : formatAddress(upstream.localAddress, upstream.localPort ?? 0);
     this.host.counters.rq_total++;
     this.relay = relay(downstream, upstream, this.head, this, this.reader);
     if (this.idleTimeoutMs > 0 && this.relay !== null) {
@@ -169,7 +194,7 @@ export class TcpSession implements RelayHooks, IdleWatched {
     if (now - this.lastActivityAt < this.idleTimeoutMs) return false;
     this.idleWatched = false;
     this.stats.idle_timeout.inc();
-    this.record.connectionTerminationDetails = 'tcp_proxy_idle_timeout';
+    if (this.record !== null) this.record.connectionTerminationDetails = 'tcp_proxy_idle_timeout';
     r.abort();
     return true;
   }
@@ -184,18 +209,16 @@ export class TcpSession implements RelayHooks, IdleWatched {
   }
 }
 
-function finishRelay(ctx: ProxyContext, record: AccessLogRecord, stats: TcpStats, host: UpstreamHost, r: RelayResult): void {
-  record.bytesReceived = r.bytesFromDownstream;
-  record.bytesSent = r.bytesFromUpstream;
+function finishRelay(ctx: ProxyContext, record: AccessLogRecord | null, stats: TcpStats, host: UpstreamHost, r: RelayResult): void {
   stats.downstream_cx_rx_bytes_total.add(r.bytesFromDownstream);
   stats.downstream_cx_tx_bytes_total.add(r.bytesFromUpstream);
-  if (r.error !== null) {
-    // Envoy: UC when the upstream reset the connection, DC when the downstream did.
-    record.addFlag(r.downstreamError ? 'DC' : 'UC');
-    host.counters.rq_error++;
-  } else {
-    host.counters.rq_success++;
-  }
+  if (r.error !== null) host.counters.rq_error++;
+  else host.counters.rq_success++;
+  if (record === null) return;
+  record.bytesReceived = r.bytesFromDownstream;
+  record.bytesSent = r.bytesFromUpstream;
+  // Envoy: UC when the upstream reset the connection, DC when the downstream did.
+  if (r.error !== null) record.addFlag(r.downstreamError ? 'DC' : 'UC');
   record.durationMs = Math.round(performance.now() - record.startHr);
   ctx.accessLog.log(record);
 }

@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { findListener } from '../../config/compile/lookup';
 import type { ProxyContext } from '../context';
 import { AccessLogRecord } from '../observe/access-log-record';
-import { proxyTcpToCluster } from '../l4/tcp-proxy';
+import { proxyTcpToCluster, type L4Info } from '../l4/tcp-proxy';
 import { dispatchConnection } from './dispatch';
 import { bareIp, formatSocketAddress, trackDownstream } from './connection-stats';
 import { getOriginalDst } from './original-dst';
@@ -73,11 +73,11 @@ export class CaptureListener {
     }
     const snapshot = ctx.snapshot;
     const localAddress = formatSocketAddress(od.address, od.port);
-    const l4 = { originalDst: { address: od.address, port: od.port }, dstIp: od.address, localAddress, remoteIp, remoteAddress };
+    const l4: L4Info = { originalDst: { address: od.address, port: od.port }, dstIp: od.address, localAddress, remoteIp, remoteAddress, sni: null, peerUriSan: null };
     const listener = findListener(snapshot, od.address, od.port);
     if (listener === null) {
       trackDownstream(socket, ctx.listenerStatsFor('0.0.0.0_' + this.port));
-      proxyTcpToCluster(ctx, socket, null, snapshot.catchAll.tcpCluster, { ...l4, sni: null, peerUriSan: null });
+      proxyTcpToCluster(ctx, socket, null, snapshot.catchAll.tcpCluster, l4);
       return;
     }
     const listenerStats = ctx.listenerStatsFor(listener.name);

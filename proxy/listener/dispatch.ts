@@ -6,7 +6,7 @@
 import type net from 'node:net';
 import type tls from 'node:tls';
 import type { FilterChain, Listener } from '../../config/compile/snapshot';
-import { selectChain } from '../../config/compile/lookup';
+import { selectChain, type ChainInput } from '../../config/compile/lookup';
 import type { ProxyContext } from '../context';
 import { recordFor } from '../observe/access-log-record';
 import type { ListenerStats } from '../observe/stats';
@@ -24,7 +24,8 @@ export interface AcceptedConnection {
   readonly socket: net.Socket;
   readonly listener: Listener;
   readonly listenerStats: ListenerStats;
-  readonly l4: Omit<L4Info, 'sni' | 'peerUriSan'>;
+  /** the addresses may be read lazily (socket-addresses.ts); sni/peerUriSan are set here once known */
+  readonly l4: L4Info;
   /** the one HTTP server of the runtime connections are emitted into */
   readonly httpServer: http.Server;
 }
@@ -33,7 +34,7 @@ export function dispatchConnection(ctx: ProxyContext, conn: AcceptedConnection):
   const { listener } = conn;
   const needsHttpSniff = listener.protocol === 'auto';
   if (!listener.needsTlsInspection && !needsHttpSniff) {
-    const chain = selectChain(listener, { isTls: false, sni: null, alpn: null, dstIp: conn.l4.dstIp });
+    const chain = selectChain(listener, new ChainQuery(conn.l4, false, null, null));
     runChain(ctx, conn, chain, null, null);
     return;
   }
@@ -44,7 +45,7 @@ export function dispatchConnection(ctx: ProxyContext, conn: AcceptedConnection):
       conn.socket.destroy();
       return;
     }
-    const chain = selectChain(listener, { isTls: r.isTls, sni: r.sni, alpn: r.alpn, dstIp: conn.l4.dstIp });
+    const chain = selectChain(listener, new ChainQuery(conn.l4, r.isTls, r.sni, r.alpn));
     runChain(ctx, conn, chain, r, r.head);
   });
 }
@@ -106,7 +107,17 @@ function handToFilter(ctx: ProxyContext, conn: AcceptedConnection, chain: Filter
     socket.resume();
     return;
   }
-  proxyTcp(ctx, socket, head, f, { ...conn.l4, sni, peerUriSan });
+  conn.l4.sni = sni;
+  conn.l4.peerUriSan = peerUriSan;
+  proxyTcp(ctx, socket, head, f, conn.l4);
+}
+
+/** A filter-chain match input whose destination address is read only by a chain that matches on it. */
+class ChainQuery implements ChainInput {
+  constructor(private readonly l4: L4Info, readonly isTls: boolean, readonly sni: string | null, readonly alpn: readonly string[] | null) {}
+  get dstIp(): string {
+    return this.l4.dstIp;
+  }
 }
 
 function logDropped(ctx: ProxyContext, conn: AcceptedConnection, sni: string | null, flags: string, details: string): void {

@@ -8,7 +8,8 @@ import type http from 'node:http';
 import type { Snapshot } from '../../config/compile/snapshot';
 import type { ProxyContext } from '../context';
 import { dispatchConnection } from './dispatch';
-import { bareIp, formatSocketAddress, trackDownstream } from './connection-stats';
+import { trackDownstream } from './connection-stats';
+import { SocketAddresses } from './socket-addresses';
 
 interface Bound {
   readonly name: string;
@@ -76,20 +77,9 @@ export class GatewayListeners {
     }
     const listenerStats = ctx.listenerStatsFor(name);
     trackDownstream(socket, listenerStats);
-    const localIp = bareIp(socket.localAddress);
-    dispatchConnection(ctx, {
-      socket,
-      listener,
-      listenerStats,
-      httpServer: this.httpServer,
-      l4: {
-        originalDst: null,
-        dstIp: localIp,
-        localAddress: formatSocketAddress(socket.localAddress, socket.localPort),
-        remoteIp: bareIp(socket.remoteAddress),
-        remoteAddress: formatSocketAddress(socket.remoteAddress, socket.remotePort),
-      },
-    });
+    const l4 = new SocketAddresses(socket);
+    if (ctx.accessLog.enabled) l4.prime();
+    dispatchConnection(ctx, { socket, listener, listenerStats, httpServer: this.httpServer, l4 });
   }
 
   addresses(): { name: string; address: string }[] {

@@ -76,7 +76,12 @@ export function recordFor(d: DownstreamView): AccessLogRecord {
 
 /** Where completed records go. The real one (access-log.ts) formats and writes asynchronously. */
 export interface AccessLogSink {
+  /**
+   * False when log() discards every record: the data plane then makes no records (and reads no
+   * socket addresses for them) on paths where that saves per-connection work.
+   */
+  readonly enabled: boolean;
   log(record: AccessLogRecord): void;
 }
 
-export const NULL_ACCESS_LOG: AccessLogSink = { log() {} };
+export const NULL_ACCESS_LOG: AccessLogSink = { enabled: false, log() {} };

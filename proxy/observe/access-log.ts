@@ -272,6 +272,7 @@ class AsyncAccessLog {
 }
 
 const OFF: AccessLog = {
+  enabled: false,
   log() {},
   flush: () => Promise.resolve(),
   close: () => Promise.resolve(),
@@ -289,6 +290,7 @@ export function createAccessLog(
 
 function asAccessLog(sink: AsyncAccessLog): AccessLog {
   return {
+    enabled: true,
     log: sink.log.bind(sink),
     flush: sink.flush.bind(sink),
     close: sink.close.bind(sink),

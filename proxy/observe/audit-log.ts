@@ -101,6 +101,7 @@ function openAppend(file: string): { fd: number; size: number } {
 }
 
 export class AuditLog implements AccessLogSink {
+  readonly enabled = true;
   readonly path: string;
   private readonly maxBytes: number;
   private readonly keep: number;
@@ -253,6 +254,7 @@ export function withAudit<S extends ClosableSink>(sink: S, audit: AuditLogOption
   if (audit === undefined || audit === null) return sink;
   const log = new AuditLog({ ...audit, path: auditPathForProcess(audit.path) }, stats);
   return {
+    enabled: true,
     log(record: AccessLogRecord): void {
       sink.log(record);
       log.log(record);

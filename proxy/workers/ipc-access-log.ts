@@ -13,6 +13,7 @@ const BATCH_DELAY_MS = 5;
 const MAX_PENDING_BYTES = 8 * 1024 * 1024;
 
 export class IpcAccessLog implements AccessLogSink {
+  readonly enabled = true;
   private readonly format: (r: AccessLogRecord) => string;
   private batch = '';
   private timer: NodeJS.Timeout | null = null;

@@ -130,7 +130,7 @@ t.test('passthrough server (tls: {}) also takes tcp rules, as the Istio 1.0 walk
   const l = s.listeners.get('0.0.0.0_443')!;
   const ch = selectChain(l, { isTls: true, sni: 'edition.cnn.com', alpn: null, dstIp: '198.18.0.2' })!;
   t.equal(ch.tls, null, 'not terminated');
-  t.equal(findTcpRoute((ch.filter as TcpProxy).routes, '198.18.0.2', '198.18.0.1', 'edition.cnn.com')!.clusters.entries[0]!.cluster, 'outbound|443||edition.cnn.com');
+  t.equal(findTcpRoute((ch.filter as TcpProxy).routes, { dstIp: '198.18.0.2', remoteIp: '198.18.0.1', sni: 'edition.cnn.com' })!.clusters.entries[0]!.cluster, 'outbound|443||edition.cnn.com');
 });
 
 t.test('AUTO_PASSTHROUGH: SNI names an SNI-DNAT cluster per MESH_INTERNAL service port and subset', async (t) => {

@@ -153,10 +153,17 @@ t.test('findTcpRoute and pickCluster', async (t) => {
     route('src', { sourcePrefixes: [parseCidr('198.18.2.0/24')!] }),
     route('sni', { serverNames: buildHostSet(['*.a.com']) }),
   ];
-  t.equal(findTcpRoute(routes, '198.18.1.1', '198.18.9.9', null)!.name, 'dst');
-  t.equal(findTcpRoute(routes, '198.18.3.1', '198.18.2.2', null)!.name, 'src');
-  t.equal(findTcpRoute(routes, '198.18.3.1', '198.18.9.9', 'x.a.com')!.name, 'sni');
-  t.equal(findTcpRoute(routes, '198.18.3.1', '198.18.9.9', null), null);
+  t.equal(findTcpRoute(routes, { dstIp: '198.18.1.1', remoteIp: '198.18.9.9', sni: null })!.name, 'dst');
+  t.equal(findTcpRoute(routes, { dstIp: '198.18.3.1', remoteIp: '198.18.2.2', sni: null })!.name, 'src');
+  t.equal(findTcpRoute(routes, { dstIp: '198.18.3.1', remoteIp: '198.18.9.9', sni: 'x.a.com' })!.name, 'sni');
+  t.equal(findTcpRoute(routes, { dstIp: '198.18.3.1', remoteIp: '198.18.9.9', sni: null }), null);
+  // The proxy's input reads the socket on first use: an address is read only by a route matching on it.
+  const reads: string[] = [];
+  const lazy = { get dstIp() { reads.push('dst'); return '198.18.3.1'; }, get remoteIp() { reads.push('src'); return '198.18.9.9'; }, sni: 'x.a.com' };
+  t.equal(findTcpRoute([routes[2]!], lazy)!.name, 'sni');
+  t.same(reads, [], 'an SNI-only route reads no address');
+  t.equal(findTcpRoute(routes, lazy)!.name, 'sni');
+  t.same(reads, ['dst', 'src'], 'address routes read the address they match on, once each');
   const w = { entries: [{ cluster: 'a', weight: 1 }, { cluster: 'b', weight: 3 }], totalWeight: 4 };
   const counts = { a: 0, b: 0 };
   for (let i = 0; i < 100; i++) counts[pickCluster(w, i / 100) as 'a' | 'b']++;

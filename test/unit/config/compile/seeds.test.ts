@@ -92,8 +92,8 @@ t.test('S10 ingress gateway: port 31400 -> subset v1, 31401 -> subset v2, with t
   const r2 = (findListener(s, '198.18.0.5', 31401)!.chains[0]!.filter as TcpProxy).routes;
   t.equal(r1.length, 1);
   t.equal(r2.length, 1);
-  t.equal(findTcpRoute(r1, '198.18.0.5', '198.18.0.1', null)!.clusters.entries[0]!.cluster, `outbound|3333|v1|${TCP_ECHO}`);
-  t.equal(findTcpRoute(r2, '198.18.0.5', '198.18.0.1', null)!.clusters.entries[0]!.cluster, `outbound|3333|v2|${TCP_ECHO}`);
+  t.equal(findTcpRoute(r1, { dstIp: '198.18.0.5', remoteIp: '198.18.0.1', sni: null })!.clusters.entries[0]!.cluster, `outbound|3333|v1|${TCP_ECHO}`);
+  t.equal(findTcpRoute(r2, { dstIp: '198.18.0.5', remoteIp: '198.18.0.1', sni: null })!.clusters.entries[0]!.cluster, `outbound|3333|v2|${TCP_ECHO}`);
   t.same(s.clusters.get(`outbound|3333|v1|${TCP_ECHO}`)!.endpoints.map((e) => `${e.address}:${e.port}`), ['198.18.1.1:3333', '198.18.1.3:9000']);
   t.same(s.clusters.get(`outbound|3333|v2|${TCP_ECHO}`)!.endpoints.map((e) => `${e.address}:${e.port}`), ['198.18.1.2:3333']);
   t.equal(s.clusters.get(`outbound|3333||${TCP_ECHO}`)!.endpoints.length, 3);

@@ -19,7 +19,7 @@ function tcpCluster(s: Snapshot, ip: string, port: number, input: { isTls?: bool
   if (l === null) return null;
   const ch = selectChain(l, { isTls: input.isTls ?? false, sni: input.sni ?? null, alpn: null, dstIp: ip });
   if (ch === null) return null;
-  const r = findTcpRoute((ch.filter as TcpProxy).routes, ip, '198.18.0.1', input.sni ?? null);
+  const r = findTcpRoute((ch.filter as TcpProxy).routes, { dstIp: ip, remoteIp: '198.18.0.1', sni: input.sni ?? null });
   return r === null ? null : pickCluster(r.clusters, 0);
 }
 

@@ -35,9 +35,9 @@ async function upstream(t: { teardown(fn: () => unknown): void }, name: string):
 }
 
 /** Connect, read the first line (the upstream's name), close. '' when the proxy closed first. */
-function firstLine(port: number): Promise<string> {
+function firstLine(port: number, localAddress?: string): Promise<string> {
   return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
+    const s = net.connect({ port, host: '127.0.0.1', ...(localAddress === undefined ? {} : { localAddress }) });
     let data = '';
     s.setEncoding('utf8');
     s.on('data', (d: string) => {
@@ -379,4 +379,47 @@ spec:
   busy.destroy();
   await waitFor(() => watchedCount() === 0, 'the closed relay to leave the sweep');
   t.equal(gw.stat('tcp.outbound|9000||sweep.test.idle_timeout'), 1, 'still one idle timeout');
+});
+
+t.test('access log off: no records, and routes and LB still see the addresses (read from the socket on demand)', async (t) => {
+  const ups = [await upstream(t, 'u0'), await upstream(t, 'u1'), await upstream(t, 'u2')];
+  const other = await upstream(t, 'other');
+  const port = await freePort();
+  const eps = ups.map((u) => `  - address: 127.0.0.1\n    ports: { tcp-main: ${u.port} }`).join('\n');
+  const gw = await startTestRuntime(t, gatewayYaml(port, `
+${staticService('hashed.test', eps)}
+${staticService('other.test', `  - address: 127.0.0.1\n    ports: { tcp-main: ${other.port} }`)}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: hashed }
+spec:
+  host: hashed.test
+  trafficPolicy: { loadBalancer: { consistentHash: { useSourceIp: true } } }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: by-address }
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  tcp:
+  - match: [{ destinationSubnets: [198.18.0.0/15] }]
+    route: [{ destination: { host: other.test, port: { number: 9000 } } }]
+  - match: [{ destinationSubnets: [127.0.0.0/8] }]
+    route: [{ destination: { host: hashed.test, port: { number: 9000 } } }]
+`), { accessLog: 'off' });
+  const bySource = new Map<string, Set<string>>();
+  for (let i = 2; i < 10; i++) {
+    const src = `127.0.0.${i}`;
+    const got = new Set<string>();
+    for (let k = 0; k < 3; k++) got.add(await firstLine(port, src));
+    bySource.set(src, got);
+  }
+  const hosts = new Set([...bySource.values()].flatMap((g) => [...g]));
+  t.notOk(hosts.has('other'), 'the gateway address (127.0.0.1) did not match 198.18.0.0/15');
+  t.ok([...bySource.values()].every((g) => g.size === 1), 'each source IP sticks to one host');
+  t.ok(hosts.size >= 2, `the hash saw the source IPs: 8 sources spread over ${[...hosts].join(', ')}`);
+  t.equal(gw.stat('cluster.outbound|9000||hashed.test.upstream_cx_total'), 24);
+  t.same(await gw.lines(), [], 'no access-log lines');
 });

@@ -1,0 +1,46 @@
+// The addresses of a connection accepted on a gateway port, read from the socket only when
+// something asks for them. Node does not take the peer address from accept(): `remoteAddress` and
+// `localAddress` are a getpeername/getsockname syscall each, plus a cached object and strings on
+// the socket for the connection's life. On the TCP path nothing asks unless a route matches on
+// addresses, a load balancer hashes the source IP, or a record is kept for the access log, so with
+// `--access-log off` a plain TCP connection costs neither the syscalls nor the memory (issue 6:
+// CPU per short connection and RSS per idle connection).
+//
+// When records are kept, `prime()` reads both addresses at accept: Node caches them on the socket,
+// so a record made after the socket has gone (a failed TLS handshake) still has them.
+
+import type net from 'node:net';
+import type { L4Info } from '../l4/tcp-proxy';
+import { bareIp, formatSocketAddress } from './connection-stats';
+
+export class SocketAddresses implements L4Info {
+  readonly originalDst = null;
+  sni: string | null = null;
+  peerUriSan: string | null = null;
+
+  constructor(private readonly socket: net.Socket) {}
+
+  /** Read (and let Node cache) both addresses now. */
+  prime(): this {
+    void this.socket.localAddress;
+    void this.socket.remoteAddress;
+    return this;
+  }
+
+  /** A gateway routes on the address it was dialled at. */
+  get dstIp(): string {
+    return bareIp(this.socket.localAddress);
+  }
+
+  get localAddress(): string {
+    return formatSocketAddress(this.socket.localAddress, this.socket.localPort);
+  }
+
+  get remoteIp(): string {
+    return bareIp(this.socket.remoteAddress);
+  }
+
+  get remoteAddress(): string {
+    return formatSocketAddress(this.socket.remoteAddress, this.socket.remotePort);
+  }
+}
