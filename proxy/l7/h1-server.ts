@@ -6,6 +6,7 @@
 // responses ordered without a queue.
 //
 // Every event handler is a method bound once per connection; per request there is one H1Stream.
+// The idle timeout is kept on the shared coarse clock of idle-clock.ts, not a per-socket timer.
 // A protocol error gets 400 (431 for a head over 60 KiB, as Envoy answers) and the connection is
 // closed without reading further, so bytes after a bad head are never taken as a second request.
 
@@ -13,12 +14,14 @@ import { STATUS_CODES } from 'node:http';
 import type net from 'node:net';
 import { BodyDecoder, Framing, endBody, writeBodyChunk } from './h1-body';
 import { HeadError, findHeadEnd, parseRequestHead, type RequestHead } from './h1-head';
+import { TICK_MS, idleTick, unwatchIdle, watchIdle, type IdleWatched } from './idle-clock';
 import { NO_BODY, type DownstreamStream, type StreamHandler } from './stream';
 
 /** Pipelined bytes buffered while a request is in flight before the socket is paused. */
 const MAX_BUFFERED = 64 * 1024;
 /** Idle downstream connection (no request in flight) is closed after this; heads must arrive within it. */
 export const DOWNSTREAM_IDLE_MS = 60_000;
+const IDLE_TICKS = DOWNSTREAM_IDLE_MS / TICK_MS;
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
 const enum Body { WAIT, DELIVER, DISCARD }
@@ -99,7 +102,7 @@ function deliverBody(this: H1Connection<unknown>, chunk: Buffer): void {
   s.handler?.onBodyData(chunk);
 }
 
-export class H1Connection<O> {
+export class H1Connection<O> implements IdleWatched {
   readonly socket: net.Socket;
   readonly owner: O;
   private readonly hooks: H1Hooks<O>;
@@ -117,6 +120,8 @@ export class H1Connection<O> {
   private pendingHead: string | null = null;
   private chunkedOut = false;
   private bodyOut = true;
+  lastActive = 0;
+  readonly idleTicks = IDLE_TICKS;
 
   constructor(socket: net.Socket, owner: O, hooks: H1Hooks<O>) {
     this.socket = socket;
@@ -127,10 +132,11 @@ export class H1Connection<O> {
     socket.on('close', this.onClose.bind(this));
     socket.on('error', onSocketError);
     socket.on('drain', this.onDrain.bind(this));
-    socket.setTimeout(DOWNSTREAM_IDLE_MS, this.onTimeout.bind(this));
+    watchIdle(this);
   }
 
   private onData(chunk: Buffer): void {
+    this.lastActive = idleTick();
     if (this.closed || this.closing && this.stream === null) return;
     if (this.stream !== null && !this.bodyDone && this.bodyMode !== Body.WAIT && this.buf === null) {
       this.feedBody(chunk);
@@ -234,12 +240,14 @@ export class H1Connection<O> {
 
   write(chunk: Buffer): boolean {
     if (!this.bodyOut || chunk.length === 0) return true;
+    this.lastActive = idleTick();
     const head = this.pendingHead;
     this.pendingHead = null;
     return writeBodyChunk(this.socket, head, this.chunkedOut, chunk);
   }
 
   end(): void {
+    this.lastActive = idleTick();
     const head = this.pendingHead;
     this.pendingHead = null;
     endBody(this.socket, head, this.chunkedOut);
@@ -309,6 +317,7 @@ export class H1Connection<O> {
 
   private onClose(): void {
     this.closed = true;
+    unwatchIdle(this);
     this.buf = null;
     const s = this.stream;
     this.stream = null;
@@ -323,7 +332,8 @@ export class H1Connection<O> {
     this.stream?.handler?.onDrain();
   }
 
-  private onTimeout(): void {
+  /** No read or write for DOWNSTREAM_IDLE_MS: close unless a request is in flight (its route timeout governs it). */
+  onIdle(): void {
     if (this.stream === null) this.socket.destroy();
   }
 }
