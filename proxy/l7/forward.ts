@@ -212,6 +212,10 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler {
     this.fail(this.responseStarted && code === ProxyErrorCode.UPSTREAM_RESET ? new ProxyError(ProxyErrorCode.UPSTREAM_RESET_AFTER_RESPONSE, err.message, { transportReason: err.transportReason }) : err);
   }
 
+  writePending(): boolean {
+    return this.stream.writePending();
+  }
+
   onUpstreamDrain(): void {
     if (!this.finished) this.stream.resumeBody();
   }

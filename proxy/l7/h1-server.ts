@@ -74,6 +74,9 @@ export class H1Stream implements DownstreamStream {
   write(chunk: Buffer): boolean {
     return this.finished ? true : this.conn.write(chunk);
   }
+  writePending(): boolean {
+    return this.conn.socket.writableLength > 0;
+  }
   end(): void {
     if (this.finished) return;
     this.finished = true;

@@ -3,7 +3,8 @@
 // in upstream/connect.ts), one request at a time per connection. The request head goes out as one
 // latin1 string; the response head is parsed with the same strict parser as requests, and the body
 // is framed exactly (Content-Length, chunked, or until close), so a connection returns to the pool
-// only when its response ended on a message boundary.
+// only when its response ended on a message boundary. Plain-TCP connections read into a buffer of
+// their own (response-reader.ts), not through 'data' events.
 //
 // Idle connections are swept by one shared 1 s timer (STYLE.md rule 11) and unref'd while idle, so
 // they never keep a process alive. Every callback is a method bound once per connection.
@@ -18,6 +19,7 @@ import type { UpstreamHost } from '../upstream/host';
 import { BodyDecoder, Framing, endBody, writeBodyChunk } from './h1-body';
 import { HeadError, findHeadEnd, parseResponseHead, type ResponseHead } from './h1-head';
 import { pendingStatsFor, type PendingStats } from './pending-stats';
+import { ResponseReader, type ResponseSink } from './response-reader';
 
 /** Idle keep-alive connections close after this (below Node's and most servers' 5 s keepAliveTimeout). */
 const IDLE_MS = 4_000;
@@ -33,6 +35,8 @@ export interface UpstreamHandler {
   /** reset / protocol error. `retryable`: a reused connection closed before any byte of the response */
   onResponseError(err: ProxyError, retryable: boolean): void;
   onUpstreamDrain(): void;
+  /** bytes given to onResponseData may still be referenced by a downstream write */
+  writePending(): boolean;
   /** group the downstream writes of one upstream read */
   cork(): void;
   uncork(): void;
@@ -42,7 +46,7 @@ function deliverResponse(this: UpstreamConnection, chunk: Buffer): void {
   this.handler?.onResponseData(chunk);
 }
 
-export class UpstreamConnection {
+export class UpstreamConnection implements ResponseSink {
   readonly socket: net.Socket;
   readonly pool: H1Pool;
   handler: UpstreamHandler | null = null;
@@ -61,10 +65,12 @@ export class UpstreamConnection {
   idleMs = IDLE_MS;
   closed = false;
 
-  constructor(pool: H1Pool, socket: net.Socket) {
+  /** `reader`: the socket was opened with its onread (plain TCP); else it emits 'data'. */
+  constructor(pool: H1Pool, socket: net.Socket, reader: ResponseReader | null) {
     this.pool = pool;
     this.socket = socket;
-    socket.on('data', this.onData.bind(this));
+    if (reader === null) socket.on('data', this.onData.bind(this));
+    else reader.sink = this;
     socket.on('close', this.onClose.bind(this));
     // Upstream sockets are opened half-open capable (the L4 relay needs it); for HTTP a FIN ends the
     // connection: a close-delimited body ends there, anything else is a reset (see onClose).
@@ -117,16 +123,27 @@ export class UpstreamConnection {
   }
 
   private onData(chunk: Buffer): void {
+    this.take(chunk);
+  }
+
+  /** ResponseReader delivery: `chunk` is borrowed; true when a downstream write still holds part of it. */
+  upstreamBytes(chunk: Buffer): boolean {
+    const h = this.take(chunk);
+    return h !== null && h.writePending();
+  }
+
+  private take(chunk: Buffer): UpstreamHandler | null {
     const h = this.handler;
     if (h === null) {
       // Bytes nobody asked for (on an idle connection): the framing is lost, drop the connection.
       this.abort();
-      return;
+      return null;
     }
     this.gotBytes = true;
     h.cork();
     this.consume(chunk);
     h.uncork();
+    return h;
   }
 
   private consume(chunk: Buffer): void {
@@ -138,7 +155,8 @@ export class UpstreamConnection {
       for (;;) {
         const end = findHeadEnd(buf, at);
         if (end === 0) {
-          this.buf = at === 0 ? buf : buf.subarray(at);
+          // A copy when it is the read buffer itself: that may be borrowed (response-reader.ts).
+          this.buf = buf === chunk ? Buffer.from(buf.subarray(at)) : buf.subarray(at);
           return;
         }
         const head = end < 0 ? null : parseResponseHead(buf, at, end);
@@ -326,10 +344,17 @@ export class H1Pool {
   private open(overLimit: boolean): void {
     this.total++;
     this.connecting++;
-    this.cluster.connect(this.host, this.sni, this.onConnect, null, !overLimit);
+    if (this.cluster.config.tls !== null) {
+      this.cluster.connect(this.host, this.sni, this.onConnect, null, !overLimit);
+      return;
+    }
+    // Plain TCP: read responses into the connection's own buffer. One closure per connection, to
+    // hand its reader over.
+    const reader = new ResponseReader();
+    this.cluster.connect(this.host, this.sni, (err, socket) => this.connected(err, socket, reader), reader.onread, !overLimit);
   }
 
-  private connected(err: ProxyError | null, socket: net.Socket | null): void {
+  private connected(err: ProxyError | null, socket: net.Socket | null, reader: ResponseReader | null = null): void {
     this.connecting--;
     if (err !== null || socket === null) {
       this.total--;
@@ -338,7 +363,7 @@ export class H1Pool {
       return;
     }
     this.cluster.stats.upstream_cx_http1_total.inc();
-    this.release(new UpstreamConnection(this, socket));
+    this.release(new UpstreamConnection(this, socket, reader));
   }
 
   /** A connect failed: every pending request fails with it (each may retry; none is failed inline twice). */

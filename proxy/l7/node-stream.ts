@@ -57,6 +57,10 @@ export class NodeStream implements DownstreamStream {
   write(chunk: Buffer): boolean {
     return this.finished ? true : this.res.write(chunk);
   }
+  writePending(): boolean {
+    // What node:http holds before the socket (outputData) plus what the socket holds.
+    return this.res.writableLength > 0;
+  }
   end(): void {
     if (this.finished) return;
     this.finished = true;

@@ -45,6 +45,8 @@ export interface DownstreamStream {
   respond(status: number, headers: readonly string[], length: number): void;
   /** false when the caller should wait for onDrain */
   write(chunk: Buffer): boolean;
+  /** Bytes given to write() may still be referenced (not yet taken by the kernel): the caller must not reuse them. */
+  writePending(): boolean;
   end(): void;
   /** close the connection after this response (adds `connection: close`); call before respond() */
   closeAfter(): void;

@@ -1,6 +1,6 @@
 // Upstream keep-alive pooling on the fast path: plain and TLS-originated connections are reused
-// across requests (also after a large, back-pressured body), a connection the upstream closed while
-// idle is replaced without failing the request, and `Connection: close` from the upstream is honoured.
+// across requests (also after a large, back-pressured body), big bodies read slowly arrive intact, a
+// connection the upstream closed while idle is replaced without failing the request, and `Connection: close` from the upstream is honoured.
 
 import fs from 'node:fs';
 import http from 'node:http';
@@ -91,6 +91,39 @@ t.test('plain upstream: one connection for several requests, big bodies included
   }
   t.equal(up.connections(), 1, 'the upstream saw one connection');
   t.equal(gw.stat('cluster.outbound|443||up.example.upstream_cx_total'), 1);
+});
+
+// Every byte differs from its neighbours, so a read buffer reused under a queued write would show.
+const PATTERN = Buffer.alloc(2 * 1024 * 1024);
+for (let i = 0; i < PATTERN.length; i++) PATTERN[i] = (i * 7 + (i >> 11)) & 0xff;
+
+function bodyOf(port: number, p: string, pauseMs: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: p, headers: { host: 'up.example' }, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve(Buffer.concat(chunks)));
+      // A client that does not read at first: the proxy's downstream writes queue up.
+      res.pause();
+      setTimeout(() => res.resume(), pauseMs);
+    }).on('error', reject);
+  });
+}
+
+t.test('plain upstream: big bodies read slowly by the client arrive intact, sized and chunked', async (t) => {
+  const up = await listen(t, http.createServer((req, res) => {
+    if (req.url === '/chunked') res.writeHead(200);
+    else res.writeHead(200, { 'content-length': String(PATTERN.length) });
+    for (let at = 0; at < PATTERN.length; at += 100_000) res.write(PATTERN.subarray(at, at + 100_000));
+    res.end();
+  }));
+  const gwPort = await freePort();
+  await startTestRuntime(t, config(gwPort, up.port, null));
+  for (const p of ['/sized', '/chunked', '/sized']) {
+    const body = await bodyOf(gwPort, p, 100);
+    t.equal(body.length, PATTERN.length, `${p}: whole body`);
+    t.ok(body.equals(PATTERN), `${p}: every byte as sent`);
+  }
 });
 
 t.test('TLS-originated upstream: the pooled connection is reused after a big body', async (t) => {
