@@ -68,14 +68,24 @@ const KNOWN = new Map<string, number>([
   ['proxy-authenticate', H.HOP], ['proxy-authorization', H.HOP],
 ]);
 
-// Cheap pre-filter before lower-casing a name for the Map: its length and first letter must be
-// those of some known name (most headers of a browser request then skip the allocation).
-const KNOWN_LEN = new Uint8Array(32);
-const KNOWN_FIRST = new Uint8Array(256);
-for (const name of KNOWN.keys()) {
-  KNOWN_LEN[name.length] = 1;
-  KNOWN_FIRST[name.charCodeAt(0)] = 1;
-  KNOWN_FIRST[name.charCodeAt(0) - 0x20] = 1;
+// Names are matched in the buffer, by length then bytes, ignoring case: no lower-cased copy and no
+// string hash per header (both showed in profiles of the keep-alive path).
+const KNOWN_BY_LENGTH: ([string, number][] | undefined)[] = [];
+for (const [name, id] of KNOWN) (KNOWN_BY_LENGTH[name.length] ??= []).push([name, id]);
+
+/** The `H` id of the header name buf[at..at+length), whatever its case. */
+function knownId(buf: Buffer, at: number, length: number): number {
+  const candidates = KNOWN_BY_LENGTH[length];
+  if (candidates === undefined) return H.OTHER;
+  for (let c = 0; c < candidates.length; c++) {
+    const name = candidates[c]![0];
+    let k = 0;
+    // Known names are lower-case letters and '-': `| 0x20` folds exactly A-Z onto a-z and leaves
+    // '-' alone (the only other byte it maps there, CR, is not a token byte).
+    while (k < length && (buf[at + k]! | 0x20) === name.charCodeAt(k)) k++;
+    if (k === length) return candidates[c]![1];
+  }
+  return H.OTHER;
 }
 
 /** The `H` id of a lower-cased header name. */
@@ -83,8 +93,19 @@ export function headerId(lowerName: string): number {
   return KNOWN.get(lowerName) ?? H.OTHER;
 }
 
-/** Interned method strings: the common ones cost no allocation. */
-const METHODS = new Map<string, string>(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE', 'CONNECT'].map((m) => [m, m]));
+/** Interned method strings, matched in the buffer (case-sensitive): the common ones cost no allocation. */
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE', 'CONNECT'];
+
+function knownMethod(buf: Buffer, at: number, length: number): string | null {
+  for (let m = 0; m < METHODS.length; m++) {
+    const name = METHODS[m]!;
+    if (name.length !== length) continue;
+    let k = 0;
+    while (k < length && buf[at + k] === name.charCodeAt(k)) k++;
+    if (k === length) return name;
+  }
+  return null;
+}
 
 /** Fields common to request and response heads. */
 class HeadBase {
@@ -143,8 +164,7 @@ export function parseRequestHead(buf: Buffer, start: number, end: number): Reque
   // method SP
   while (i < end && TOKEN[buf[i]!] === 1) i++;
   if (i === start || buf[i] !== SP) return null;
-  const m = text.slice(0, i - start);
-  h.method = METHODS.get(m) ?? m;
+  h.method = knownMethod(buf, start, i - start) ?? text.slice(0, i - start);
   // request-target SP
   const t0 = ++i;
   while (i < end && TARGET[buf[i]!] === 1) i++;
@@ -208,7 +228,7 @@ function parseFields(buf: Buffer, i: number, end: number, h: RequestHead | Respo
     while (v1 > v0 && (buf[v1 - 1] === SP || buf[v1 - 1] === HT)) v1--;
     const value = text.slice(v0 - base, v1 - base);
     i += 2;
-    const id = name.length < 32 && KNOWN_LEN[name.length] === 1 && KNOWN_FIRST[buf[n0]!] === 1 ? KNOWN.get(name.toLowerCase()) ?? H.OTHER : H.OTHER;
+    const id = knownId(buf, n0, name.length);
     h.raw.push(name, value);
     h.ids.push(id);
     switch (id) {
