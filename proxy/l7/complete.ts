@@ -7,8 +7,9 @@ import type { ProxyContext } from '../context';
 import type { AccessLogRecord } from '../observe/access-log-record';
 import type { HttpStats } from '../observe/stats';
 
-export function completeRequest(ctx: ProxyContext, stats: HttpStats, r: AccessLogRecord): void {
-  r.durationMs = Math.round(performance.now() - r.startHr);
+/** `now`: performance.now() when the caller has just read it (one clock read less per request). */
+export function completeRequest(ctx: ProxyContext, stats: HttpStats, r: AccessLogRecord, now = performance.now()): void {
+  r.durationMs = Math.round(now - r.startHr);
   stats.downstream_rq_active.dec();
   stats.downstream_rq_completed.inc();
   if (r.responseCode > 0) stats.responseCode(r.responseCode);

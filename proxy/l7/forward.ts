@@ -179,8 +179,9 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler {
     cluster.stats.upstream_rq_completed.inc();
     if (this.retried) cluster.stats.upstream_rq_retry_success.inc();
     cluster.stats.responseCode(this.record.responseCode);
-    cluster.stats.upstream_rq_time.record(performance.now() - this.record.startHr);
-    this.finish();
+    const now = performance.now();
+    cluster.stats.upstream_rq_time.record(now - this.record.startHr);
+    this.finish(now);
     this.stream.end();
   }
 
@@ -312,11 +313,11 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler {
     this.finish();
   }
 
-  private finish(): void {
+  private finish(now = performance.now()): void {
     if (this.finished) return;
     this.finished = true;
     if (this.timer !== null) clearTimeout(this.timer);
-    completeRequest(this.ctx, this.httpStats, this.record);
+    completeRequest(this.ctx, this.httpStats, this.record, now);
   }
 }
 
