@@ -8,6 +8,8 @@ import { StatsExporter } from './stats-exchange';
 
 export interface WorkerHooks {
   readonly stats: StatsStore;
+  /** bring computed gauges up to date before they are reported */
+  refresh(): void;
   clusters(): readonly ClusterStatus[];
   listeners(): readonly { name: string; address: string }[];
   setLogLevel(level: string): void;
@@ -21,6 +23,7 @@ export function serveWorker(hooks: WorkerHooks): () => void {
     if (!isToWorker(m) || process.send === undefined) return;
     switch (m.t) {
       case 'gather': {
+        hooks.refresh();
         const reply: ToPrimary = { t: 'gathered', id: m.id, stats: exporter.report(), clusters: hooks.clusters(), listeners: hooks.listeners() };
         process.send(reply);
         break;
