@@ -16,7 +16,13 @@ import net from 'node:net';
 import autocannon from 'autocannon';
 
 export interface Latency { p50: number; p99: number; p999: number; max: number }
-export interface HttpLoadResult { requests: number; seconds: number; rps: number; errors: number; non2xx: number; latencyUs: Latency }
+export interface HttpLoadResult {
+  /** requests completed in the measured window */
+  requests: number;
+  /** requests the proxy carried, warm-up included: the divisor for its CPU, which is read over both */
+  totalRequests: number;
+  seconds: number; rps: number; errors: number; non2xx: number; latencyUs: Latency;
+}
 
 /** Percentiles (µs) of the first n values of a Float64Array of ms. */
 export function percentilesUs(values: Float64Array, n: number): Latency {
@@ -31,7 +37,7 @@ export interface SaturationOptions { url: string; host: string; connections: num
 const MAX_SAMPLES = 4_000_000;
 
 export async function saturate(o: SaturationOptions): Promise<HttpLoadResult> {
-  if (o.warmupS > 0) await autocannon({ url: o.url, connections: o.connections, duration: o.warmupS, headers: { host: o.host } });
+  const warm = o.warmupS > 0 ? (await autocannon({ url: o.url, connections: o.connections, duration: o.warmupS, headers: { host: o.host } })).requests.total : 0;
   const samples = new Float64Array(MAX_SAMPLES);
   let n = 0;
   const inst = autocannon({ url: o.url, connections: o.connections, duration: o.durationS, headers: { host: o.host } });
@@ -42,6 +48,7 @@ export async function saturate(o: SaturationOptions): Promise<HttpLoadResult> {
   const seconds = r.duration;
   return {
     requests: r.requests.total,
+    totalRequests: warm + r.requests.total,
     seconds,
     rps: r.requests.total / seconds,
     errors: r.errors + r.timeouts,
@@ -175,5 +182,5 @@ export async function paced(o: PacedOptions): Promise<HttpLoadResult> {
   const seconds = (nowMs() - measuredFrom) / 1000;
   for (const c of d.all) c.socket.destroy();
   const lost = total - d.completed;
-  return { requests: d.n, seconds, rps: d.n / seconds, errors: d.errors + Math.max(0, lost), non2xx: d.non2xx, latencyUs: percentilesUs(d.samples, d.n) };
+  return { requests: d.n, totalRequests: d.completed, seconds, rps: d.n / seconds, errors: d.errors + Math.max(0, lost), non2xx: d.non2xx, latencyUs: percentilesUs(d.samples, d.n) };
 }

@@ -28,11 +28,6 @@ export interface Peer {
   /** user+system CPU seconds used so far */
   cpuSeconds(): Promise<number>;
   rssBytes(): number;
-  /**
-   * RSS after the peer's garbage collector has run a full collection: for Node peers (started with
-   * --expose-gc) what their objects retain rather than what the heap grew to; for C peers, rssBytes().
-   */
-  rssAfterGcBytes(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -144,7 +139,7 @@ async function waitAll(child: ChildProcess, out: string[], ports: FrontPorts, wh
 export async function startNodeRelay(u: UpstreamTargets): Promise<Peer> {
   const ports: FrontPorts = { tcp: await freePort(), http: 0, sni: 0, tlsorig: 0 };
   const preload = path.join(__dirname, 'cpu-ipc.js');
-  const [cmd, argv] = withNofile(process.execPath, ['--expose-gc', '--require', preload, path.join(__dirname, 'node-relay.js'), JSON.stringify({ port: ports.tcp, upstreamPort: u.tcp })]);
+  const [cmd, argv] = withNofile(process.execPath, ['--require', preload, path.join(__dirname, 'node-relay.js'), JSON.stringify({ port: ports.tcp, upstreamPort: u.tcp })]);
   const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
   const out = collect(child);
   await waitAll(child, out, ports, 'node-relay');
@@ -162,12 +157,6 @@ function ipcPeer(name: PeerName, child: ChildProcess, ports: FrontPorts): Peer {
       return m.cpuUs / 1e6;
     },
     rssBytes: () => procRssBytes(child.pid!),
-    async rssAfterGcBytes() {
-      const reply = once(child, 'message') as Promise<[{ rss: number }]>;
-      child.send('gc');
-      const [m] = await reply;
-      return m.rss;
-    },
     stop: () => stopChild(child),
   };
 }
@@ -285,7 +274,7 @@ export async function startSluice(dir: string, u: UpstreamTargets, o: SluiceStar
   fs.writeFileSync(cfg, sluiceConfig(ports, u));
   const admin = await freePort();
   const preload = path.join(__dirname, 'cpu-ipc.js');
-  const execArgv = ['--expose-gc', '--require', preload];
+  const execArgv = ['--require', preload];
   if (o.cpuProfDir !== undefined) execArgv.push('--cpu-prof', '--cpu-prof-dir', o.cpuProfDir);
   const args = [path.join(PROJECT_ROOT, 'dist', 'proxy', 'cli.js'), 'run', '--role', 'gateway', '--labels', 'istio=egressgateway',
     '--namespace', 'istio-system', '--config', cfg, '--admin', `127.0.0.1:${admin}`, '--prometheus-port', 'off',
@@ -368,7 +357,6 @@ export async function startHaproxy(dir: string, u: UpstreamTargets): Promise<Pee
     name: 'haproxy', pid: child.pid!, ports,
     cpuSeconds: () => Promise.resolve(procCpuSeconds(child.pid!)),
     rssBytes: () => procRssBytes(child.pid!),
-    rssAfterGcBytes: () => Promise.resolve(procRssBytes(child.pid!)),
     stop: () => stopChild(child, 'SIGUSR1'), // soft stop
   };
 }
@@ -444,7 +432,6 @@ export async function startNginx(dir: string, u: UpstreamTargets): Promise<Peer>
     name: 'nginx', pid: child.pid!, ports,
     cpuSeconds: () => Promise.resolve(procCpuSeconds(child.pid!)),
     rssBytes: () => procRssBytes(child.pid!),
-    rssAfterGcBytes: () => Promise.resolve(procRssBytes(child.pid!)),
     stop: () => stopChild(child, 'SIGQUIT'), // graceful shutdown
   };
 }
