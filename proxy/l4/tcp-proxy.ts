@@ -129,7 +129,6 @@ export class TcpSession implements RelayHooks, IdleWatched {
   readonly onConnected: (err: ProxyError | null, upstream: net.Socket | null) => void;
   downstreamGone = false;
   private relay: Relay | null = null;
-  private idleWatched = false;
   private lastActivity = 0;
   private lastActivityAt = 0;
 
@@ -172,7 +171,6 @@ export class TcpSession implements RelayHooks, IdleWatched {
     this.relay = relay(downstream, upstream, this.head, this, this.reader);
     if (this.idleTimeoutMs > 0 && this.relay !== null) {
       this.lastActivityAt = performance.now();
-      this.idleWatched = true;
       watchIdle(this, this.idleTimeoutMs);
     }
   }
@@ -192,7 +190,6 @@ export class TcpSession implements RelayHooks, IdleWatched {
       return false;
     }
     if (now - this.lastActivityAt < this.idleTimeoutMs) return false;
-    this.idleWatched = false;
     this.stats.idle_timeout.inc();
     if (this.record !== null) this.record.connectionTerminationDetails = 'tcp_proxy_idle_timeout';
     r.abort();
@@ -201,8 +198,8 @@ export class TcpSession implements RelayHooks, IdleWatched {
 
   /** RelayHooks: both sockets closed. */
   onClose(r: RelayResult): void {
-    if (this.idleWatched) unwatchIdle(this, this.idleTimeoutMs);
-    this.idleWatched = false;
+    // A no-op when it never joined the sweep or the sweep already let it go (it timed out).
+    if (this.idleTimeoutMs > 0) unwatchIdle(this, this.idleTimeoutMs);
     this.relay = null;
     this.host.counters.rq_active--;
     finishRelay(this.ctx, this.record, this.stats, this.host, r);
