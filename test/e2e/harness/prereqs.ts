@@ -5,8 +5,8 @@
 // Not root: the tests are skipped LOUDLY, except in CI (CI=true), where a skip would hide that the
 // scenarios never ran, so it fails instead.
 
-import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
+import { installPackages, missingCommands, packagesFor } from '../../helpers/system-packages';
 import { PROJECT_ROOT } from './paths';
 import { run } from './run';
 
@@ -20,49 +20,17 @@ export interface PrereqTest {
 
 export const PROXY_UID = 1337;
 
-// Commands the harness and the e2e tests run, and the Debian package that ships each.
-const COMMANDS: Record<string, string> = {
-  ip: 'iproute2',
-  iptables: 'iptables',
-  'iptables-restore': 'iptables',
-  nft: 'nftables',
-  curl: 'curl',
-  openssl: 'openssl',
-  nc: 'netcat-openbsd',
-  setpriv: 'util-linux',
-};
-const PACKAGES = ['iproute2', 'iptables', 'nftables', 'curl', 'openssl', 'netcat-openbsd', 'util-linux'];
+// Commands the harness and the e2e tests run (their packages: helpers/system-packages.ts).
+const COMMANDS = ['ip', 'iptables', 'iptables-restore', 'nft', 'curl', 'openssl', 'nc', 'setpriv'];
 
-let aptUpdated = false;
 let cached: Promise<string | null> | null = null;
 
-function onPath(cmd: string): boolean {
-  for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
-    try {
-      accessSync(path.join(dir, cmd), constants.X_OK);
-      return true;
-    } catch {
-      // not in this dir
-    }
-  }
-  return false;
-}
-
-function missingCommands(): string[] {
-  return Object.keys(COMMANDS).filter((c) => !onPath(c));
-}
-
-async function installPackages(t: PrereqTest, missing: string[]): Promise<string | null> {
-  t.comment(`e2e: installing missing commands (${missing.join(', ')}): apt-get install -y ${PACKAGES.join(' ')}`);
-  const env = { DEBIAN_FRONTEND: 'noninteractive' };
-  if (!aptUpdated) {
-    const u = await run('apt-get', ['update'], { env, timeoutMs: 300_000 });
-    if (u.code !== 0) return `apt-get update failed: ${u.stderr.trim()}`;
-    aptUpdated = true;
-  }
-  const i = await run('apt-get', ['install', '-y', ...PACKAGES], { env, timeoutMs: 600_000 });
-  if (i.code !== 0) return `apt-get install failed: ${i.stderr.trim()}`;
-  const still = missingCommands();
+function installMissing(t: PrereqTest, missing: string[]): string | null {
+  const pkgs = packagesFor(missing);
+  t.comment(`e2e: installing missing commands (${missing.join(', ')}): apt-get install -y ${pkgs.join(' ')}`);
+  const err = installPackages(pkgs);
+  if (err !== null) return err;
+  const still = missingCommands(COMMANDS);
   return still.length === 0 ? null : `still missing after apt-get install: ${still.join(', ')}`;
 }
 
@@ -110,9 +78,9 @@ async function proxyUidCanRead(): Promise<string | null> {
 }
 
 async function check(t: PrereqTest): Promise<string | null> {
-  const missing = missingCommands();
+  const missing = missingCommands(COMMANDS);
   if (missing.length > 0) {
-    const err = await installPackages(t, missing);
+    const err = installMissing(t, missing);
     if (err) return err;
   }
   return (await canMakeNamespaces()) ?? (await proxyUidCanRead());

@@ -2,18 +2,14 @@
 // are installed (a fresh CI machine may lack them). Not root: the test says LOUDLY why it skips, and when
 // CI=true a skip is a failure, so a green CI run always means the test really ran.
 
-import { execFileSync, spawnSync } from 'node:child_process';
 import type { Test } from 'tap';
+import { installPackages, onPath } from '../../../helpers/system-packages';
 
 export interface Tool {
   /** Binary looked up on PATH. */
   readonly bin: string;
   /** Debian package that provides it. */
   readonly pkg: string;
-}
-
-function onPath(bin: string): boolean {
-  return spawnSync('sh', ['-c', `command -v "${bin}"`], { stdio: 'ignore' }).status === 0;
 }
 
 function skipOrFail(t: Test, why: string): false {
@@ -28,7 +24,7 @@ function skipOrFail(t: Test, why: string): false {
 
 /**
  * true when the test can go on. Call at the start of the test and `return` when it gives false.
- * Installs missing packages with apt-get when root (bounded: 5 minutes).
+ * Installs missing packages with apt-get when root (normally done once before the run: helpers/system-packages.ts).
  */
 export function needRoot(t: Test, tools: readonly Tool[]): boolean {
   const uid = typeof process.getuid === 'function' ? process.getuid() : -1;
@@ -39,12 +35,9 @@ export function needRoot(t: Test, tools: readonly Tool[]): boolean {
     const pkgs = [...new Set(missing.map((tool) => tool.pkg))];
     if (!onPath('apt-get')) return skipOrFail(t, `missing ${missing.map((m) => m.bin).join(', ')} and no apt-get to install ${pkgs.join(' ')}`);
     t.comment(`installing ${pkgs.join(' ')} for ${missing.map((m) => m.bin).join(', ')}`);
-    try {
-      const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-      execFileSync('apt-get', ['update'], { stdio: 'ignore', timeout: 300_000, env });
-      execFileSync('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], { stdio: 'ignore', timeout: 300_000, env });
-    } catch (err) {
-      t.fail(`apt-get install ${pkgs.join(' ')} failed: ${(err as Error).message}`);
+    const err = installPackages(pkgs);
+    if (err !== null) {
+      t.fail(err);
       return false;
     }
     const still = tools.filter((tool) => !onPath(tool.bin));
