@@ -283,8 +283,64 @@ t.test('slow reader with an UpstreamReader: the upstream is not read while its b
   t.equal((await proxy.nextClose()).bytesFromUpstream, total);
 });
 
+/** Write `count` messages of 1..2000 random bytes, one per event-loop turn, then end; their sha256. */
+function sendSmall(s: net.Socket, count: number): Promise<string> {
+  const hash = crypto.createHash('sha256');
+  let sent = 0;
+  return new Promise((resolve) => {
+    const next = () => {
+      if (sent++ === count) { s.end(); resolve(hash.digest('hex')); return; }
+      const b = crypto.randomBytes(1 + crypto.randomInt(2000));
+      hash.update(b);
+      if (s.write(b)) setImmediate(next);
+      else s.once('drain', next);
+    };
+    next();
+  });
+}
+
+t.test('UpstreamReader: idle readers share one scratch buffer and own none', async (t) => {
+  const next = (r: UpstreamReader) => (r.onread.buffer as () => Uint8Array)();
+  const a = new UpstreamReader();
+  const b = new UpstreamReader();
+  t.equal(next(a), next(b), 'two readers that read nothing yet hand Node the same buffer');
+});
+
+t.test('UpstreamReader: small messages on many connections through the shared scratch arrive unmixed, also while writes are pending', async (t) => {
+  const conns = 16;
+  const sent = new Map<number, Promise<string>>();
+  let accepted = 0;
+  const port = await upstreamServer(t, (s) => { sent.set(accepted++, sendSmall(s, 300)); });
+  const proxy = await relayServer(t, plainUpstream(port), { upstreamRead: 'onread' });
+  const got: Promise<{ sha: string; bytes: number }>[] = [];
+  const stalled: net.Socket[] = [];
+  let seen = proxy.last;
+  for (let i = 0; i < conns; i++) {
+    const c = client(t, proxy.port);
+    await new Promise((resolve) => c.once('connect', resolve));
+    for (let k = 0; k < 400 && proxy.last === seen; k++) await new Promise((resolve) => setTimeout(resolve, 5));
+    seen = proxy.last;
+    t.ok(seen, `relay ${i} started`);
+    // Every other relay's downstream is corked: its writes stay pending in Node, holding the very
+    // buffers they were given, while the other connections keep reading into the scratch. Were the
+    // scratch handed to a write without a copy, those pending bytes would be overwritten.
+    if (i % 2 === 1 && seen !== null) { seen.down.cork(); stalled.push(seen.down); }
+    got.push(readAll(c));
+    c.end();
+  }
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const pending = stalled.map((d) => d.writableLength);
+  t.ok(pending.every((n) => n > 0), `every corked relay held a pending write (${pending.join(', ')} B)`);
+  for (const d of stalled) d.uncork();
+  const results = await Promise.all(got);
+  for (let i = 0; i < conns; i++) {
+    // Upstream connection i serves client i: both are opened in order, one at a time.
+    t.equal(results[i]!.sha, await sent.get(i), `connection ${i}: the bytes its upstream sent, in order (${results[i]!.bytes} B)`);
+  }
+});
+
 t.test('UpstreamReader: bytes that arrive before the relay starts are kept and sent first', async (t) => {
-  const greeting = crypto.randomBytes(3000); // more than the reader's first buffer: two reads, copied
+  const greeting = crypto.randomBytes(40_000); // more than the shared scratch (16 KiB): several reads, copied
   const port = await upstreamServer(t, (s) => { s.write(greeting); s.on('data', (d: Buffer) => s.write(d)); s.on('end', () => s.end()); });
   const closed = deferred<RelayResult>();
   const relayPort = await listen(t, net.createServer({ allowHalfOpen: true, noDelay: true }, (down) => {
