@@ -15,7 +15,7 @@ import type { TcpStats } from '../observe/stats';
 import type { OriginalDestination } from '../upstream/cluster';
 import type { PickContext } from '../upstream/lb';
 import type { UpstreamHost } from '../upstream/host';
-import { relay, type Relay, type RelayHooks, type RelayResult } from './relay';
+import { relay, type RelayHooks, type RelayResult } from './relay';
 import { UpstreamReader } from './upstream-reader';
 import { unwatchIdle, watchIdle, type IdleWatched } from './idle-sweep';
 
@@ -61,12 +61,17 @@ export function proxyTcpToCluster(ctx: ProxyContext, downstream: net.Socket, hea
  * The connection's access-log record, or null when no sink reads records (`--access-log off`, no
  * audit log): then neither the record nor the addresses it would copy are made.
  */
-function recordIfLogged(ctx: ProxyContext, info: L4Info): AccessLogRecord | null {
+export function recordIfLogged(ctx: ProxyContext, info: L4Info): AccessLogRecord | null {
   return ctx.accessLog.enabled ? recordFor(info) : null;
 }
 
-function failConnection(ctx: ProxyContext, downstream: net.Socket, record: AccessLogRecord | null, flags: string, details: string | null, transportReason: string | null = null): void {
+function failConnection(ctx: ProxyContext, downstream: net.Socket, record: AccessLogRecord | null, flags: string, details: string | null): void {
   downstream.destroy();
+  logFailure(ctx, record, flags, details, null);
+}
+
+/** The access-log line of a connection that was never relayed. */
+export function logFailure(ctx: ProxyContext, record: AccessLogRecord | null, flags: string, details: string | null, transportReason: string | null): void {
   if (record === null) return;
   record.addFlag(flags);
   record.connectionTerminationDetails = details;
@@ -107,7 +112,7 @@ function connectAndRelay(ctx: ProxyContext, downstream: net.Socket, head: Buffer
 }
 
 /** The load balancer's view of a TCP connection: the source IP is read only by a source-IP hash. */
-class TcpPick implements PickContext {
+export class TcpPick implements PickContext {
   readonly hashValue = null;
   constructor(private readonly info: L4Info) {}
   get sourceIp(): string {
@@ -120,56 +125,52 @@ function onEarlyClose(this: net.Socket): void {
   slotOf(this).session!.downstreamGone = true;
 }
 
+/** What a session needs of a running relay, whichever kind of sockets it joins. */
+export interface L4Relay {
+  readonly bytesFromDownstream: number;
+  readonly bytesFromUpstream: number;
+  abort(): void;
+}
+
 /**
- * One proxied connection from connect to the access-log line; it is also the relay's hooks. One
- * closure per connection (the connect callback), nothing per chunk. The host counts it as an active
- * request from the pick until the end, so LEAST_REQUEST sees TCP load (and in-flight connects) too.
+ * One proxied connection from connect to the access-log line, whatever carries it (net.Sockets
+ * here, bare handles in handle-proxy.ts); it is also the relay's hooks. The host counts it as an
+ * active request from the pick until the end, so LEAST_REQUEST sees TCP load (and in-flight
+ * connects) too.
  */
-export class TcpSession implements RelayHooks, IdleWatched {
-  readonly onConnected: (err: ProxyError | null, upstream: net.Socket | null) => void;
-  downstreamGone = false;
-  private relay: Relay | null = null;
+export abstract class L4Session implements RelayHooks, IdleWatched {
+  protected relay: L4Relay | null = null;
   private lastActivity = 0;
   private lastActivityAt = 0;
 
   constructor(
-    private readonly ctx: ProxyContext,
-    private readonly downstream: net.Socket,
-    private readonly head: Buffer | null,
-    private readonly record: AccessLogRecord | null,
+    protected readonly ctx: ProxyContext,
+    protected readonly record: AccessLogRecord | null,
     private readonly stats: TcpStats,
-    private readonly host: UpstreamHost,
+    protected readonly host: UpstreamHost,
     private readonly idleTimeoutMs: number,
-    private readonly reader: UpstreamReader | null,
   ) {
-    this.onConnected = this.connected.bind(this);
     host.counters.rq_active++;
   }
 
-  private connected(err: ProxyError | null, upstream: net.Socket | null): void {
-    const { ctx, downstream, record } = this;
-    downstream.removeListener('close', onEarlyClose);
-    if (err !== null || upstream === null) {
-      this.host.counters.rq_active--;
-      const code = err?.code ?? ProxyErrorCode.UPSTREAM_CONNECT;
-      // tcp_proxy's max_connect_attempts is 1 under Istio: a failed connect is also the last attempt (URX).
-      const flags = code === ProxyErrorCode.UPSTREAM_OVERFLOW ? rescueFor(code).flags : rescueFor(code).flags + ',URX';
-      failConnection(ctx, downstream, record, flags, null, err?.transportReason ?? null);
-      return;
-    }
-    if (this.downstreamGone) {
-      this.host.counters.rq_active--;
-      upstream.destroy();
-      if (record === null) return;
-      record.addFlag('DC');
-      record.durationMs = Math.round(performance.now() - record.startHr);
-      ctx.accessLog.log(record);
-      return;
-    }
-    if (record !== null) record.upstreamLocalAddress = upstream.localAddress === undefined ? null : formatAddress(upstream.localAddress, upstream.localPort ?? 0);
+  /** Close the downstream connection without relaying (a failed or abandoned connect). */
+  protected abstract closeDownstream(): void;
+
+  /** The upstream connect failed: Envoy's flags, the log line, the downstream closed. */
+  protected connectFailed(err: ProxyError | null): void {
+    this.host.counters.rq_active--;
+    const code = err?.code ?? ProxyErrorCode.UPSTREAM_CONNECT;
+    // tcp_proxy's max_connect_attempts is 1 under Istio: a failed connect is also the last attempt (URX).
+    const flags = code === ProxyErrorCode.UPSTREAM_OVERFLOW ? rescueFor(code).flags : rescueFor(code).flags + ',URX';
+    this.closeDownstream();
+    logFailure(this.ctx, this.record, flags, null, err?.transportReason ?? null);
+  }
+
+  /** The relay is running: count the request and watch it for the idle timeout. */
+  protected relaying(relay: L4Relay): void {
     this.host.counters.rq_total++;
-    this.relay = relay(downstream, upstream, this.head, this, this.reader);
-    if (this.idleTimeoutMs > 0 && this.relay !== null) {
+    this.relay = relay;
+    if (this.idleTimeoutMs > 0) {
       this.lastActivityAt = performance.now();
       watchIdle(this, this.idleTimeoutMs);
     }
@@ -203,6 +204,50 @@ export class TcpSession implements RelayHooks, IdleWatched {
     this.relay = null;
     this.host.counters.rq_active--;
     finishRelay(this.ctx, this.record, this.stats, this.host, r);
+  }
+}
+
+/** A proxied connection between net.Sockets. One closure per connection (the connect callback), nothing per chunk. */
+export class TcpSession extends L4Session {
+  readonly onConnected: (err: ProxyError | null, upstream: net.Socket | null) => void;
+  downstreamGone = false;
+
+  constructor(
+    ctx: ProxyContext,
+    private readonly downstream: net.Socket,
+    private readonly head: Buffer | null,
+    record: AccessLogRecord | null,
+    stats: TcpStats,
+    host: UpstreamHost,
+    idleTimeoutMs: number,
+    private readonly reader: UpstreamReader | null,
+  ) {
+    super(ctx, record, stats, host, idleTimeoutMs);
+    this.onConnected = this.connected.bind(this);
+  }
+
+  protected closeDownstream(): void {
+    this.downstream.destroy();
+  }
+
+  private connected(err: ProxyError | null, upstream: net.Socket | null): void {
+    const { ctx, downstream, record } = this;
+    downstream.removeListener('close', onEarlyClose);
+    if (err !== null || upstream === null) {
+      this.connectFailed(err);
+      return;
+    }
+    if (this.downstreamGone) {
+      this.host.counters.rq_active--;
+      upstream.destroy();
+      if (record === null) return;
+      record.addFlag('DC');
+      record.durationMs = Math.round(performance.now() - record.startHr);
+      ctx.accessLog.log(record);
+      return;
+    }
+    if (record !== null) record.upstreamLocalAddress = upstream.localAddress === undefined ? null : formatAddress(upstream.localAddress, upstream.localPort ?? 0);
+    this.relaying(relay(downstream, upstream, this.head, this, this.reader));
   }
 }
 

@@ -113,7 +113,7 @@ function handToFilter(ctx: ProxyContext, conn: AcceptedConnection, chain: Filter
 }
 
 /** A filter-chain match input whose destination address is read only by a chain that matches on it. */
-class ChainQuery implements ChainInput {
+export class ChainQuery implements ChainInput {
   constructor(private readonly l4: L4Info, readonly isTls: boolean, readonly sni: string | null, readonly alpn: readonly string[] | null) {}
   get dstIp(): string {
     return this.l4.dstIp;

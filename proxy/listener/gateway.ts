@@ -2,14 +2,22 @@
 // A reload opens sockets for new ports and closes those no longer configured (open connections on a
 // closed port finish undisturbed); a port that cannot be bound is reported and counted, and the rest
 // keep serving. Which listener config applies is read from the current snapshot at accept time.
+//
+// Where Node gives bare TCP handles (proxy/l4/tcp-handle.ts), a port accepts handles
+// (accept-handles.ts): a connection whose listener needs no inspection and routes plain TCP to a
+// plain-TCP cluster is proxied on them (l4/handle-proxy.ts) without ever becoming a net.Socket; any
+// other is wrapped in one at accept and dispatched as before.
 
 import net from 'node:net';
 import type http from 'node:http';
 import type { Snapshot } from '../../config/compile/snapshot';
 import type { ProxyContext } from '../context';
 import { dispatchConnection } from './dispatch';
-import { trackDownstream } from './connection-stats';
-import { SocketAddresses } from './socket-addresses';
+import { openTracked, trackDownstream, trackSocket } from './connection-stats';
+import { HandleAddresses, SocketAddresses } from './socket-addresses';
+import { acceptHandles, socketFor } from './accept-handles';
+import { tcpHandles, type TcpHandle } from '../l4/tcp-handle';
+import { proxyTcpHandle } from '../l4/handle-proxy';
 
 interface Bound {
   readonly name: string;
@@ -59,12 +67,33 @@ export class GatewayListeners {
       server.listen({ host: address, port }, () => {
         server.removeAllListeners('error');
         server.on('error', (err) => ctx.log.error({ listener: name, err: err.message }, 'listener error'));
+        if (tcpHandles() !== null) acceptHandles(server, (client) => this.onHandle(name, client));
         this.bound.set(name, { name, address, port, server });
         ctx.stats.counter('listener_manager.listener_added').inc();
         ctx.stats.counter('listener_manager.listener_create_success').inc();
         resolve();
       });
     });
+  }
+
+  /** A connection accepted as a bare handle: the TCP fast path, else a net.Socket as before. */
+  private onHandle(name: string, client: TcpHandle): void {
+    const ctx = this.ctx;
+    const listener = ctx.snapshot.listeners.get(name);
+    if (listener === undefined) {
+      client.close();
+      return;
+    }
+    client.setNoDelay(true);
+    const listenerStats = ctx.listenerStatsFor(name);
+    const tracked = openTracked(listenerStats);
+    const l4 = new HandleAddresses(client);
+    if (ctx.accessLog.enabled) l4.prime();
+    if (proxyTcpHandle(ctx, client, listener, l4, tracked)) return;
+    const socket = socketFor(client);
+    socket.on('error', noop);
+    trackSocket(socket, tracked);
+    dispatchConnection(ctx, { socket, listener, listenerStats, httpServer: this.httpServer, l4 });
   }
 
   private onConnection(name: string, socket: net.Socket): void {

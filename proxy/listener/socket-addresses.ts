@@ -11,6 +11,7 @@
 
 import type net from 'node:net';
 import type { L4Info } from '../l4/tcp-proxy';
+import type { AddressOut, TcpHandle } from '../l4/tcp-handle';
 import { bareIp, formatSocketAddress } from './connection-stats';
 
 export class SocketAddresses implements L4Info {
@@ -42,5 +43,60 @@ export class SocketAddresses implements L4Info {
 
   get remoteAddress(): string {
     return formatSocketAddress(this.socket.remoteAddress, this.socket.remotePort);
+  }
+}
+
+/**
+ * The same for a connection accepted as a bare handle (proxy/l4/tcp-handle.ts): each address is a
+ * getsockname/getpeername on first use, kept for the connection's life (`prime()` reads both at
+ * accept when records are kept, so a record made after the handle closed still has them).
+ */
+export class HandleAddresses implements L4Info {
+  readonly originalDst = null;
+  sni: string | null = null;
+  peerUriSan: string | null = null;
+  private local: AddressOut | null = null;
+  private remote: AddressOut | null = null;
+
+  constructor(private readonly handle: TcpHandle) {}
+
+  prime(): this {
+    this.localOut();
+    this.remoteOut();
+    return this;
+  }
+
+  private localOut(): AddressOut {
+    if (this.local === null) {
+      this.local = {};
+      this.handle.getsockname(this.local);
+    }
+    return this.local;
+  }
+
+  private remoteOut(): AddressOut {
+    if (this.remote === null) {
+      this.remote = {};
+      this.handle.getpeername(this.remote);
+    }
+    return this.remote;
+  }
+
+  get dstIp(): string {
+    return bareIp(this.localOut().address);
+  }
+
+  get localAddress(): string {
+    const a = this.localOut();
+    return formatSocketAddress(a.address, a.port);
+  }
+
+  get remoteIp(): string {
+    return bareIp(this.remoteOut().address);
+  }
+
+  get remoteAddress(): string {
+    const a = this.remoteOut();
+    return formatSocketAddress(a.address, a.port);
   }
 }

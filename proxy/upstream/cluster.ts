@@ -9,6 +9,7 @@ import type { ClusterStats } from '../observe/stats';
 import { buildTlsOrigination } from '../tls/origination';
 import { connectUpstream, type ConnectCallback, type ConnectOptions, type TlsOrigination } from './connect';
 import { dnsConfig, resolveName } from './dns';
+import { connectHandle, type HandleConnectCallback } from './handle-connect';
 import { UpstreamHost } from './host';
 import { createLoadBalancer, type LoadBalancer, type PickContext } from './lb';
 
@@ -172,6 +173,19 @@ export class UpstreamCluster {
       return;
     }
     connectUpstream(this.stats, host, this.connectOptions(sni), cb, onread);
+  }
+
+  /**
+   * Open a plain-TCP connection on a bare handle (the TCP proxy's fast path; only when
+   * !originatesTls and tcpHandles() is available). Same breaker and accounting as connect().
+   */
+  connectHandle(host: UpstreamHost, cb: HandleConnectCallback): void {
+    const overflow = this.overflowError();
+    if (overflow !== null) {
+      process.nextTick(cb, overflow, null);
+      return;
+    }
+    connectHandle(this.stats, host, this.connectOptions(null), cb);
   }
 
   private connectOptions(sni: string | null): ConnectOptions {

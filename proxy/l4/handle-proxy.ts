@@ -1,0 +1,113 @@
+// Envoy's tcp_proxy filter on bare TCP handles (tcp-handle.ts says why): the fast path for a
+// connection on a listener that needs no inspection and no TLS, whose TCP route leads to a cluster
+// that does not originate TLS. Everything else (a listener that sniffs, terminates TLS or speaks
+// HTTP, no route, no such cluster, TLS origination) is declined before anything is counted, and the
+// caller hands the connection to the net.Socket path, which handles it exactly as before.
+//
+// Routing, load balancing, stats, idle timeout and the access-log line are tcp-proxy.ts's own
+// (L4Session); only the transport differs: handle-connect.ts opens the upstream, handle-relay.ts
+// joins the two.
+
+import type { FilterChain, Listener, TcpProxy } from '../../config/compile/snapshot';
+import { findTcpRoute, pickCluster, selectChain } from '../../config/compile/lookup';
+import type { ProxyContext } from '../context';
+import type { ProxyError } from '../errors';
+import type { AccessLogRecord } from '../observe/access-log-record';
+import type { TcpStats } from '../observe/stats';
+import { closeTracked, type TrackedDownstream } from '../listener/connection-stats';
+import { ChainQuery } from '../listener/dispatch';
+import type { UpstreamHandle } from '../upstream/handle-connect';
+import type { UpstreamHost } from '../upstream/host';
+import { relayHandles, type HandleRelay } from './handle-relay';
+import type { RelayResult } from './relay';
+import type { TcpHandle } from './tcp-handle';
+import { L4Session, logFailure, recordIfLogged, TcpPick, type L4Info } from './tcp-proxy';
+
+/** The TCP filter chain a connection on `listener` takes without looking at its bytes, if any. */
+function plainTcpChain(listener: Listener, info: L4Info): (FilterChain & { filter: TcpProxy }) | null {
+  if (listener.needsTlsInspection || listener.protocol === 'auto') return null;
+  const chain = selectChain(listener, new ChainQuery(info, false, null, null));
+  if (chain === null || chain.tls !== null || chain.filter.kind !== 'tcp') return null;
+  return chain as FilterChain & { filter: TcpProxy };
+}
+
+/**
+ * Proxy an accepted handle on the fast path. Returns false, having counted and touched nothing,
+ * when the connection needs the net.Socket path; otherwise the connection is this module's.
+ */
+export function proxyTcpHandle(ctx: ProxyContext, down: TcpHandle, listener: Listener, info: L4Info, tracked: TrackedDownstream): boolean {
+  const chain = plainTcpChain(listener, info);
+  if (chain === null) return false;
+  const filter = chain.filter;
+  const route = findTcpRoute(filter.routes, info);
+  if (route === null) return false;
+  const clusterName = pickCluster(route.clusters, Math.random());
+  const cluster = ctx.clusters.get(clusterName);
+  if (cluster === undefined || cluster.originatesTls) return false;
+
+  const stats = ctx.tcpStatsFor(filter.statPrefix);
+  stats.downstream_cx_total.inc();
+  const record = recordIfLogged(ctx, info);
+  if (record !== null) {
+    record.upstreamCluster = clusterName;
+    record.routeName = route.name;
+  }
+  const host = cluster.pick(new TcpPick(info), info.originalDst);
+  if (host === null) {
+    cluster.stats.upstream_cx_none_healthy.inc();
+    down.close();
+    closeTracked(tracked);
+    logFailure(ctx, record, 'UH', null, null);
+    return true;
+  }
+  if (record !== null) record.upstreamHost = host.key;
+  const session = new HandleSession(ctx, down, tracked, record, stats, host, cluster.config.idleTimeoutMs);
+  cluster.connectHandle(host, session.onConnected);
+  return true;
+}
+
+/**
+ * A proxied connection between bare handles. The downstream is not read until the upstream is
+ * connected (its bytes wait in the kernel), so a client that leaves meanwhile is seen by the relay
+ * as its first read: EOF or a reset, handled as on any relay.
+ */
+class HandleSession extends L4Session {
+  readonly onConnected: (err: ProxyError | null, conn: UpstreamHandle | null) => void;
+  private upstream: UpstreamHandle | null = null;
+
+  constructor(
+    ctx: ProxyContext,
+    private readonly down: TcpHandle,
+    private readonly tracked: TrackedDownstream,
+    record: AccessLogRecord | null,
+    stats: TcpStats,
+    host: UpstreamHost,
+    idleTimeoutMs: number,
+  ) {
+    super(ctx, record, stats, host, idleTimeoutMs);
+    this.onConnected = this.connected.bind(this);
+  }
+
+  protected closeDownstream(): void {
+    this.down.close();
+    closeTracked(this.tracked);
+  }
+
+  private connected(err: ProxyError | null, conn: UpstreamHandle | null): void {
+    if (err !== null || conn === null) {
+      this.connectFailed(err);
+      return;
+    }
+    this.upstream = conn;
+    if (this.record !== null) this.record.upstreamLocalAddress = conn.localAddress();
+    this.relaying(relayHandles(this.down, conn.handle, this));
+  }
+
+  override onClose(r: RelayResult): void {
+    const relay = this.relay as HandleRelay;
+    // What the upstream sent is what the relay read from it; what it was sent, what was read downstream.
+    this.upstream!.closed(!relay.upstreamEnded, r.bytesFromUpstream, r.bytesFromDownstream);
+    closeTracked(this.tracked);
+    super.onClose(r);
+  }
+}

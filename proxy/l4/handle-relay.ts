@@ -1,0 +1,244 @@
+// The L4 byte pipe between two bare TCP handles (tcp-handle.ts says why handles): the same contract
+// as relay.ts, which does this for net.Sockets, without a Socket, a stream or an event per chunk.
+//
+// Per direction: read -> writeBuffer() on the peer. A write libuv could not finish at once (the
+// peer's kernel buffer is full) stops reading the source until it completes, so at most one read
+// chunk per direction waits in user memory.
+//
+// Read buffers: a fresh, exactly-sized buffer per read from Node (nothing held while idle, and a
+// pending write simply keeps its own chunk alive) until a read fills libuv's 64 KiB: from then on the
+// direction carries bulk and reads into a 64 KiB buffer of its own, written on without a copy. That
+// is safe because reading stops while a write of it is pending.
+//
+// Lifecycle (relay.ts's rules):
+// - EOF from one side          -> shutdown() the other side's write half (after its pending writes:
+//                                 libuv queues the shutdown behind them), keep relaying the other way.
+// - both EOFs, both shut down  -> close both (a clean end).
+// - a read/write/shutdown error on one side -> close that side, reset (RST) the other, as Envoy
+//                                 propagates a reset.
+// - abort() (idle timeout)     -> close both.
+// - hooks.onClose fires exactly once, after both handles have closed.
+
+import type { RelayHooks } from './relay';
+import { tcpHandles, uvError, type ShutdownReq, type TcpHandle, type TcpHandles, type WriteReq } from './tcp-handle';
+
+/** libuv's read size: a read this large says the direction carries bulk. */
+const BULK_READ = 64 * 1024;
+
+type SideHandle = TcpHandle & { sluiceSide?: Side };
+type SideWriteReq = WriteReq & { side?: Side };
+type SideShutdownReq = ShutdownReq & { side?: Side };
+
+/** One end of the relay. */
+class Side {
+  peer!: Side;
+  /** the peer's EOF has been passed on as a shutdown of this side, and it completed */
+  shutDown = false;
+  /** EOF read from this side */
+  eof = false;
+  /** writes to this side still in libuv */
+  pendingWrites = 0;
+  /** close() or reset() called */
+  closing = false;
+  closed = false;
+  /** this direction's own read buffer, once it carries bulk */
+  ownBuffer: Buffer | null = null;
+
+  constructor(readonly relay: HandleRelay, readonly handle: SideHandle, readonly isDown: boolean) {
+    handle.sluiceSide = this;
+  }
+}
+
+export class HandleRelay {
+  bytesFromDownstream = 0;
+  bytesFromUpstream = 0;
+  private error: Error | null = null;
+  private downstreamError = false;
+  private firstToFinish: 'downstream' | 'upstream' | null = null;
+  private reported = false;
+  private readonly down: Side;
+  private readonly up: Side;
+  private readonly h: TcpHandles;
+
+  constructor(down: TcpHandle, up: TcpHandle, private readonly hooks: RelayHooks) {
+    this.h = tcpHandles()!;
+    this.down = new Side(this, down, true);
+    this.up = new Side(this, up, false);
+    this.down.peer = this.up;
+    this.up.peer = this.down;
+  }
+
+  start(): void {
+    for (const s of [this.down, this.up]) {
+      s.handle.onread = onRead;
+      const err = s.handle.readStart();
+      if (err !== 0) {
+        this.fail(s, uvError(err, 'read'));
+        return;
+      }
+    }
+  }
+
+  /** Upstream side: EOF seen (for upstream_cx_destroy_remote). */
+  get upstreamEnded(): boolean {
+    return this.up.eof;
+  }
+
+  /** Close both sides now (idle timeout): no reset; the relay reports as usual. */
+  abort(): void {
+    if (this.firstToFinish === null) this.firstToFinish = 'downstream';
+    this.close(this.down);
+    this.close(this.up);
+  }
+
+  // ---- entry points of the shared handle callbacks at the end of this file
+
+  read(from: Side, arrayBuffer: ArrayBuffer | undefined): Buffer | undefined {
+    const n = this.h.readResult();
+    if (n > 0) {
+      if (from.closing) return undefined;
+      if (from.isDown) this.bytesFromDownstream += n;
+      else this.bytesFromUpstream += n;
+      const own = from.ownBuffer;
+      const chunk = own !== null ? (n === own.length ? own : own.subarray(0, n)) : Buffer.from(arrayBuffer!, this.h.readOffset(), n);
+      this.write(from, chunk);
+      if (own === null && n >= BULK_READ && !from.closing) {
+        from.ownBuffer = Buffer.allocUnsafeSlow(BULK_READ);
+        from.handle.useUserBuffer(from.ownBuffer);
+      }
+      return undefined;
+    }
+    if (n === 0) return undefined;
+    if (n === this.h.UV_EOF) this.eof(from);
+    else this.fail(from, uvError(n, 'read'));
+    return undefined;
+  }
+
+  private write(from: Side, chunk: Buffer): void {
+    const to = from.peer;
+    if (to.closing) return;
+    const req: SideWriteReq = this.h.newWriteReq();
+    req.handle = to.handle;
+    req.oncomplete = onWritten;
+    req.side = to;
+    const err = to.handle.writeBuffer(req, chunk);
+    if (err !== 0) {
+      this.fail(to, uvError(err, 'write'));
+      return;
+    }
+    if (!this.h.lastWriteWasAsync()) return;
+    req.buffer = chunk;
+    to.pendingWrites++;
+    from.handle.readStop();
+  }
+
+  written(to: Side, status: number): void {
+    to.pendingWrites--;
+    if (to.closing) return;
+    if (status < 0) {
+      this.fail(to, uvError(status, 'write'));
+      return;
+    }
+    const from = to.peer;
+    if (to.pendingWrites === 0 && !from.eof && !from.closing) {
+      const err = from.handle.readStart();
+      if (err !== 0) this.fail(from, uvError(err, 'read'));
+    }
+  }
+
+  private eof(from: Side): void {
+    from.eof = true;
+    if (this.firstToFinish === null) this.firstToFinish = from.isDown ? 'downstream' : 'upstream';
+    from.handle.readStop();
+    const to = from.peer;
+    if (to.closing) return;
+    const req: SideShutdownReq = this.h.newShutdownReq();
+    req.handle = to.handle;
+    req.oncomplete = onShutDown;
+    req.side = to;
+    const err = to.handle.shutdown(req);
+    if (err !== 0) this.fail(to, uvError(err, 'shutdown'));
+  }
+
+  shutDown(to: Side, status: number): void {
+    if (to.closing) return;
+    if (status < 0) {
+      this.fail(to, uvError(status, 'shutdown'));
+      return;
+    }
+    to.shutDown = true;
+    const { down, up } = this;
+    if (down.eof && up.eof && down.shutDown && up.shutDown) {
+      this.close(down);
+      this.close(up);
+    }
+  }
+
+  /** `side` failed: close it, reset its peer (Envoy propagates a reset as a reset). */
+  private fail(side: Side, err: Error): void {
+    if (this.error === null) {
+      this.error = err;
+      this.downstreamError = side.isDown;
+    }
+    if (this.firstToFinish === null) this.firstToFinish = side.isDown ? 'downstream' : 'upstream';
+    this.close(side);
+    this.reset(side.peer);
+  }
+
+  private close(side: Side): void {
+    if (side.closing) return;
+    side.closing = true;
+    side.handle.close(onClosed);
+  }
+
+  private reset(side: Side): void {
+    if (side.closing) return;
+    side.closing = true;
+    // uv_tcp_close_reset refuses a handle that is shutting down: close it plainly then.
+    if (side.handle.reset(onClosed) !== 0) side.handle.close(onClosed);
+  }
+
+  closed(side: Side): void {
+    side.closed = true;
+    side.handle.sluiceSide = undefined;
+    side.ownBuffer = null;
+    if (this.reported || !this.down.closed || !this.up.closed) return;
+    this.reported = true;
+    this.hooks.onClose({
+      bytesFromDownstream: this.bytesFromDownstream,
+      bytesFromUpstream: this.bytesFromUpstream,
+      closedBy: this.error !== null ? 'error' : (this.firstToFinish ?? 'downstream'),
+      error: this.error,
+      downstreamError: this.downstreamError,
+    });
+  }
+}
+
+// Handle and request callbacks shared by every relay: no closure per connection or chunk.
+function onRead(this: SideHandle, arrayBuffer: ArrayBuffer | undefined): Buffer | undefined {
+  const side = this.sluiceSide;
+  return side === undefined ? undefined : side.relay.read(side, arrayBuffer);
+}
+function onWritten(this: SideWriteReq, status: number): void {
+  const side = this.side!;
+  this.side = undefined;
+  this.buffer = null;
+  side.relay.written(side, status);
+}
+function onShutDown(this: SideShutdownReq, status: number): void {
+  const side = this.side!;
+  this.side = undefined;
+  side.relay.shutDown(side, status);
+}
+// Node calls a close (or reset) callback with the handle as `this`.
+function onClosed(this: SideHandle): void {
+  const side = this.sluiceSide;
+  if (side !== undefined) side.relay.closed(side);
+}
+
+/** Relay bytes both ways between two connected handles until both are closed. */
+export function relayHandles(down: TcpHandle, up: TcpHandle, hooks: RelayHooks): HandleRelay {
+  const r = new HandleRelay(down, up, hooks);
+  r.start();
+  return r;
+}

@@ -1,0 +1,126 @@
+// Opening one plain-TCP upstream connection as a bare handle (proxy/l4/tcp-handle.ts says why), for
+// the TCP proxy's fast path. Same contract and the same Envoy accounting as connect.ts's net.Socket
+// connector (cx-accounting.ts): a connect timeout per connection, failures classified as ProxyErrors
+// with Envoy's transport failure reason, and the close counted when the relay lets the handle go.
+
+import { performance } from 'node:perf_hooks';
+import { ProxyError, ProxyErrorCode } from '../errors';
+import type { ClusterStats } from '../observe/stats';
+import { tcpHandles, uvError, type ConnectReq, type TcpHandle, type TcpHandles } from '../l4/tcp-handle';
+import { formatSocketAddress } from '../listener/connection-stats';
+import { countClosed, countConnected, countConnectFailure, countOpened } from './cx-accounting';
+import type { ConnectOptions } from './connect';
+import type { UpstreamHost } from './host';
+
+export type HandleConnectCallback = (err: ProxyError | null, conn: UpstreamHandle | null) => void;
+
+type OwnedConnectReq = ConnectReq & { conn?: UpstreamHandle };
+
+/** One upstream connection on a bare handle, from connect until its relay closed it. */
+export class UpstreamHandle {
+  readonly startHr = performance.now();
+  private timer: NodeJS.Timeout | null = null;
+  private cb: HandleConnectCallback | null;
+  private connected = false;
+  private closeCounted = false;
+
+  constructor(
+    readonly handle: TcpHandle,
+    private readonly stats: ClusterStats,
+    readonly host: UpstreamHost,
+    private readonly keepaliveMs: number | null,
+    cb: HandleConnectCallback,
+  ) {
+    this.cb = cb;
+  }
+
+  armTimeout(ms: number): void {
+    if (ms > 0) this.timer = setTimeout(onConnectTimeout, ms, this);
+  }
+
+  fail(err: ProxyError): void {
+    this.clearTimer();
+    const cb = this.cb;
+    this.cb = null;
+    if (cb === null) return;
+    countConnectFailure(this.stats, this.host, err);
+    // Closing cancels a connect still in flight; its completion then finds cb === null.
+    this.handle.close();
+    this.counted(true, 0, 0);
+    cb(err, null);
+  }
+
+  completed(status: number): void {
+    if (this.cb === null) return; // timed out meanwhile
+    if (status < 0) {
+      const e = uvError(status, 'connect');
+      this.fail(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT, `connect to ${this.host.key} failed: ${e.message}`, { cause: e, transportReason: e.code ?? e.message }));
+      return;
+    }
+    this.clearTimer();
+    const cb = this.cb;
+    this.cb = null;
+    this.connected = true;
+    countConnected(this.stats, this.host, this.startHr);
+    if (this.keepaliveMs !== null) this.handle.setKeepAlive(true, Math.floor(this.keepaliveMs / 1000));
+    cb(null, this);
+  }
+
+  /** `ip:port` this side of the connection, for UPSTREAM_LOCAL_ADDRESS. */
+  localAddress(): string | null {
+    const out: { address?: string; port?: number } = {};
+    return this.handle.getsockname(out) === 0 ? formatSocketAddress(out.address, out.port) : null;
+  }
+
+  /** The relay closed the handle: `local` unless the upstream's FIN came first. */
+  closed(local: boolean, rxBytes: number, txBytes: number): void {
+    this.counted(local, rxBytes, txBytes);
+  }
+
+  private counted(local: boolean, rxBytes: number, txBytes: number): void {
+    if (this.closeCounted) return;
+    this.closeCounted = true;
+    countClosed(this.stats, this.host, { local, rxBytes, txBytes, connectedFrom: this.connected ? this.startHr : null });
+  }
+
+  /** A cleared Timeout still referenced from here would stay in memory for the connection's life. */
+  private clearTimer(): void {
+    if (this.timer === null) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+  }
+}
+
+function onConnectTimeout(conn: UpstreamHandle): void {
+  conn.fail(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT, `connect to ${conn.host.key} timed out`, { transportReason: 'connection_timeout' }));
+}
+
+function onConnect(this: OwnedConnectReq, status: number): void {
+  const conn = this.conn!;
+  this.conn = undefined;
+  conn.completed(status);
+}
+
+/**
+ * Connect a bare handle to `host` (an IP literal). `cb` gets the connection or a classified error,
+ * never synchronously. Callers check `tcpHandles()` first.
+ */
+export function connectHandle(stats: ClusterStats, host: UpstreamHost, opts: ConnectOptions, cb: HandleConnectCallback): void {
+  const h: TcpHandles = tcpHandles()!;
+  countOpened(stats, host);
+  const handle = h.newSocket();
+  handle.setNoDelay(true);
+  const conn = new UpstreamHandle(handle, stats, host, opts.keepalive === null ? null : opts.keepalive.timeMs, cb);
+  const req: OwnedConnectReq = h.newConnectReq();
+  req.oncomplete = onConnect;
+  req.address = host.address;
+  req.port = host.port;
+  req.conn = conn;
+  const err = host.address.includes(':') ? handle.connect6(req, host.address, host.port) : handle.connect(req, host.address, host.port);
+  if (err !== 0) {
+    req.conn = undefined;
+    process.nextTick(() => conn.completed(err));
+    return;
+  }
+  conn.armTimeout(opts.connectTimeoutMs);
+}
