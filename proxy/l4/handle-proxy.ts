@@ -38,19 +38,25 @@ function plainTcpChain(listener: Listener, info: L4Info): (FilterChain & { filte
 export function proxyTcpHandle(ctx: ProxyContext, down: TcpHandle, listener: Listener, info: L4Info, tracked: TrackedDownstream): boolean {
   const chain = plainTcpChain(listener, info);
   if (chain === null) return false;
-  const filter = chain.filter;
-  const route = findTcpRoute(filter.routes, info);
+  const route = findTcpRoute(chain.filter.routes, info);
   if (route === null) return false;
-  const clusterName = pickCluster(route.clusters, Math.random());
+  return start(ctx, down, pickCluster(route.clusters, Math.random()), route.name, chain.filter.statPrefix, info, tracked);
+}
+
+/** Straight to one cluster (the sidecar catch-all), as proxyTcpToCluster; false: take the net.Socket path. */
+export function proxyTcpHandleToCluster(ctx: ProxyContext, down: TcpHandle, clusterName: string, info: L4Info, tracked: TrackedDownstream): boolean {
+  return start(ctx, down, clusterName, null, clusterName, info, tracked);
+}
+
+function start(ctx: ProxyContext, down: TcpHandle, clusterName: string, routeName: string | null, statPrefix: string, info: L4Info, tracked: TrackedDownstream): boolean {
   const cluster = ctx.clusters.get(clusterName);
   if (cluster === undefined || cluster.originatesTls) return false;
-
-  const stats = ctx.tcpStatsFor(filter.statPrefix);
+  const stats = ctx.tcpStatsFor(statPrefix);
   stats.downstream_cx_total.inc();
   const record = recordIfLogged(ctx, info);
   if (record !== null) {
     record.upstreamCluster = clusterName;
-    record.routeName = route.name;
+    record.routeName = routeName;
   }
   const host = cluster.pick(new TcpPick(info), info.originalDst);
   if (host === null) {
@@ -61,9 +67,17 @@ export function proxyTcpHandle(ctx: ProxyContext, down: TcpHandle, listener: Lis
     return true;
   }
   if (record !== null) record.upstreamHost = host.key;
+  handleSessions++;
   const session = new HandleSession(ctx, down, tracked, record, stats, host, cluster.config.idleTimeoutMs);
   cluster.connectHandle(host, session.onConnected);
   return true;
+}
+
+let handleSessions = 0;
+
+/** How many connections took this path since start (tests and diagnostics: is the fast path used?). */
+export function handleSessionCount(): number {
+  return handleSessions;
 }
 
 /**

@@ -11,6 +11,7 @@
 
 import net from 'node:net';
 import { uvError, type TcpHandle } from '../l4/tcp-handle';
+import { trackSocket, type TrackedDownstream } from './connection-stats';
 
 type AcceptingHandle = { onconnection?: unknown };
 
@@ -34,3 +35,13 @@ export function socketFor(client: TcpHandle): net.Socket {
   const options = { handle: client, allowHalfOpen: true, readable: true, writable: true, noDelay: true };
   return new net.Socket(options as net.SocketConstructorOpts);
 }
+
+/** The net.Socket path for a handle the listener has already counted (`openTracked`). */
+export function trackedSocketFor(client: TcpHandle, tracked: TrackedDownstream): net.Socket {
+  const socket = socketFor(client);
+  socket.on('error', noop);
+  trackSocket(socket, tracked);
+  return socket;
+}
+
+function noop(): void {}

@@ -4,6 +4,7 @@
 // virtual listener for `<ip>_<port>`, else `0.0.0.0_<port>`, else the catch-all
 // (PassthroughCluster under ALLOW_ANY, BlackHoleCluster under REGISTRY_ONLY). Connections that were
 // not redirected, or that target 15001 itself, are black-holed so the proxy can never loop.
+// Connections arrive as bare handles where Node gives them, as on gateway ports (gateway.ts).
 
 import net from 'node:net';
 import type http from 'node:http';
@@ -13,8 +14,11 @@ import type { ProxyContext } from '../context';
 import { AccessLogRecord } from '../observe/access-log-record';
 import { proxyTcpToCluster, type L4Info } from '../l4/tcp-proxy';
 import { dispatchConnection } from './dispatch';
-import { bareIp, formatSocketAddress, trackDownstream } from './connection-stats';
-import { getOriginalDst } from './original-dst';
+import { bareIp, formatSocketAddress, openTracked, trackDownstream } from './connection-stats';
+import { getOriginalDst, getOriginalDstOf, type OriginalDst } from './original-dst';
+import { acceptHandles, socketFor, trackedSocketFor } from './accept-handles';
+import { tcpHandles, type AddressOut, type TcpHandle } from '../l4/tcp-handle';
+import { proxyTcpHandle, proxyTcpHandleToCluster } from '../l4/handle-proxy';
 
 export class CaptureListener {
   private readonly ctx: ProxyContext;
@@ -36,6 +40,7 @@ export class CaptureListener {
       this.server.once('error', reject);
       this.server.listen({ host, port: this.port }, () => {
         this.server.removeListener('error', reject);
+        if (tcpHandles() !== null) acceptHandles(this.server, (client) => this.onHandle(client));
         resolve();
       });
     });
@@ -83,6 +88,41 @@ export class CaptureListener {
     const listenerStats = ctx.listenerStatsFor(listener.name);
     trackDownstream(socket, listenerStats);
     dispatchConnection(ctx, { socket, listener, listenerStats, httpServer: this.httpServer, l4 });
+  }
+
+  /**
+   * A connection accepted as a bare handle (accept-handles.ts): a captured connection whose
+   * destination routes plain TCP to a plain-TCP cluster (PassthroughCluster included) is proxied on
+   * handles (l4/handle-proxy.ts); anything else becomes a net.Socket and goes the way above.
+   */
+  private onHandle(client: TcpHandle): void {
+    const ctx = this.ctx;
+    client.setNoDelay(true);
+    let od: OriginalDst | null;
+    try {
+      od = getOriginalDstOf(client);
+    } catch {
+      od = null;
+    }
+    // Not redirected, a loop, or unreadable: the socket path says which, logs and black-holes it.
+    if (od === null || od.port === this.port) {
+      this.onConnection(socketFor(client));
+      return;
+    }
+    const peer: AddressOut = {};
+    client.getpeername(peer);
+    const snapshot = ctx.snapshot;
+    const l4: L4Info = { originalDst: { address: od.address, port: od.port }, dstIp: od.address, localAddress: formatSocketAddress(od.address, od.port), remoteIp: bareIp(peer.address), remoteAddress: formatSocketAddress(peer.address, peer.port), sni: null, peerUriSan: null };
+    const listener = findListener(snapshot, od.address, od.port);
+    if (listener === null) {
+      const tracked = openTracked(ctx.listenerStatsFor('0.0.0.0_' + this.port));
+      if (!proxyTcpHandleToCluster(ctx, client, snapshot.catchAll.tcpCluster, l4, tracked)) proxyTcpToCluster(ctx, trackedSocketFor(client, tracked), null, snapshot.catchAll.tcpCluster, l4);
+      return;
+    }
+    const listenerStats = ctx.listenerStatsFor(listener.name);
+    const tracked = openTracked(listenerStats);
+    if (proxyTcpHandle(ctx, client, listener, l4, tracked)) return;
+    dispatchConnection(ctx, { socket: trackedSocketFor(client, tracked), listener, listenerStats, httpServer: this.httpServer, l4 });
   }
 
   private blackhole(socket: net.Socket, remoteAddress: string, localAddress: string, details: string | null): void {

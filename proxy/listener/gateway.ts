@@ -13,9 +13,9 @@ import type http from 'node:http';
 import type { Snapshot } from '../../config/compile/snapshot';
 import type { ProxyContext } from '../context';
 import { dispatchConnection } from './dispatch';
-import { openTracked, trackDownstream, trackSocket } from './connection-stats';
+import { openTracked, trackDownstream } from './connection-stats';
 import { HandleAddresses, SocketAddresses } from './socket-addresses';
-import { acceptHandles, socketFor } from './accept-handles';
+import { acceptHandles, trackedSocketFor } from './accept-handles';
 import { tcpHandles, type TcpHandle } from '../l4/tcp-handle';
 import { proxyTcpHandle } from '../l4/handle-proxy';
 
@@ -90,9 +90,7 @@ export class GatewayListeners {
     const l4 = new HandleAddresses(client);
     if (ctx.accessLog.enabled) l4.prime();
     if (proxyTcpHandle(ctx, client, listener, l4, tracked)) return;
-    const socket = socketFor(client);
-    socket.on('error', noop);
-    trackSocket(socket, tracked);
+    const socket = trackedSocketFor(client, tracked);
     dispatchConnection(ctx, { socket, listener, listenerStats, httpServer: this.httpServer, l4 });
   }
 

@@ -83,9 +83,13 @@ interface HandleWithFd {
  * Cost: one getsockname + one getsockopt syscall (two getsockopt for native IPv6), see bench/micro/original-dst.bench.ts.
  */
 export function getOriginalDst(socket: net.Socket): OriginalDst | null {
+  return getOriginalDstOf((socket as unknown as { _handle?: HandleWithFd | null })._handle ?? null);
+}
+
+/** The same for a bare TCP handle (proxy/l4/tcp-handle.ts), or a socket's handle. */
+export function getOriginalDstOf(handle: HandleWithFd | null): OriginalDst | null {
   const state = loaded ?? load();
   if (state.addon === null) throw new ProxyError(ProxyErrorCode.ORIGINAL_DST, state.support.reason);
-  const handle = (socket as unknown as { _handle?: HandleWithFd | null })._handle;
   const fd = handle?.fd;
   if (typeof fd !== 'number' || fd < 0) {
     throw new ProxyError(ProxyErrorCode.ORIGINAL_DST, 'cannot read SO_ORIGINAL_DST: the socket has no file descriptor (closed, or not a TCP socket)');
