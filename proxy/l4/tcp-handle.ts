@@ -166,3 +166,8 @@ export function uvError(errno: number, syscall: string): NodeJS.ErrnoException {
   e.syscall = syscall;
   return e;
 }
+
+/** Test seam: read SLUICE_TCP_HANDLES and the bindings again on next use. */
+export function resetTcpHandlesForTests(): void {
+  loaded = null;
+}

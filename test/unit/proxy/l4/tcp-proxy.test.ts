@@ -1,13 +1,15 @@
 // The TCP proxy end to end in-process: a real gateway Runtime on loopback with Istio YAML, real
 // upstream servers, real client sockets. Weighted splits, LB policies through the whole path
 // (endpoint ports by name, per-subset policy), the connection circuit breaker (UO), connect
-// failure and timeout (UF,URX), and the idle timeout.
+// failure and timeout (UF,URX), and the idle timeout; each on bare handles and on net.Sockets.
 
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import t from 'tap';
 import { freePort, startTestRuntime, type TestGateway } from '../../../helpers/gateway';
 import { watchedCount } from '../../../../proxy/l4/idle-sweep';
+import { handleSessionCount } from '../../../../proxy/l4/handle-proxy';
+import { resetTcpHandlesForTests, tcpHandles, tcpHandlesUnavailableReason } from '../../../../proxy/l4/tcp-handle';
 
 interface Upstream {
   readonly port: number;
@@ -88,7 +90,21 @@ async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms 
   }
 }
 
-t.test('weighted split 80/20 over 1000 connections lands within 5 binomial sd', async (t) => {
+// Every scenario runs on both TCP transports: bare handles (the fast path, where Node has the
+// bindings) and net.Sockets (SLUICE_TCP_HANDLES=off, and what a Node without them uses). The
+// scenarios below are the body of that loop (not indented, to keep their YAML literals as written).
+for (const transport of ['handles', 'sockets'] as const) {
+t.test(`TCP proxy on ${transport}`, async (tt) => {
+process.env['SLUICE_TCP_HANDLES'] = transport === 'handles' ? 'on' : 'off';
+resetTcpHandlesForTests();
+const before = handleSessionCount();
+tt.teardown(() => {
+  delete process.env['SLUICE_TCP_HANDLES'];
+  resetTcpHandlesForTests();
+});
+if (transport === 'handles') tt.ok(tcpHandles() !== null, `this Node gives bare TCP handles (${tcpHandlesUnavailableReason() || 'yes'})`);
+
+tt.test('weighted split 80/20 over 1000 connections lands within 5 binomial sd', async (t) => {
   const a = await upstream(t, 'a');
   const b = await upstream(t, 'b');
   const port = await freePort();
@@ -121,7 +137,7 @@ spec:
   t.equal(gw.stat('cluster.outbound|9000||b.test.upstream_cx_total'), counts.b, 'cluster b counted its connections');
 });
 
-t.test('ROUND_ROBIN over endpoint ports by name, and a subset overriding the LB with consistentHash', async (t) => {
+tt.test('ROUND_ROBIN over endpoint ports by name, and a subset overriding the LB with consistentHash', async (t) => {
   const ups = [await upstream(t, 'u0'), await upstream(t, 'u1'), await upstream(t, 'u2')];
   const port = await freePort();
   const eps = ups.map((u, i) => `  - address: 127.0.0.1\n    ports: { tcp-main: ${u.port} }\n    labels: { idx: "${i}", group: g }`).join('\n');
@@ -185,7 +201,7 @@ spec:
   t.equal(gw2.stat('cluster.outbound|9000|sticky|rr.test.upstream_cx_total'), 12);
 });
 
-t.test('maxConnections: the connection over the limit is refused with UO and upstream_cx_overflow', async (t) => {
+tt.test('maxConnections: the connection over the limit is refused with UO and upstream_cx_overflow', async (t) => {
   const u = await upstream(t, 'u');
   const port = await freePort();
   const gw = await startTestRuntime(t, gatewayYaml(port, `
@@ -225,7 +241,7 @@ spec:
   t.equal(await firstLine(port), 'u', 'with a slot free, a new connection goes through');
 });
 
-t.test('connect refused and connect timeout: UF,URX, upstream_cx_connect_fail / _connect_timeout', async (t) => {
+tt.test('connect refused and connect timeout: UF,URX, upstream_cx_connect_fail / _connect_timeout', async (t) => {
   // A port with nothing listening: refused at once.
   const closedPort = await freePort();
   // A listener whose accept queue is full and whose process is stopped: the kernel drops further
@@ -295,7 +311,7 @@ spec:
   t.ok(lines.some((l) => /"- - -" 0 UF,URX - - "connection_timeout" /.test(l) && l.includes('stuck.test')), 'timeout: UF,URX connection_timeout');
 });
 
-t.test('tcp idleTimeout closes a silent relay and counts tcp.<prefix>.idle_timeout', async (t) => {
+tt.test('tcp idleTimeout closes a silent relay and counts tcp.<prefix>.idle_timeout', async (t) => {
   const u = await upstream(t, 'u');
   const port = await freePort();
   const gw: TestGateway = await startTestRuntime(t, gatewayYaml(port, `
@@ -335,7 +351,7 @@ spec:
   t.match(line, /"- - -" 0 - - tcp_proxy_idle_timeout "-" 5 7 \d+ /, 'logged: termination details, 5 bytes in, 7 out');
 });
 
-t.test('one idle sweep serves many relays: the silent one closes, the busy one stays, both leave the sweep', async (t) => {
+tt.test('one idle sweep serves many relays: the silent one closes, the busy one stays, both leave the sweep', async (t) => {
   const u = await upstream(t, 'u');
   const port = await freePort();
   const gw: TestGateway = await startTestRuntime(t, gatewayYaml(port, `
@@ -381,7 +397,7 @@ spec:
   t.equal(gw.stat('tcp.outbound|9000||sweep.test.idle_timeout'), 1, 'still one idle timeout');
 });
 
-t.test('access log off: no records, and routes and LB still see the addresses (read from the socket on demand)', async (t) => {
+tt.test('access log off: no records, and routes and LB still see the addresses (read from the socket on demand)', async (t) => {
   const ups = [await upstream(t, 'u0'), await upstream(t, 'u1'), await upstream(t, 'u2')];
   const other = await upstream(t, 'other');
   const port = await freePort();
@@ -423,3 +439,10 @@ spec:
   t.equal(gw.stat('cluster.outbound|9000||hashed.test.upstream_cx_total'), 24);
   t.same(await gw.lines(), [], 'no access-log lines');
 });
+
+tt.test(`the connections above took the ${transport} path`, async (t) => {
+  if (transport === 'handles') t.ok(handleSessionCount() - before > 1000, `fast-path sessions: ${handleSessionCount() - before}`);
+  else t.equal(handleSessionCount(), before, 'no connection on bare handles');
+});
+});
+}
