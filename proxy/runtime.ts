@@ -17,6 +17,7 @@ import { startAdmin, startHealthListener, startPrometheusListener } from './admi
 import { ProxyContext } from './context';
 import { createHttpServer } from './l7/http-connection';
 import { CaptureListener } from './listener/capture';
+import { tcpHandles, tcpHandlesUnavailableReason } from './l4/tcp-handle';
 import { GatewayListeners } from './listener/gateway';
 import { HttpProxyListener } from './listener/http-proxy';
 import { originalDstSupport } from './listener/original-dst';
@@ -204,7 +205,7 @@ export class Runtime {
     this.serverState = 'LIVE';
     this.refreshServerStats();
     if (workers !== null) await workers.gather();
-    this.log.info({ role: o.role, workers: this.mode === 'primary' ? o.concurrency : 1, listeners: this.listenerAddresses(), admin: `${o.admin.host}:${admin.port}`, version: snapshot.version }, 'sluice is live');
+    this.log.info({ role: o.role, workers: this.mode === 'primary' ? o.concurrency : 1, listeners: this.listenerAddresses(), admin: `${o.admin.host}:${admin.port}`, version: snapshot.version, tcpTransport: tcpTransport() }, 'sluice is live');
   }
 
   /** Clusters, access log, listeners: everything that carries traffic (single and worker modes). */
@@ -381,4 +382,9 @@ export class Runtime {
     }
     this.closers.length = 0;
   }
+}
+
+/** How plain TCP is carried (proxy/l4/tcp-handle.ts), for the start-up line: a slow TCP port can be told from a fallback. */
+function tcpTransport(): string {
+  return tcpHandles() !== null ? 'bare handles' : `net.Socket (${tcpHandlesUnavailableReason()})`;
 }
