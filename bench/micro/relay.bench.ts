@@ -1,6 +1,7 @@
 // L4 relay, old vs new: socket.pipe() both ways, stream.pipeline() both ways, proxy/l4/relay.ts with
-// 'data' events both ways ('relay') and with the upstream read into its own buffer ('onread'),
-// each in its own proxy child process so its CPU can be read alone (PERFORMANCE.md §7 method).
+// 'data' events both ways ('relay') and with the upstream read into its own buffer ('onread'), and
+// the bare-handle path ('handles': listener/accept-handles.ts + upstream/handle-connect.ts +
+// l4/handle-relay.ts, what plain TCP takes now), each in its own proxy child process so its CPU can be read alone (PERFORMANCE.md §7 method).
 // Bulk download (sink -> proxy -> client) over loopback, CONNECTIONS in parallel, then a short
 // connect/1-byte/close churn. Reports Gb/s, proxy CPU-s per GB, proxy CPU µs per connection, RSS.
 // Bounded: BYTES per mode (default 512 MiB) and CHURN connections per mode (default 2000).
@@ -13,8 +14,13 @@ import { once } from 'node:events';
 import { pipeline } from 'node:stream';
 import { relay } from '../../proxy/l4/relay';
 import { UpstreamReader } from '../../proxy/l4/upstream-reader';
+import { relayHandles } from '../../proxy/l4/handle-relay';
+import { acceptHandles } from '../../proxy/listener/accept-handles';
+import { connectHandle } from '../../proxy/upstream/handle-connect';
+import { UpstreamHost } from '../../proxy/upstream/host';
+import { ClusterStats, StatsStore } from '../../proxy/observe/stats';
 
-const ALL_MODES = ['pipe', 'pipeline', 'relay', 'onread'] as const;
+const ALL_MODES = ['pipe', 'pipeline', 'relay', 'onread', 'handles'] as const;
 type Mode = (typeof ALL_MODES)[number];
 /** MODES=relay,pipe reorders or narrows the run (order matters a little on a 2-core box: alternate it). */
 const MODES: readonly Mode[] = (process.env.MODES?.split(',') ?? ALL_MODES).filter((m): m is Mode => (ALL_MODES as readonly string[]).includes(m));
@@ -33,6 +39,19 @@ function destroyBoth(a: net.Socket, b: net.Socket): void {
 }
 
 const NOOP_HOOKS = { onClose(): void {} };
+
+/** The bare-handle path with sluice's own connector and relay (accounting into a throwaway store). */
+function handleProxy(server: net.Server, upstreamPort: number): void {
+  const stats = new ClusterStats(new StatsStore(), 'bench');
+  const host = new UpstreamHost('127.0.0.1', upstreamPort, '', null);
+  const opts = { connectTimeoutMs: 0, tls: null, sni: null, keepalive: null };
+  acceptHandles(server, (down) => {
+    connectHandle(stats, host, opts, (err, conn) => {
+      if (err !== null || conn === null) down.close();
+      else relayHandles(down, conn.handle, { onClose: (r) => conn.closed(false, r.bytesFromUpstream, r.bytesFromDownstream) });
+    });
+  });
+}
 
 function proxyChild(mode: Mode, upstreamPort: number): void {
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (down) => {
@@ -62,6 +81,7 @@ function proxyChild(mode: Mode, upstreamPort: number): void {
     pipeline(up, down, done);
   });
   server.listen(0, '127.0.0.1', () => {
+    if (mode === 'handles') handleProxy(server, upstreamPort);
     (process.send as (m: unknown) => void)({ port: (server.address() as net.AddressInfo).port });
   });
   process.on('message', (m: unknown) => {

@@ -5,7 +5,8 @@
 // Why (issue 6): per short proxied connection, two net.Sockets (Duplex state, EventEmitter, write
 // queue, nextTick'd events, a Socket per accept even before we know what the connection is) cost a
 // Node relay ~200-250 CPU-µs on this box against HAProxy's ~100; the same relay on bare handles costs
-// ~135-175 and runs as many connections per second as HAProxy (bench/micro/handle-relay.bench.ts).
+// ~135-175 and runs as many connections per second as HAProxy (bench/micro/relay.bench.ts, mode
+// 'handles'; bench/README.md).
 // An idle proxied connection also keeps far less memory without the two Socket objects.
 //
 // The risk, and how it is contained: `process.binding()` is deprecated (DEP0111, documentation-only;
