@@ -34,6 +34,8 @@ class Side {
   peer!: Side;
   /** the peer's EOF has been passed on as a shutdown of this side, and it completed */
   shutDown = false;
+  /** a shutdown of this side was issued and has not completed: libuv refuses to reset it */
+  shuttingDown = false;
   /** EOF read from this side */
   eof = false;
   /** writes to this side still in libuv */
@@ -158,9 +160,11 @@ export class HandleRelay {
     req.side = to;
     const err = to.handle.shutdown(req);
     if (err !== 0) this.fail(to, uvError(err, 'shutdown'));
+    else to.shuttingDown = true;
   }
 
   shutDown(to: Side, status: number): void {
+    to.shuttingDown = false;
     if (to.closing) return;
     if (status < 0) {
       this.fail(to, uvError(status, 'shutdown'));
@@ -194,8 +198,12 @@ export class HandleRelay {
   private reset(side: Side): void {
     if (side.closing) return;
     side.closing = true;
-    // uv_tcp_close_reset refuses a handle that is shutting down: close it plainly then.
-    if (side.handle.reset(onClosed) !== 0) side.handle.close(onClosed);
+    // uv_tcp_close_reset refuses (EINVAL) a handle whose shutdown has not completed yet (libuv runs
+    // it on the next loop turn at the earliest), and Node's TCPWrap counts the handle as closing all
+    // the same, so a close() after the refusal is a no-op: the handle would never close and the
+    // relay never report. Such a handle is closed plainly (FIN) instead, before asking for an RST.
+    if (side.shuttingDown) side.handle.close(onClosed);
+    else side.handle.reset(onClosed);
   }
 
   closed(side: Side): void {
