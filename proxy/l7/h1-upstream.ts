@@ -3,8 +3,8 @@
 // in upstream/connect.ts), one request at a time per connection. The request head goes out as one
 // latin1 string; the response head is parsed with the same strict parser as requests, and the body
 // is framed exactly (Content-Length, chunked, or until close), so a connection returns to the pool
-// only when its response ended on a message boundary. Plain-TCP connections read into a buffer of
-// their own (response-reader.ts), not through 'data' events.
+// only when its response ended on a message boundary. Connections read into a buffer of their own
+// (response-reader.ts), not through 'data' events; over TLS the buffer gets the decrypted bytes.
 //
 // Idle connections are swept by one shared 1 s timer (STYLE.md rule 11) and unref'd while idle, so
 // they never keep a process alive. Every callback is a method bound once per connection.
@@ -14,7 +14,6 @@ import { ISTIO_MAX_UINT32 } from '../../config/compile/snapshot';
 import { ProxyError, ProxyErrorCode } from '../errors';
 import type { StatsStore } from '../observe/stats';
 import type { UpstreamCluster } from '../upstream/cluster';
-import type { ConnectCallback } from '../upstream/connect';
 import type { UpstreamHost } from '../upstream/host';
 import { BodyDecoder, Framing, endBody, writeBodyChunk } from './h1-body';
 import { HeadError, findHeadEnd, parseResponseHead, type ResponseHead } from './h1-head';
@@ -65,12 +64,11 @@ export class UpstreamConnection implements ResponseSink {
   idleMs = IDLE_MS;
   closed = false;
 
-  /** `reader`: the socket was opened with its onread (plain TCP); else it emits 'data'. */
-  constructor(pool: H1Pool, socket: net.Socket, reader: ResponseReader | null) {
+  /** `reader`: the socket was opened with its onread, so it emits no 'data'. */
+  constructor(pool: H1Pool, socket: net.Socket, reader: ResponseReader) {
     this.pool = pool;
     this.socket = socket;
-    if (reader === null) socket.on('data', this.onData.bind(this));
-    else reader.sink = this;
+    reader.sink = this;
     socket.on('close', this.onClose.bind(this));
     // Upstream sockets are opened half-open capable (the L4 relay needs it); for HTTP a FIN ends the
     // connection: a close-delimited body ends there, anything else is a reset (see onClose).
@@ -122,28 +120,19 @@ export class UpstreamConnection implements ResponseSink {
     this.pool.forget(this);
   }
 
-  private onData(chunk: Buffer): void {
-    this.take(chunk);
-  }
-
   /** ResponseReader delivery: `chunk` is borrowed; true when a downstream write still holds part of it. */
   upstreamBytes(chunk: Buffer): boolean {
-    const h = this.take(chunk);
-    return h !== null && h.writePending();
-  }
-
-  private take(chunk: Buffer): UpstreamHandler | null {
     const h = this.handler;
     if (h === null) {
       // Bytes nobody asked for (on an idle connection): the framing is lost, drop the connection.
       this.abort();
-      return null;
+      return false;
     }
     this.gotBytes = true;
     h.cork();
     this.consume(chunk);
     h.uncork();
-    return h;
+    return h.writePending();
   }
 
   private consume(chunk: Buffer): void {
@@ -281,14 +270,12 @@ export class H1Pool {
   private connecting = 0;
   /** pending requests, oldest first */
   private readonly waiting: UpstreamHandler[] = [];
-  private readonly onConnect: ConnectCallback;
 
   constructor(cluster: UpstreamCluster, host: UpstreamHost, sni: string | null, pending: PendingStats) {
     this.cluster = cluster;
     this.host = host;
     this.sni = sni;
     this.pending = pending;
-    this.onConnect = this.connected.bind(this);
   }
 
   acquire(h: UpstreamHandler): void {
@@ -344,17 +331,13 @@ export class H1Pool {
   private open(overLimit: boolean): void {
     this.total++;
     this.connecting++;
-    if (this.cluster.config.tls !== null) {
-      this.cluster.connect(this.host, this.sni, this.onConnect, null, !overLimit);
-      return;
-    }
-    // Plain TCP: read responses into the connection's own buffer. One closure per connection, to
-    // hand its reader over.
+    // Responses are read into the connection's own buffer. One closure per connection, to hand its
+    // reader over.
     const reader = new ResponseReader();
     this.cluster.connect(this.host, this.sni, (err, socket) => this.connected(err, socket, reader), reader.onread, !overLimit);
   }
 
-  private connected(err: ProxyError | null, socket: net.Socket | null, reader: ResponseReader | null = null): void {
+  private connected(err: ProxyError | null, socket: net.Socket | null, reader: ResponseReader): void {
     this.connecting--;
     if (err !== null || socket === null) {
       this.total--;

@@ -1,7 +1,10 @@
-// Reads a plain-TCP upstream HTTP connection into a buffer of its own (net.connect's `onread`)
-// instead of Node's default path: a fresh 64 KiB backing store per read shrunk with realloc, a
-// Buffer pushed through the Readable machinery, a 'data' event and a nextTick per read. On the
-// keep-alive fast path that is one of the two reads of every request.
+// Reads an upstream HTTP connection into a buffer of its own (the socket's `onread`) instead of
+// Node's default path: a fresh backing store per read, a Buffer pushed through the Readable
+// machinery, a 'data' event and a nextTick per read. On the keep-alive fast path that is one of the
+// two reads of every request. Over TLS (a TLSSocket opened by tls.connect itself, which honours
+// `onread`) the buffer receives the decrypted bytes: TLSWrap copies each SSL_read result into the
+// buffer last handed out, in pieces of at most its length, and may deliver several pieces for one
+// socket read, so every delivery goes through the same ownership rule below.
 //
 // Ownership: the bytes handed to the sink are only borrowed. The sink parses what it needs into
 // strings, copies what it keeps, and passes body bytes downstream; when it reports that a

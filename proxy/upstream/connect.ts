@@ -5,6 +5,12 @@
 //
 // The connect timer is one setTimeout per connection (not per request or chunk), cleared on
 // connect. TLS uses the cluster's prebuilt SecureContext and its session cache (PERFORMANCE.md §5).
+//
+// A TLS connection is one TLSSocket that opens its own TCP connection (tls.connect with host and
+// port), not a net.Socket wrapped afterwards: one socket object per connection instead of two, and
+// only such a TLSSocket honours `onread`, so HTTP responses are read into the pool's own buffer as
+// on plain TCP. Its byte totals are the TCP connection's (handshake and record overhead included),
+// read from the handle under the TLS layer.
 
 import net from 'node:net';
 import tls from 'node:tls';
@@ -40,13 +46,22 @@ const PEER_VERDICT_MAX_MS = 250;
 
 export type ConnectCallback = (err: ProxyError | null, socket: net.Socket | null) => void;
 
+interface ByteCounters {
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+}
+
 /** Per-connection bookkeeping, one object, fields set in the constructor (no closures per chunk). */
 export class UpstreamConnection {
   readonly stats: ClusterStats;
   readonly host: UpstreamHost;
   readonly startHr: number;
-  readonly tcp: net.Socket;
-  socket: net.Socket;
+  /** the connection's socket: TCP, or TLS over a TCP connection of its own */
+  readonly socket: net.Socket;
+  /** TLS: the TCP handle under the TLS layer, whose byte counters are the wire's */
+  wire: ByteCounters | null = null;
+  /** TLS: the TCP connection is up (errors from here on are the handshake's) */
+  tcpUp = false;
   timer: NodeJS.Timeout | null = null;
   /** TLS: cache key of this connection's session (the SNI, else the host) */
   sessionKey = '';
@@ -57,11 +72,10 @@ export class UpstreamConnection {
   connected = false;
   closedLocally = false;
 
-  constructor(stats: ClusterStats, host: UpstreamHost, tcp: net.Socket, cb: ConnectCallback) {
+  constructor(stats: ClusterStats, host: UpstreamHost, socket: net.Socket, cb: ConnectCallback) {
     this.stats = stats;
     this.host = host;
-    this.tcp = tcp;
-    this.socket = tcp;
+    this.socket = socket;
     this.cb = cb;
     this.startHr = performance.now();
   }
@@ -111,13 +125,16 @@ function onConnectTimeout(conn: UpstreamConnection): void {
 
 function onTcpError(this: net.Socket, err: NodeJS.ErrnoException): void {
   const conn = slotOf(this).connection!;
-  if (conn.cb !== null) {
-    const code = connectErrorCode(err);
-    const reason = code === ProxyErrorCode.UPSTREAM_TLS ? 'TLS_error:' + (err.code ?? err.message) : (err.code ?? err.message);
-    if (code === ProxyErrorCode.UPSTREAM_TLS) countTlsFailure(conn.stats, err);
-    conn.fail(new ProxyError(code === ProxyErrorCode.DNS_FAILED ? ProxyErrorCode.UPSTREAM_CONNECT : code, `connect to ${conn.host.key} failed: ${err.message}`, { cause: err, transportReason: reason }));
-  }
   // After connect, errors are the owner's to handle (relay / HTTP pool); 'close' does the accounting.
+  if (conn.cb === null) return;
+  if (conn.tcpUp) {
+    tlsFailed(conn, err);
+    return;
+  }
+  const code = connectErrorCode(err);
+  const reason = code === ProxyErrorCode.UPSTREAM_TLS ? 'TLS_error:' + (err.code ?? err.message) : (err.code ?? err.message);
+  if (code === ProxyErrorCode.UPSTREAM_TLS) countTlsFailure(conn.stats, err);
+  conn.fail(new ProxyError(code === ProxyErrorCode.DNS_FAILED ? ProxyErrorCode.UPSTREAM_CONNECT : code, `connect to ${conn.host.key} failed: ${err.message}`, { cause: err, transportReason: reason }));
 }
 
 function onTcpClose(this: net.Socket): void {
@@ -126,16 +143,23 @@ function onTcpClose(this: net.Socket): void {
   s.upstream_cx_active.dec();
   conn.host.counters.cx_active--;
   s.upstream_cx_destroy.inc();
-  if (conn.closedLocally || conn.tcp.destroyed && !conn.tcp.readableEnded) s.upstream_cx_destroy_local.inc();
+  if (conn.closedLocally || this.destroyed && !this.readableEnded) s.upstream_cx_destroy_local.inc();
   else s.upstream_cx_destroy_remote.inc();
-  s.upstream_cx_rx_bytes_total.add(conn.tcp.bytesRead);
-  s.upstream_cx_tx_bytes_total.add(conn.tcp.bytesWritten);
+  // The TCP handle under TLS is still open while 'close' is emitted (its close callback emits it).
+  const bytes: ByteCounters = conn.wire ?? this;
+  s.upstream_cx_rx_bytes_total.add(bytes.bytesRead);
+  s.upstream_cx_tx_bytes_total.add(bytes.bytesWritten);
   if (conn.connected) s.upstream_cx_length_ms.record(performance.now() - conn.startHr);
   if (conn.cb !== null) conn.fail(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT, `connection to ${conn.host.key} closed during connect`, { transportReason: 'connection_termination' }));
 }
 
 function onTcpConnect(this: net.Socket): void {
   slotOf(this).connection!.ready();
+}
+
+/** TLS: TCP is up, the handshake starts (tls.connect's own 'connect' listener sends the ClientHello). */
+function onTlsTcpConnect(this: net.Socket): void {
+  slotOf(this).connection!.tcpUp = true;
 }
 
 /** Failures of our own check of the server's certificate (Node's X509 verification codes). */
@@ -191,9 +215,8 @@ function onSession(this: net.Socket, session: Buffer): void {
   }
 }
 
-function onTlsError(this: net.Socket, err: NodeJS.ErrnoException): void {
-  const conn = slotOf(this).connection!;
-  if (conn.cb === null) return;
+/** An error after TCP connected and before the connection was handed over: the handshake failed. */
+function tlsFailed(conn: UpstreamConnection, err: NodeJS.ErrnoException): void {
   countTlsFailure(conn.stats, err);
   conn.fail(new ProxyError(ProxyErrorCode.UPSTREAM_TLS, `TLS handshake with ${conn.host.key} failed: ${err.message}`, { cause: err, transportReason: 'TLS_error:' + (err.code ?? err.message) }));
 }
@@ -208,8 +231,8 @@ export interface ConnectOptions {
 
 /**
  * Connect to `host`; `cb` gets a connected (and, with TLS, handshaken) socket or a classified error.
- * `onread` (plain TCP only; see proxy/l4/upstream-reader.ts) makes the socket read into the caller's
- * buffer instead of emitting 'data'.
+ * `onread` (see proxy/l4/upstream-reader.ts, proxy/l7/response-reader.ts) makes the socket read into
+ * the caller's buffer instead of emitting 'data'; with TLS it gets the decrypted bytes.
  */
 
 export function connectUpstream(stats: ClusterStats, host: UpstreamHost, opts: ConnectOptions, cb: ConnectCallback, onread: net.OnReadOpts | null = null): void {
@@ -218,38 +241,69 @@ export function connectUpstream(stats: ClusterStats, host: UpstreamHost, opts: C
   host.counters.cx_total++;
   host.counters.cx_active++;
   const t = opts.tls;
-  if (onread !== null && t !== null) throw new Error('connectUpstream: onread is for plain TCP upstreams only');
+  if (t !== null) {
+    connectTls(stats, host, opts, t, cb, onread);
+    return;
+  }
   const tcp = onread === null
     ? net.connect({ host: host.address, port: host.port, noDelay: true, allowHalfOpen: true })
     : net.connect({ host: host.address, port: host.port, noDelay: true, allowHalfOpen: true, onread });
-  if (opts.keepalive !== null) tcp.setKeepAlive(true, opts.keepalive.timeMs);
-  const conn = new UpstreamConnection(stats, host, tcp, cb);
-  slotOf(tcp).connection = conn;
-  // 'on', not 'once': these fire at most once, and once() allocates a wrapper per listener.
-  tcp.on('close', onTcpClose);
-  tcp.on('error', onTcpError);
+  const conn = watch(stats, host, opts, tcp, cb);
+  tcp.on('connect', onTcpConnect);
   if (opts.connectTimeoutMs > 0) conn.timer = setTimeout(onConnectTimeout, opts.connectTimeoutMs, conn);
-  if (t === null) {
-    tcp.on('connect', onTcpConnect);
-    return;
-  }
+}
+
+/** The listeners and settings every upstream connection gets, TCP or TLS. */
+function watch(stats: ClusterStats, host: UpstreamHost, opts: ConnectOptions, socket: net.Socket, cb: ConnectCallback): UpstreamConnection {
+  if (opts.keepalive !== null) socket.setKeepAlive(true, opts.keepalive.timeMs);
+  const conn = new UpstreamConnection(stats, host, socket, cb);
+  slotOf(socket).connection = conn;
+  // 'on', not 'once': these fire at most once, and once() allocates a wrapper per listener.
+  socket.on('close', onTcpClose);
+  socket.on('error', onTcpError);
+  return conn;
+}
+
+/** tls.connect's options as Node takes them (@types/node 20 lacks these two). */
+type TlsConnectOptions = tls.ConnectionOptions & { allowHalfOpen: boolean; onread?: net.OnReadOpts };
+
+/** What Node's TLSSocket has and @types/node does not declare: tls.connect sets sessions with it. */
+type TlsSocketInternals = tls.TLSSocket & { setSession?(session: Buffer): void; _handle?: { _parent?: ByteCounters } };
+
+const canSetSession = typeof (tls.TLSSocket.prototype as TlsSocketInternals).setSession === 'function';
+
+/** The socket's TCP handle under its TLS layer (TLSWrap keeps it as `_parent`; Node 12-24). */
+function wireOf(secure: tls.TLSSocket): ByteCounters | null {
+  return (secure as TlsSocketInternals)._handle?._parent ?? null;
+}
+
+function connectTls(stats: ClusterStats, host: UpstreamHost, opts: ConnectOptions, t: TlsOrigination, cb: ConnectCallback, onread: net.OnReadOpts | null): void {
   const sessionKey = opts.sni ?? host.key;
-  conn.sessionKey = sessionKey;
-  conn.tls = t;
-  const options: tls.ConnectionOptions = {
-    socket: tcp,
+  const session = t.sessions.get(sessionKey);
+  const options: TlsConnectOptions = {
+    host: host.address,
+    port: host.port,
     secureContext: t.secureContext,
     rejectUnauthorized: t.rejectUnauthorized,
     ALPNProtocols: t.alpn.length > 0 ? [...t.alpn] : undefined,
-    session: t.sessions.get(sessionKey),
     allowHalfOpen: true,
-  } as tls.ConnectionOptions;
+  };
+  // Not tls.connect's `session` option where avoidable: with it the session is decoded twice
+  // (TLSSocket's _init and connect() each set it), ~0.25 ms of CPU each on Node 20. Set once below,
+  // before the ClientHello, which leaves when TCP connects.
+  if (!canSetSession) options.session = session;
+  if (onread !== null) options.onread = onread;
   if (opts.sni !== null && !net.isIP(opts.sni)) options.servername = opts.sni;
   if (t.checkServerIdentity !== undefined) options.checkServerIdentity = t.checkServerIdentity;
   const secure = tls.connect(options);
-  conn.socket = secure;
-  slotOf(secure).connection = conn;
+  secure.setNoDelay(true);
+  const conn = watch(stats, host, opts, secure, cb);
+  conn.tls = t;
+  conn.wire = wireOf(secure);
+  conn.sessionKey = sessionKey;
+  if (canSetSession && session !== undefined) (secure as TlsSocketInternals).setSession!(session);
+  secure.on('connect', onTlsTcpConnect);
   secure.on('secureConnect', onSecureConnect);
-  secure.on('error', onTlsError);
   secure.on('session', onSession);
+  if (opts.connectTimeoutMs > 0) conn.timer = setTimeout(onConnectTimeout, opts.connectTimeoutMs, conn);
 }

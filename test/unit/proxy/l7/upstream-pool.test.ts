@@ -1,6 +1,8 @@
 // Upstream keep-alive pooling on the fast path: plain and TLS-originated connections are reused
-// across requests (also after a large, back-pressured body), big bodies read slowly arrive intact, a
-// connection the upstream closed while idle is replaced without failing the request, and `Connection: close` from the upstream is honoured.
+// across requests (also after a large, back-pressured body), big bodies read slowly arrive intact
+// over plain TCP and over TLS (both read into the connection's own buffer), a connection the
+// upstream closed while idle is replaced without failing the request, and `Connection: close` from
+// the upstream is honoured.
 
 import fs from 'node:fs';
 import http from 'node:http';
@@ -110,30 +112,43 @@ function bodyOf(port: number, p: string, pauseMs: number): Promise<Buffer> {
   });
 }
 
-t.test('plain upstream: big bodies read slowly by the client arrive intact, sized and chunked', async (t) => {
-  const up = await listen(t, http.createServer((req, res) => {
-    if (req.url === '/chunked') res.writeHead(200);
-    else res.writeHead(200, { 'content-length': String(PATTERN.length) });
-    for (let at = 0; at < PATTERN.length; at += 100_000) res.write(PATTERN.subarray(at, at + 100_000));
-    res.end();
-  }));
-  const gwPort = await freePort();
-  await startTestRuntime(t, config(gwPort, up.port, null));
-  for (const p of ['/sized', '/chunked', '/sized']) {
-    const body = await bodyOf(gwPort, p, 100);
-    t.equal(body.length, PATTERN.length, `${p}: whole body`);
-    t.ok(body.equals(PATTERN), `${p}: every byte as sent`);
-  }
-});
+function patterned(req: http.IncomingMessage, res: http.ServerResponse): void {
+  if (req.url === '/chunked') res.writeHead(200);
+  else res.writeHead(200, { 'content-length': String(PATTERN.length) });
+  for (let at = 0; at < PATTERN.length; at += 100_000) res.write(PATTERN.subarray(at, at + 100_000));
+  res.end();
+}
 
-t.test('TLS-originated upstream: the pooled connection is reused after a big body', async (t) => {
+/** An HTTPS upstream with a certificate for up.example from a CA made for the test; its CA file for the DestinationRule. */
+async function tlsUpstream(t: { teardown(fn: () => unknown): void }, h: http.RequestListener): Promise<{ port: number; connections: () => number; caFile: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-pool-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const ca = await makeCa(dir, 'pool-test');
   const leaf = await makeLeaf(dir, ca, { cn: 'up.example' });
-  const up = await listen(t, https.createServer({ cert: fs.readFileSync(leaf.certFile), key: fs.readFileSync(leaf.keyFile) }, handler));
+  const up = await listen(t, https.createServer({ cert: fs.readFileSync(leaf.certFile), key: fs.readFileSync(leaf.keyFile) }, h));
+  return { ...up, caFile: ca.certFile };
+}
+
+for (const origination of ['plain', 'TLS-originated'] as const) {
+  t.test(`${origination} upstream: big bodies read slowly by the client arrive intact, sized and chunked`, async (t) => {
+    // Over TLS the reader gets the decrypted records in pieces, several per socket read (buffers
+    // kept by queued downstream writes: response-reader.test.ts).
+    const up = origination === 'plain' ? { ...(await listen(t, http.createServer(patterned))), caFile: null } : await tlsUpstream(t, patterned);
+    const gwPort = await freePort();
+    await startTestRuntime(t, config(gwPort, up.port, up.caFile));
+    for (const p of ['/sized', '/chunked', '/sized']) {
+      const body = await bodyOf(gwPort, p, 100);
+      t.equal(body.length, PATTERN.length, `${p}: whole body`);
+      t.ok(body.equals(PATTERN), `${p}: every byte as sent`);
+    }
+    t.equal(up.connections(), 1, 'over one pooled connection');
+  });
+}
+
+t.test('TLS-originated upstream: the pooled connection is reused after a big body', async (t) => {
+  const up = await tlsUpstream(t, handler);
   const gwPort = await freePort();
-  const gw = await startTestRuntime(t, config(gwPort, up.port, ca.certFile));
+  const gw = await startTestRuntime(t, config(gwPort, up.port, up.caFile));
   for (const p of ['/big', '/big', '/a']) {
     const r = await get(gwPort, p);
     t.equal(r.status, 200);

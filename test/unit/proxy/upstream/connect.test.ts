@@ -2,7 +2,8 @@
 // by openssl for this test: the errors people hit (wrong CA, SAN mismatch, handshake failure, TLS to
 // a plain port, client certificate missing or refused by a MUTUAL upstream), each classified as
 // PRX_ERR_UPSTREAM_TLS with a `TLS_error:` transport reason and counted in Envoy's cluster ssl.* stats;
-// session resumption on repeated connections.
+// session resumption on repeated connections; a TLS connection's byte totals and close accounting;
+// TLS read through `onread`.
 
 import fs from 'node:fs';
 import net from 'node:net';
@@ -193,4 +194,126 @@ t.test('MUTUAL upstream: a missing client certificate is a connect failure; with
   t.equal(srv.accepted(), 2, 'the server accepted exactly the two authenticated connections');
   t.match(srv.peers[0], /URI:spiffe:\/\/cluster\.local\/ns\/default\/sa\/sleep/, 'and saw our identity');
   t.equal(stats.ssl_session_reused.value, 1, 'the second resumed the first one\'s session');
+});
+
+t.test('TLS to a closed port: a TCP connect failure (errno as the reason), not a TLS one', async (t) => {
+  // A port that was just listened on and closed: nothing listens there.
+  const closed = await new Promise<number>((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const { stats } = newStats();
+  const o = await connect(stats, closed, upstreamTls({}));
+  t.equal(o.socket, null, 'no socket handed over');
+  t.equal(o.err?.code, ProxyErrorCode.UPSTREAM_CONNECT, 'PRX_ERR_UPSTREAM_CONNECT');
+  t.equal(o.err?.transportReason, 'ECONNREFUSED', 'the errno, no TLS_error: prefix');
+  t.equal(stats.ssl_connection_error.value + stats.ssl_fail_verify_error.value + stats.ssl_fail_verify_san.value, 0, 'no TLS failure counted');
+  t.equal(stats.upstream_cx_connect_fail.value, 1, 'upstream_cx_connect_fail');
+});
+
+/**
+ * A TLS server over sockets it wraps itself, so the test sees the raw TCP byte counts of each
+ * connection (a net.Socket's counters are its handle's, which the TLS layer reads and writes).
+ * `onSecure` decides what happens on each connection.
+ */
+async function wireCountingServer(t: tap.Test, onSecure: (s: tls.TLSSocket) => void): Promise<{ port: number; closed: () => Promise<{ read: number; written: number }> }> {
+  const context = tls.createSecureContext({ cert: read(pki.server.certFile), key: read(pki.server.keyFile) });
+  const closes: { read: number; written: number }[] = [];
+  const waiters: ((v: { read: number; written: number }) => void)[] = [];
+  const server = net.createServer((raw) => {
+    raw.on('error', () => {});
+    raw.on('close', () => {
+      const v = { read: raw.bytesRead, written: raw.bytesWritten };
+      const w = waiters.shift();
+      if (w !== undefined) w(v);
+      else closes.push(v);
+    });
+    const s = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
+    s.on('error', () => {});
+    s.on('secure', () => onSecure(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => server.close());
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    closed: () => new Promise((resolve) => (closes.length > 0 ? resolve(closes.shift()!) : waiters.push(resolve))),
+  };
+}
+
+function closedOnce(s: net.Socket): Promise<void> {
+  return new Promise((resolve) => (s.destroyed && s.closed ? resolve() : s.once('close', () => resolve())));
+}
+
+t.test('TLS byte totals are the TCP connection\'s (handshake and records included); who closed first is counted', async (t) => {
+  const srv = await wireCountingServer(t, (s) => s.on('data', () => s.end('pong')));
+  const { stats } = newStats();
+  const o = await connect(stats, srv.port, upstreamTls({}));
+  t.equal(o.err, null, 'connected');
+  t.equal(await exchange(o.socket!), 'pong', 'bytes both ways; the upstream closed first');
+  const wire = await srv.closed();
+  t.equal(stats.upstream_cx_rx_bytes_total.value, wire.written, `upstream_cx_rx_bytes_total = what the server wrote on the wire (${wire.written})`);
+  t.equal(stats.upstream_cx_tx_bytes_total.value, wire.read, `upstream_cx_tx_bytes_total = what the server read off the wire (${wire.read})`);
+  t.ok(wire.written > 1000, 'which includes the handshake, not just the 4 plaintext bytes');
+  t.equal(stats.upstream_cx_destroy_remote.value, 1, 'the upstream\'s close: upstream_cx_destroy_remote');
+  t.equal(stats.upstream_cx_destroy_local.value, 0);
+
+  // Now we close first: the server holds its side open.
+  const quiet = await wireCountingServer(t, () => undefined);
+  const o2 = await connect(stats, quiet.port, upstreamTls({}));
+  t.equal(o2.err, null, 'connected');
+  o2.socket!.destroy();
+  await closedOnce(o2.socket!);
+  await quiet.closed();
+  t.equal(stats.upstream_cx_destroy_local.value, 1, 'our close: upstream_cx_destroy_local');
+  t.equal(stats.upstream_cx_destroy.value, 2);
+});
+
+t.test('TLS with onread: the decrypted bytes, exact across records, land in the caller\'s buffer; no data events', async (t) => {
+  // 100 KB in writes of 7,000 bytes: many TLS records, records split across reads and buffers.
+  const payload = Buffer.alloc(100_000);
+  for (let i = 0; i < payload.length; i++) payload[i] = (i * 31 + (i >> 8)) & 0xff;
+  const sender = tls.createServer({ cert: read(pki.server.certFile), key: read(pki.server.keyFile) }, (s) => {
+    s.on('error', () => {});
+    s.once('data', () => {
+      for (let at = 0; at < payload.length; at += 7000) s.write(payload.subarray(at, at + 7000));
+      s.end();
+    });
+  });
+  await new Promise<void>((resolve) => sender.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => sender.close());
+  const pieces: Buffer[] = [];
+  let largest = 0;
+  let buffers = 0;
+  const onread: net.OnReadOpts = {
+    // A new small buffer each time: every delivery must be bounded by the buffer it was given.
+    buffer: () => {
+      buffers++;
+      return Buffer.alloc(1500);
+    },
+    callback: (n: number, buf: Uint8Array) => {
+      largest = Math.max(largest, n);
+      pieces.push(Buffer.from(buf.subarray(0, n)));
+      return true;
+    },
+  };
+  const { stats } = newStats();
+  const host = new UpstreamHost('127.0.0.1', (sender.address() as net.AddressInfo).port, '', null);
+  const settings = upstreamTls({});
+  const o = await new Promise<Outcome>((resolve) => connectUpstream(stats, host, { connectTimeoutMs: 5000, tls: buildTlsOrigination({ tls: settings } as Cluster), sni: settings.sni, keepalive: null }, (err, socket) => resolve({ err, socket }), onread));
+  t.equal(o.err, null, 'connected');
+  const s = o.socket!;
+  let dataEvents = 0;
+  s.on('data', () => dataEvents++);
+  s.on('end', () => s.end());
+  s.write('go');
+  await closedOnce(s);
+  const got = Buffer.concat(pieces);
+  t.equal(got.length, payload.length, 'every byte');
+  t.ok(got.equals(payload), 'in order, none repeated or lost');
+  t.ok(largest <= 1500, `deliveries bounded by the buffer (largest ${largest})`);
+  t.ok(buffers > 1, 'the buffer function was asked again after deliveries');
+  t.equal(dataEvents, 0, 'no data events');
 });
