@@ -18,6 +18,7 @@ import { performance } from 'node:perf_hooks';
 import { ProxyError, ProxyErrorCode, connectErrorCode } from '../errors';
 import type { ClusterStats } from '../observe/stats';
 import { slotOf } from '../socket-slot';
+import { resumableSession } from '../tls/origination';
 import type { UpstreamHost } from './host';
 
 export interface TlsOrigination {
@@ -205,7 +206,7 @@ function onSession(this: net.Socket, session: Buffer): void {
   const conn = slotOf(this).connection!;
   const t = conn.tls!;
   if (t.sessions.size > 1000) t.sessions.clear();
-  t.sessions.set(conn.sessionKey, session);
+  t.sessions.set(conn.sessionKey, resumableSession(session));
   if (conn.awaitingVerdict) {
     // A ticket is the server's "accepted": it is sent only after our certificate and Finished checked out.
     // Hand over on the next turn: this event fires inside OpenSSL's read of the ticket, and bytes

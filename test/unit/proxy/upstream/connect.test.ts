@@ -2,9 +2,11 @@
 // by openssl for this test: the errors people hit (wrong CA, SAN mismatch, handshake failure, TLS to
 // a plain port, client certificate missing or refused by a MUTUAL upstream), each classified as
 // PRX_ERR_UPSTREAM_TLS with a `TLS_error:` transport reason and counted in Envoy's cluster ssl.* stats;
-// session resumption on repeated connections; a TLS connection's byte totals and close accounting;
-// TLS read through `onread`.
+// session resumption on repeated connections (TLS 1.3 sessions cached without the server's
+// certificate, TLS 1.2 ones whole); a TLS connection's byte totals and close accounting; TLS read
+// through `onread`.
 
+import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -14,7 +16,7 @@ import t from 'tap';
 import type { Cluster, UpstreamTls } from '../../../../config/compile/snapshot';
 import { ProxyErrorCode, rescueFor, type ProxyError } from '../../../../proxy/errors';
 import { ClusterStats, StatsStore } from '../../../../proxy/observe/stats';
-import { buildTlsOrigination } from '../../../../proxy/tls/origination';
+import { buildTlsOrigination, resumableSession } from '../../../../proxy/tls/origination';
 import { connectUpstream } from '../../../../proxy/upstream/connect';
 import { UpstreamHost } from '../../../../proxy/upstream/host';
 import { makeCa, makeLeaf, type CertFiles } from '../../../e2e/harness/certs';
@@ -114,21 +116,28 @@ function assertTlsFailure(t: tap.Test, o: Outcome, reason: RegExp): void {
   t.equal(rescueFor(ProxyErrorCode.UPSTREAM_TLS).flags, 'UF', 'which Envoy logs as UF (503)');
 }
 
-t.test('SIMPLE with the right CA: handshake counted, bytes flow; later connections resume the session', async (t) => {
-  const srv = await tlsServer(t, { cert: read(pki.server.certFile), key: read(pki.server.keyFile) });
-  const { stats } = newStats();
-  const settings = upstreamTls({});
-  const origination = buildTlsOrigination({ tls: settings } as Cluster);
-  for (let i = 1; i <= 3; i++) {
-    const o = await connect(stats, srv.port, settings, origination);
-    t.equal(o.err, null, `connection ${i} established`);
-    t.equal(await exchange(o.socket!), 'pong', `connection ${i}: bytes both ways`);
-  }
-  t.equal(stats.ssl_handshake.value, 3, 'ssl.handshake per connection');
-  t.equal(stats.ssl_session_reused.value, 2, 'ssl.session_reused: the second and third resumed');
-  t.equal(stats.upstream_cx_total.value, 3, 'upstream_cx_total as for TCP');
-  t.equal(stats.ssl_connection_error.value + stats.ssl_fail_verify_error.value + stats.ssl_fail_verify_san.value, 0, 'no failure counted');
-});
+for (const [version, stripped] of [['TLSv1.3', true], ['TLSv1.2', false]] as const) {
+  t.test(`SIMPLE with the right CA (${version}): handshake counted, bytes flow; later connections resume the session, cached ${stripped ? 'without' : 'with'} the server certificate`, async (t) => {
+    const srv = await tlsServer(t, { cert: read(pki.server.certFile), key: read(pki.server.keyFile), maxVersion: version });
+    const { stats } = newStats();
+    const settings = upstreamTls({});
+    const origination = buildTlsOrigination({ tls: settings } as Cluster);
+    for (let i = 1; i <= 3; i++) {
+      const o = await connect(stats, srv.port, settings, origination);
+      t.equal(o.err, null, `connection ${i} established`);
+      t.equal((o.socket as tls.TLSSocket).authorized, true, `connection ${i} verified`);
+      t.equal(await exchange(o.socket!), 'pong', `connection ${i}: bytes both ways`);
+    }
+    t.equal(stats.ssl_handshake.value, 3, 'ssl.handshake per connection');
+    t.equal(stats.ssl_session_reused.value, 2, 'ssl.session_reused: the second and third resumed');
+    t.equal(stats.upstream_cx_total.value, 3, 'upstream_cx_total as for TCP');
+    t.equal(stats.ssl_connection_error.value + stats.ssl_fail_verify_error.value + stats.ssl_fail_verify_san.value, 0, 'no failure counted');
+    // TLS 1.3 resumes on the PSK alone, and Node refuses a resumed TLS 1.2 connection without a certificate.
+    const cached = origination.sessions.get('upstream.test');
+    t.ok(cached !== undefined, 'a session is cached under the SNI');
+    t.equal(cached!.includes(new X509Certificate(read(pki.server.certFile)).raw), !stripped, stripped ? 'without the certificate' : 'with the certificate');
+  });
+}
 
 t.test('wrong CA: fail_verify_error, TLS_error reason, connect_fail', async (t) => {
   const srv = await tlsServer(t, { cert: read(pki.rogueServer.certFile), key: read(pki.rogueServer.keyFile) });
@@ -316,4 +325,28 @@ t.test('TLS with onread: the decrypted bytes, exact across records, land in the 
   t.ok(largest <= 1500, `deliveries bounded by the buffer (largest ${largest})`);
   t.ok(buffers > 1, 'the buffer function was asked again after deliveries');
   t.equal(dataEvents, 0, 'no data events');
+});
+
+t.test('resumableSession keeps what it does not recognise as it is', async (t) => {
+  const srv = await tlsServer(t, { cert: read(pki.server.certFile), key: read(pki.server.keyFile) });
+  const session = await new Promise<Buffer>((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: srv.port, ca: read(pki.ca.certFile), servername: 'upstream.test' });
+    s.on('error', reject);
+    s.once('session', (x: Buffer) => {
+      resolve(x);
+      s.destroy();
+    });
+    s.on('secureConnect', () => s.write('ping'));
+  });
+  const compact = resumableSession(session);
+  t.ok(compact.length < session.length, `a TLS 1.3 session shrinks (${session.length} -> ${compact.length} bytes)`);
+  t.equal(resumableSession(compact), compact, 'once stripped, kept as it is');
+  for (const [what, blob] of [
+    ['empty', Buffer.alloc(0)],
+    ['not DER', Buffer.from('not a session')],
+    ['truncated', session.subarray(0, session.length - 1)],
+    ['trailing bytes', Buffer.concat([session, Buffer.from([0])])],
+  ] as const) {
+    t.equal(resumableSession(blob), blob, `${what}: the same buffer back`);
+  }
 });
