@@ -417,24 +417,30 @@ export class H1Pool {
   }
 }
 
-// ---- pool registry: per live cluster, by host key (+ SNI when TLS is originated)
+// ---- pool registry: per live cluster, by host key, then by SNI when TLS is originated ('' for
+// plain TCP). Nested maps, so a request's lookup builds no key string.
 
-const registry = new WeakMap<UpstreamCluster, Map<string, H1Pool>>();
+const registry = new WeakMap<UpstreamCluster, Map<string, Map<string, H1Pool>>>();
 const sweeping = new Set<H1Pool>();
 let sweepTimer: NodeJS.Timeout | null = null;
 
 export function poolFor(cluster: UpstreamCluster, host: UpstreamHost, sni: string | null, store: StatsStore): H1Pool {
-  let pools = registry.get(cluster);
-  if (pools === undefined) {
-    pools = new Map();
-    registry.set(cluster, pools);
+  let hosts = registry.get(cluster);
+  if (hosts === undefined) {
+    hosts = new Map();
+    registry.set(cluster, hosts);
     cluster.whenClosed(() => closeIdlePools(cluster));
   }
-  const tls = cluster.config.tls !== null;
-  const key = tls ? host.key + '|' + (sni ?? '') : host.key;
+  let pools = hosts.get(host.key);
+  if (pools === undefined) {
+    pools = new Map();
+    hosts.set(host.key, pools);
+  }
+  const poolSni = cluster.config.tls !== null ? sni : null;
+  const key = poolSni ?? '';
   let pool = pools.get(key);
   if (pool === undefined) {
-    pool = new H1Pool(cluster, host, tls ? sni : null, pendingStatsFor(store, cluster.name, cluster.stats));
+    pool = new H1Pool(cluster, host, poolSni, pendingStatsFor(store, cluster.name, cluster.stats));
     pools.set(key, pool);
   }
   return pool;
@@ -442,9 +448,9 @@ export function poolFor(cluster: UpstreamCluster, host: UpstreamHost, sni: strin
 
 /** Close every idle connection of a cluster (reload removed it, or the runtime stops). */
 export function closeIdlePools(cluster: UpstreamCluster): void {
-  const pools = registry.get(cluster);
-  if (pools === undefined) return;
-  for (const p of pools.values()) p.closeIdle();
+  const hosts = registry.get(cluster);
+  if (hosts === undefined) return;
+  for (const pools of hosts.values()) for (const p of pools.values()) p.closeIdle();
   registry.delete(cluster);
 }
 

@@ -238,7 +238,8 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
     ctx, stream, record, cluster, action, httpStats: stats, headText: text,
     pickCtx: { sourceIp: info.remoteIp, hashValue: hashValueFor(cluster.config.lb, view) },
     originalDst: info.originalDst,
-    sni: stripPort(authority),
+    // Only a TLS-originating cluster uses it (its pools and handshakes are per SNI).
+    sni: cluster.originatesTls ? stripPort(authority) : null,
   }).start();
 }
 

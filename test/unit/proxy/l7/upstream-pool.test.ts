@@ -2,7 +2,7 @@
 // across requests (also after a large, back-pressured body), big bodies read slowly arrive intact
 // over plain TCP and over TLS (both read into the connection's own buffer), a connection the
 // upstream closed while idle is replaced without failing the request, and `Connection: close` from
-// the upstream is honoured.
+// the upstream is honoured. Pools are per host, and per SNI too when the cluster originates TLS.
 
 import fs from 'node:fs';
 import http from 'node:http';
@@ -11,6 +11,11 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
+import type { Cluster } from '../../../../config/compile/snapshot';
+import { poolFor } from '../../../../proxy/l7/h1-upstream';
+import { ClusterStats, StatsStore } from '../../../../proxy/observe/stats';
+import { UpstreamCluster } from '../../../../proxy/upstream/cluster';
+import { UpstreamHost } from '../../../../proxy/upstream/host';
 import { makeCa, makeLeaf } from '../../../e2e/harness/certs';
 import { freePort, startTestRuntime } from '../../../helpers/gateway';
 
@@ -178,4 +183,37 @@ t.test('an idle pooled connection the upstream closed is replaced without failin
   }
   t.equal(up.connections(), 5, 'a new connection after each close');
   t.equal(gw.stat('cluster.outbound|443||up.example.upstream_rq_503'), undefined, 'no 503');
+});
+
+t.test('pools: one per host; with TLS origination one per host and SNI', async (t) => {
+  const store = new StatsStore();
+  const config = (name: string, tls: Cluster['tls']): Cluster => ({
+    name, sniName: '', type: 'STATIC', host: 'up.example', port: 443, subset: '', protocol: 'HTTP',
+    endpoints: [], lb: { kind: 'ROUND_ROBIN' }, connectTimeoutMs: 1000, idleTimeoutMs: 0, maxRequestsPerConnection: 0,
+    tcpKeepalive: null, dnsRefreshMs: 60_000,
+    circuitBreakers: { maxConnections: 4294967295, maxPendingRequests: 4294967295, maxRequests: 4294967295, maxRetries: 4294967295 },
+    tls, emptyReason: null,
+  });
+  const plain = new UpstreamCluster(config('outbound|443||plain', null), new ClusterStats(store, 'outbound|443||plain'));
+  const tls = { mode: 'SIMPLE', sni: null, autoSni: false, caFile: null, certFile: null, keyFile: null, subjectAltNames: [], insecureSkipVerify: false, alpn: [] } as const;
+  const originating = new UpstreamCluster(config('outbound|443||tls', tls), new ClusterStats(store, 'outbound|443||tls'));
+  t.teardown(() => {
+    plain.close();
+    originating.close();
+  });
+  const h1 = new UpstreamHost('127.0.0.1', 443, '', null);
+  const h2 = new UpstreamHost('127.0.0.2', 443, '', null);
+  // Request SNIs are fresh strings each time (cut from the Host header): the same name, another string.
+  const name = (s: string): string => [...s].join('');
+
+  const p = poolFor(plain, h1, 'a.example', store);
+  t.equal(poolFor(plain, h1, 'b.example', store), p, 'plain TCP: the SNI plays no part');
+  t.equal(p.sni, null, 'and a plain pool has none');
+  t.not(poolFor(plain, h2, 'a.example', store), p, 'another host, another pool');
+
+  const a = poolFor(originating, h1, 'a.example', store);
+  t.equal(a.sni, 'a.example', 'a TLS pool handshakes with its SNI');
+  t.equal(poolFor(originating, h1, name('a.example'), store), a, 'TLS: the same host and SNI, the same pool');
+  t.not(poolFor(originating, h1, 'b.example', store), a, 'another SNI, another pool');
+  t.not(poolFor(originating, h2, 'a.example', store), a, 'another host, another pool');
 });
