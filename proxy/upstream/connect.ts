@@ -1,7 +1,5 @@
-// Opening one upstream connection (TCP, optionally TLS-originated) with Envoy's cluster stats:
-// upstream_cx_total when the connection is created (failures included, as Envoy counts them),
-// upstream_cx_connect_fail / _connect_timeout, upstream_cx_active, upstream_cx_connect_ms, and on
-// close upstream_cx_destroy(_local|_remote), upstream_cx_length_ms and the byte totals.
+// Opening one upstream connection (TCP, optionally TLS-originated) on net.Sockets with Envoy's
+// cluster stats, counted by cx-accounting.ts as the bare-handle connector (handle-connect.ts) counts.
 //
 // The connect timer is one setTimeout per connection (not per request or chunk), cleared on
 // connect. TLS uses the cluster's prebuilt SecureContext and its session cache (PERFORMANCE.md §5).
@@ -18,6 +16,7 @@ import { performance } from 'node:perf_hooks';
 import { ProxyError, ProxyErrorCode, connectErrorCode } from '../errors';
 import type { ClusterStats } from '../observe/stats';
 import { slotOf } from '../socket-slot';
+import { countClosed, countConnected, countConnectFailure, countOpened } from './cx-accounting';
 import { resumableSession } from '../tls/origination';
 import type { UpstreamHost } from './host';
 
@@ -86,10 +85,7 @@ export class UpstreamConnection {
     const cb = this.cb;
     this.cb = null;
     if (cb === null) return;
-    if (err.code === ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT) this.stats.upstream_cx_connect_timeout.inc();
-    this.stats.upstream_cx_connect_fail.inc();
-    this.host.counters.cx_connect_fail++;
-    this.host.healthy = false;
+    countConnectFailure(this.stats, this.host, err);
     this.closedLocally = true;
     // A session the server no longer accepts would fail every later attempt the same way.
     if (this.tls !== null && err.code === ProxyErrorCode.UPSTREAM_TLS) this.tls.sessions.delete(this.sessionKey);
@@ -110,8 +106,7 @@ export class UpstreamConnection {
     this.cb = null;
     if (cb === null) return;
     this.connected = true;
-    this.host.healthy = true;
-    this.stats.upstream_cx_connect_ms.record(performance.now() - this.startHr);
+    countConnected(this.stats, this.host, this.startHr);
     cb(null, this.socket);
   }
 }
@@ -140,17 +135,14 @@ function onTcpError(this: net.Socket, err: NodeJS.ErrnoException): void {
 
 function onTcpClose(this: net.Socket): void {
   const conn = slotOf(this).connection!;
-  const s = conn.stats;
-  s.upstream_cx_active.dec();
-  conn.host.counters.cx_active--;
-  s.upstream_cx_destroy.inc();
-  if (conn.closedLocally || this.destroyed && !this.readableEnded) s.upstream_cx_destroy_local.inc();
-  else s.upstream_cx_destroy_remote.inc();
   // The TCP handle under TLS is still open while 'close' is emitted (its close callback emits it).
   const bytes: ByteCounters = conn.wire ?? this;
-  s.upstream_cx_rx_bytes_total.add(bytes.bytesRead);
-  s.upstream_cx_tx_bytes_total.add(bytes.bytesWritten);
-  if (conn.connected) s.upstream_cx_length_ms.record(performance.now() - conn.startHr);
+  countClosed(conn.stats, conn.host, {
+    local: conn.closedLocally || (this.destroyed && !this.readableEnded),
+    rxBytes: bytes.bytesRead,
+    txBytes: bytes.bytesWritten,
+    connectedFrom: conn.connected ? conn.startHr : null,
+  });
   if (conn.cb !== null) conn.fail(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT, `connection to ${conn.host.key} closed during connect`, { transportReason: 'connection_termination' }));
 }
 
@@ -237,10 +229,7 @@ export interface ConnectOptions {
  */
 
 export function connectUpstream(stats: ClusterStats, host: UpstreamHost, opts: ConnectOptions, cb: ConnectCallback, onread: net.OnReadOpts | null = null): void {
-  stats.upstream_cx_total.inc();
-  stats.upstream_cx_active.inc();
-  host.counters.cx_total++;
-  host.counters.cx_active++;
+  countOpened(stats, host);
   const t = opts.tls;
   if (t !== null) {
     connectTls(stats, host, opts, t, cb, onread);
