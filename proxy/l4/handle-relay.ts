@@ -13,7 +13,9 @@
 // Lifecycle (relay.ts's rules):
 // - EOF from one side          -> shutdown() the other side's write half (after its pending writes:
 //                                 libuv queues the shutdown behind them), keep relaying the other way.
-// - both EOFs, both shut down  -> close both (a clean end).
+// - both EOFs, both shut down  -> close both (a clean end); the side whose shutdown would be the
+//                                 last one, with nothing left to write to it, is closed at once
+//                                 instead (close sends the FIN).
 // - a read/write/shutdown error on one side -> close that side, reset (RST) the other, as Envoy
 //                                 propagates a reset.
 // - abort() (idle timeout)     -> close both.
@@ -151,9 +153,17 @@ export class HandleRelay {
   private eof(from: Side): void {
     from.eof = true;
     if (this.firstToFinish === null) this.firstToFinish = from.isDown ? 'downstream' : 'upstream';
-    from.handle.readStop();
+    // libuv stopped reading `from` itself at EOF.
     const to = from.peer;
     if (to.closing) return;
+    if (to.eof && to.pendingWrites === 0) {
+      // Both directions are done and nothing waits to be written to `to`: closing it sends the FIN
+      // a shutdown would (it has nothing unread, its own EOF was read), for one syscall and one
+      // callback less per connection. `from` closes once its own shutdown has completed.
+      this.close(to);
+      if (from.shutDown) this.close(from);
+      return;
+    }
     const req: SideShutdownReq = this.h.newShutdownReq();
     req.handle = to.handle;
     req.oncomplete = onShutDown;
@@ -172,7 +182,8 @@ export class HandleRelay {
     }
     to.shutDown = true;
     const { down, up } = this;
-    if (down.eof && up.eof && down.shutDown && up.shutDown) {
+    // A clean end: both EOFs passed on, each side shut down (or already closed by eof()).
+    if (down.eof && up.eof && (down.shutDown || down.closing) && (up.shutDown || up.closing)) {
       this.close(down);
       this.close(up);
     }
