@@ -21,7 +21,7 @@ import type { UpstreamHost } from '../upstream/host';
 import { relayHandles, type HandleRelay } from './handle-relay';
 import type { RelayResult } from './relay';
 import type { TcpHandle } from './tcp-handle';
-import { L4Session, logFailure, recordIfLogged, TcpPick, type L4Info } from './tcp-proxy';
+import { L4Session, logFailure, pickHost, routedRecord, type L4Info } from './tcp-proxy';
 
 /** The TCP filter chain a connection on `listener` takes without looking at its bytes, if any. */
 function plainTcpChain(listener: Listener, info: L4Info): (FilterChain & { filter: TcpProxy }) | null {
@@ -53,20 +53,14 @@ function start(ctx: ProxyContext, down: TcpHandle, clusterName: string, routeNam
   if (cluster === undefined || cluster.originatesTls) return false;
   const stats = ctx.tcpStatsFor(statPrefix);
   stats.downstream_cx_total.inc();
-  const record = recordIfLogged(ctx, info);
-  if (record !== null) {
-    record.upstreamCluster = clusterName;
-    record.routeName = routeName;
-  }
-  const host = cluster.pick(new TcpPick(info), info.originalDst);
+  const record = routedRecord(ctx, info, clusterName, routeName);
+  const host = pickHost(cluster, info, record);
   if (host === null) {
-    cluster.stats.upstream_cx_none_healthy.inc();
     down.close();
     closeTracked(tracked);
     logFailure(ctx, record, 'UH', null, null);
     return true;
   }
-  if (record !== null) record.upstreamHost = host.key;
   handleSessions++;
   const session = new HandleSession(ctx, down, tracked, record, stats, host, cluster.config.idleTimeoutMs);
   cluster.connectHandle(host, session.onConnected);

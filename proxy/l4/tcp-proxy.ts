@@ -12,7 +12,7 @@ import { slotOf } from '../socket-slot';
 import { ProxyErrorCode, rescueFor, type ProxyError } from '../errors';
 import { recordFor, type AccessLogRecord } from '../observe/access-log-record';
 import type { TcpStats } from '../observe/stats';
-import type { OriginalDestination } from '../upstream/cluster';
+import type { OriginalDestination, UpstreamCluster } from '../upstream/cluster';
 import type { PickContext } from '../upstream/lb';
 import type { UpstreamHost } from '../upstream/host';
 import { relay, type RelayHooks, type RelayResult } from './relay';
@@ -61,8 +61,26 @@ export function proxyTcpToCluster(ctx: ProxyContext, downstream: net.Socket, hea
  * The connection's access-log record, or null when no sink reads records (`--access-log off`, no
  * audit log): then neither the record nor the addresses it would copy are made.
  */
-export function recordIfLogged(ctx: ProxyContext, info: L4Info): AccessLogRecord | null {
+function recordIfLogged(ctx: ProxyContext, info: L4Info): AccessLogRecord | null {
   return ctx.accessLog.enabled ? recordFor(info) : null;
+}
+
+/** The record of a connection routed to `clusterName` (by `routeName`, none for a catch-all). */
+export function routedRecord(ctx: ProxyContext, info: L4Info, clusterName: string, routeName: string | null): AccessLogRecord | null {
+  const record = recordIfLogged(ctx, info);
+  if (record !== null) {
+    record.upstreamCluster = clusterName;
+    record.routeName = routeName;
+  }
+  return record;
+}
+
+/** The cluster's load balancer picks a host (recorded), or none: upstream_cx_none_healthy, and the caller fails with UH. */
+export function pickHost(cluster: UpstreamCluster, info: L4Info, record: AccessLogRecord | null): UpstreamHost | null {
+  const host = cluster.pick(new TcpPick(info), info.originalDst);
+  if (host === null) cluster.stats.upstream_cx_none_healthy.inc();
+  else if (record !== null) record.upstreamHost = host.key;
+  return host;
 }
 
 function failConnection(ctx: ProxyContext, downstream: net.Socket, record: AccessLogRecord | null, flags: string, details: string | null): void {
@@ -81,23 +99,17 @@ export function logFailure(ctx: ProxyContext, record: AccessLogRecord | null, fl
 }
 
 function connectAndRelay(ctx: ProxyContext, downstream: net.Socket, head: Buffer | null, clusterName: string, stats: TcpStats, info: L4Info, routeName: string | null): void {
-  const record = recordIfLogged(ctx, info);
-  if (record !== null) {
-    record.upstreamCluster = clusterName;
-    record.routeName = routeName;
-  }
+  const record = routedRecord(ctx, info, clusterName, routeName);
   const cluster = ctx.clusters.get(clusterName);
   if (cluster === undefined) {
     failConnection(ctx, downstream, record, 'NC', 'cluster_not_found');
     return;
   }
-  const host = cluster.pick(new TcpPick(info), info.originalDst);
+  const host = pickHost(cluster, info, record);
   if (host === null) {
-    cluster.stats.upstream_cx_none_healthy.inc();
     failConnection(ctx, downstream, record, 'UH', null);
     return;
   }
-  if (record !== null) record.upstreamHost = host.key;
   // Hold downstream bytes while connecting; the relay resumes it.
   downstream.pause();
   // Plain TCP upstreams read into a per-connection buffer (no allocation per read); a TLS-originating
@@ -112,7 +124,7 @@ function connectAndRelay(ctx: ProxyContext, downstream: net.Socket, head: Buffer
 }
 
 /** The load balancer's view of a TCP connection: the source IP is read only by a source-IP hash. */
-export class TcpPick implements PickContext {
+class TcpPick implements PickContext {
   readonly hashValue = null;
   constructor(private readonly info: L4Info) {}
   get sourceIp(): string {

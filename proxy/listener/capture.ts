@@ -58,7 +58,6 @@ export class CaptureListener {
   private onConnection(socket: net.Socket): void {
     const ctx = this.ctx;
     socket.on('error', noop);
-    const remoteIp = bareIp(socket.remoteAddress);
     const remoteAddress = formatSocketAddress(socket.remoteAddress, socket.remotePort);
     let od;
     try {
@@ -77,8 +76,7 @@ export class CaptureListener {
       return;
     }
     const snapshot = ctx.snapshot;
-    const localAddress = formatSocketAddress(od.address, od.port);
-    const l4: L4Info = { originalDst: { address: od.address, port: od.port }, dstIp: od.address, localAddress, remoteIp, remoteAddress, sni: null, peerUriSan: null };
+    const l4 = capturedInfo(od, socket.remoteAddress, socket.remotePort);
     const listener = findListener(snapshot, od.address, od.port);
     if (listener === null) {
       trackDownstream(socket, ctx.listenerStatsFor('0.0.0.0_' + this.port));
@@ -112,7 +110,7 @@ export class CaptureListener {
     const peer: AddressOut = {};
     client.getpeername(peer);
     const snapshot = ctx.snapshot;
-    const l4: L4Info = { originalDst: { address: od.address, port: od.port }, dstIp: od.address, localAddress: formatSocketAddress(od.address, od.port), remoteIp: bareIp(peer.address), remoteAddress: formatSocketAddress(peer.address, peer.port), sni: null, peerUriSan: null };
+    const l4 = capturedInfo(od, peer.address, peer.port);
     const listener = findListener(snapshot, od.address, od.port);
     if (listener === null) {
       const tracked = openTracked(ctx.listenerStatsFor('0.0.0.0_' + this.port));
@@ -135,6 +133,11 @@ export class CaptureListener {
     socket.destroy();
     this.ctx.accessLog.log(r);
   }
+}
+
+/** What a captured connection is routed by: its original destination stands for the local address. */
+function capturedInfo(od: OriginalDst, peerIp: string | undefined, peerPort: number | undefined): L4Info {
+  return { originalDst: { address: od.address, port: od.port }, dstIp: od.address, localAddress: formatSocketAddress(od.address, od.port), remoteIp: bareIp(peerIp), remoteAddress: formatSocketAddress(peerIp, peerPort), sni: null, peerUriSan: null };
 }
 
 function noop(): void {}

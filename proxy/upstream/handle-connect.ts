@@ -6,7 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import { ProxyError, ProxyErrorCode } from '../errors';
 import type { ClusterStats } from '../observe/stats';
-import { tcpHandles, uvError, type ConnectReq, type TcpHandle, type TcpHandles } from '../l4/tcp-handle';
+import { tcpHandles, uvError, type AddressOut, type ConnectReq, type TcpHandle, type TcpHandles } from '../l4/tcp-handle';
 import { formatSocketAddress } from '../listener/connection-stats';
 import { countClosed, countConnected, countConnectFailure, countOpened } from './cx-accounting';
 import type { ConnectOptions } from './connect';
@@ -46,7 +46,7 @@ export class UpstreamHandle {
     countConnectFailure(this.stats, this.host, err);
     // Closing cancels a connect still in flight; its completion then finds cb === null.
     this.handle.close();
-    this.counted(true, 0, 0);
+    this.closed(true, 0, 0);
     cb(err, null);
   }
 
@@ -68,16 +68,12 @@ export class UpstreamHandle {
 
   /** `ip:port` this side of the connection, for UPSTREAM_LOCAL_ADDRESS. */
   localAddress(): string | null {
-    const out: { address?: string; port?: number } = {};
+    const out: AddressOut = {};
     return this.handle.getsockname(out) === 0 ? formatSocketAddress(out.address, out.port) : null;
   }
 
-  /** The relay closed the handle: `local` unless the upstream's FIN came first. */
+  /** The handle is closed (by the relay, or a failed connect): `local` unless the upstream's FIN came first. */
   closed(local: boolean, rxBytes: number, txBytes: number): void {
-    this.counted(local, rxBytes, txBytes);
-  }
-
-  private counted(local: boolean, rxBytes: number, txBytes: number): void {
     if (this.closeCounted) return;
     this.closeCounted = true;
     countClosed(this.stats, this.host, { local, rxBytes, txBytes, connectedFrom: this.connected ? this.startHr : null });
