@@ -16,6 +16,7 @@
 // sluice says so once and every connection takes the net.Socket path, which stays the path for TLS,
 // HTTP and anything inspected. `SLUICE_TCP_HANDLES=off` forces that fallback.
 
+import os from 'node:os';
 import util from 'node:util';
 
 /** The subset of a `tcp_wrap` TCP handle this proxy uses (names as in Node's C++ TCPWrap). */
@@ -40,7 +41,7 @@ export interface TcpHandle {
   setKeepAlive(on: boolean, delaySeconds: number): number;
   useUserBuffer(buf: Uint8Array): void;
   /** RST instead of FIN, then close (uv_tcp_close_reset); returns an errno */
-  reset(cb: () => void): number;
+  reset(cb?: () => void): number;
   close(cb?: () => void): void;
   readonly bytesRead: number;
   readonly bytesWritten: number;
@@ -84,6 +85,8 @@ export interface TcpHandles {
   /** the last writeBuffer left bytes queued in libuv: its req completes later */
   lastWriteWasAsync(): boolean;
   readonly UV_EOF: number;
+  /** readStart() on a handle that is already reading */
+  readonly UV_EALREADY: number;
   readonly IPV6ONLY: number;
 }
 
@@ -148,6 +151,8 @@ function load(): { handles: TcpHandles | null; reason: string } {
       readOffset: () => state[kArrayBufferOffset]!,
       lastWriteWasAsync: () => state[kLastWriteWasAsync] !== 0,
       UV_EOF: -4095,
+      // libuv's errors on Unix are the negated errno values.
+      UV_EALREADY: -os.constants.errno.EALREADY,
       IPV6ONLY: UV_TCP_IPV6ONLY,
     },
   };

@@ -91,6 +91,10 @@ function onConnectTimeout(conn: UpstreamHandle): void {
   conn.fail(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT, `connect to ${conn.host.key} timed out`, { transportReason: 'connection_timeout' }));
 }
 
+function noRead(): undefined {
+  return undefined;
+}
+
 function onConnect(this: OwnedConnectReq, status: number): void {
   const conn = this.conn!;
   this.conn = undefined;
@@ -118,5 +122,11 @@ export function connectHandle(stats: ClusterStats, host: UpstreamHost, opts: Con
     process.nextTick(() => conn.completed(err));
     return;
   }
+  // Reading from the start: libuv then registers the socket with epoll once for both the connect
+  // and the reads (started after the connect, it costs a failed EPOLL_CTL_ADD and a MOD more).
+  // libuv delivers no read before the connect completes, and the relay takes over `onread` in the
+  // connect callback.
+  handle.onread = noRead;
+  handle.readStart();
   conn.armTimeout(opts.connectTimeoutMs);
 }
