@@ -18,9 +18,9 @@ import { closeTracked, type TrackedDownstream } from '../listener/connection-sta
 import { ChainQuery } from '../listener/dispatch';
 import type { UpstreamHandle } from '../upstream/handle-connect';
 import type { UpstreamHost } from '../upstream/host';
-import { relayHandles, type HandleRelay } from './handle-relay';
+import { EARLY_READ_LIMIT, relayHandles, type EarlyRead, type HandleRelay } from './handle-relay';
 import type { RelayResult } from './relay';
-import type { TcpHandle } from './tcp-handle';
+import { tcpHandles, type TcpHandle } from './tcp-handle';
 import { L4Session, logFailure, pickHost, routedRecord, type L4Info } from './tcp-proxy';
 
 /** The TCP filter chain a connection on `listener` takes without looking at its bytes, if any. */
@@ -64,6 +64,7 @@ function start(ctx: ProxyContext, down: TcpHandle, clusterName: string, routeNam
   handleSessions++;
   const session = new HandleSession(ctx, down, tracked, record, stats, host, cluster.config.idleTimeoutMs);
   cluster.connectHandle(host, session.onConnected);
+  session.readEarly();
   return true;
 }
 
@@ -74,14 +75,23 @@ export function handleSessionCount(): number {
   return handleSessions;
 }
 
+type EarlyHandle = TcpHandle & { sluiceSession?: HandleSession };
+
 /**
- * A proxied connection between bare handles. The downstream is not read until the upstream is
- * connected (its bytes wait in the kernel), so a client that leaves meanwhile is seen by the relay
- * as its first read: EOF or a reset, handled as on any relay.
+ * A proxied connection between bare handles. The downstream is read while the upstream connects,
+ * as Envoy reads it: what a client sends at once (most clients speak first) is then written the
+ * moment the connect completes instead of a loop turn later, when libuv would only start to poll
+ * the downstream. Reading stops at EARLY_READ_LIMIT bytes; an EOF is kept for the relay (the
+ * client may half-close and still expect the answer); a reset closes the downstream at once and
+ * the connection ends as DC when the connect completes.
  */
-class HandleSession extends L4Session {
+class HandleSession extends L4Session implements EarlyRead {
   readonly onConnected: (err: ProxyError | null, conn: UpstreamHandle | null) => void;
   private upstream: UpstreamHandle | null = null;
+  chunks: Buffer[] = [];
+  bytes = 0;
+  eof = false;
+  private downstreamGone = false;
 
   constructor(
     ctx: ProxyContext,
@@ -97,18 +107,53 @@ class HandleSession extends L4Session {
   }
 
   protected closeDownstream(): void {
+    if (this.downstreamGone) return;
+    this.downstreamGone = true;
+    (this.down as EarlyHandle).sluiceSession = undefined;
     this.down.close();
     closeTracked(this.tracked);
   }
 
+  /** Start reading the downstream while the upstream connects. */
+  readEarly(): void {
+    const down = this.down as EarlyHandle;
+    down.sluiceSession = this;
+    down.onread = onEarlyRead;
+    // A failure shows again when the relay starts reading.
+    down.readStart();
+  }
+
+  earlyRead(arrayBuffer: ArrayBuffer | undefined): void {
+    const h = tcpHandles()!;
+    const n = h.readResult();
+    if (n > 0) {
+      this.chunks.push(Buffer.from(arrayBuffer!, h.readOffset(), n));
+      this.bytes += n;
+      if (this.bytes >= EARLY_READ_LIMIT) this.down.readStop();
+    } else if (n === h.UV_EOF) {
+      this.eof = true;
+    } else if (n < 0) {
+      this.chunks = [];
+      this.closeDownstream();
+    }
+  }
+
   private connected(err: ProxyError | null, conn: UpstreamHandle | null): void {
+    (this.down as EarlyHandle).sluiceSession = undefined;
     if (err !== null || conn === null) {
       this.connectFailed(err);
       return;
     }
+    if (this.downstreamGone) {
+      conn.handle.close();
+      conn.closed(true, 0, 0);
+      this.downstreamLeft();
+      return;
+    }
     this.upstream = conn;
     if (this.record !== null) this.record.upstreamLocalAddress = conn.localAddress();
-    this.relaying(relayHandles(this.down, conn.handle, this));
+    this.relaying(relayHandles(this.down, conn.handle, this, this));
+    this.chunks = [];
   }
 
   override onClose(r: RelayResult): void {
@@ -118,4 +163,9 @@ class HandleSession extends L4Session {
     closeTracked(this.tracked);
     super.onClose(r);
   }
+}
+
+function onEarlyRead(this: EarlyHandle, arrayBuffer: ArrayBuffer | undefined): undefined {
+  this.sluiceSession?.earlyRead(arrayBuffer);
+  return undefined;
 }

@@ -23,15 +23,27 @@
 //   inside uv_close (the FIN or RST leaves then); only the handle's memory waits for the loop's
 //   close phase. So no close callback is asked for: two C++->JS calls less per connection.
 //
-// The upstream handle is already reading when the relay starts (handle-connect.ts starts it with
-// the connect, which saves libuv an epoll_ctl); its read callbacks cannot fire before the connect
-// completes, and the relay takes them from its first turn on.
+// Both handles may already be reading when the relay starts, and it takes their read callbacks
+// from its first turn on: the upstream's since its connect (handle-connect.ts: libuv then registers
+// it with epoll once), the downstream's since accept (handle-proxy.ts reads while the upstream
+// connects, as Envoy does; what it read, up to EARLY_READ_LIMIT, is the relay's first write).
 
 import type { RelayHooks } from './relay';
 import { tcpHandles, uvError, type ShutdownReq, type TcpHandle, type TcpHandles, type WriteReq } from './tcp-handle';
 
 /** libuv's read size: a read this large says the direction carries bulk. */
 const BULK_READ = 64 * 1024;
+
+/** Bytes read from the downstream before the upstream connected: the reader stops at this many. */
+export const EARLY_READ_LIMIT = BULK_READ;
+
+/** What was read from the downstream while the upstream connected. */
+export interface EarlyRead {
+  readonly chunks: readonly Buffer[];
+  readonly bytes: number;
+  /** the downstream's EOF came too (libuv stopped reading it) */
+  readonly eof: boolean;
+}
 
 type SideHandle = TcpHandle & { sluiceSide?: Side };
 type SideWriteReq = WriteReq & { side?: Side };
@@ -78,16 +90,24 @@ export class HandleRelay {
     this.up.peer = this.down;
   }
 
-  start(): void {
-    for (const s of [this.down, this.up]) {
-      s.handle.onread = onRead;
-      const err = s.handle.readStart();
-      // UV_EALREADY: reading since connect (see the top of this file).
-      if (err !== 0 && err !== this.h.UV_EALREADY) {
-        this.fail(s, uvError(err, 'read'));
-        return;
-      }
+  start(early: EarlyRead | null): void {
+    const { down, up } = this;
+    down.handle.onread = onRead;
+    up.handle.onread = onRead;
+    if (early !== null) {
+      this.bytesFromDownstream += early.bytes;
+      for (const chunk of early.chunks) this.write(down, chunk);
+      if (early.eof) this.eof(down);
     }
+    if (!up.closing) this.startReading(up);
+    // Not after EOF, and not while a write of the early bytes waits (written() starts it then).
+    if (!down.closing && !down.eof && up.pendingWrites === 0) this.startReading(down);
+  }
+
+  private startReading(side: Side): void {
+    const err = side.handle.readStart();
+    // UV_EALREADY: reading since connect or accept (see the top of this file).
+    if (err !== 0 && err !== this.h.UV_EALREADY) this.fail(side, uvError(err, 'read'));
   }
 
   /** Upstream side: EOF seen (for upstream_cx_destroy_remote). */
@@ -266,9 +286,12 @@ function onShutDown(this: SideShutdownReq, status: number): void {
   side.relay.shutDown(side, status);
 }
 
-/** Relay bytes both ways between two connected handles until both are closed. */
-export function relayHandles(down: TcpHandle, up: TcpHandle, hooks: RelayHooks): HandleRelay {
+/**
+ * Relay bytes both ways between two connected handles until both are closed, starting with what
+ * was read from the downstream before (`early`).
+ */
+export function relayHandles(down: TcpHandle, up: TcpHandle, hooks: RelayHooks, early: EarlyRead | null = null): HandleRelay {
   const r = new HandleRelay(down, up, hooks);
-  r.start();
+  r.start(early);
   return r;
 }

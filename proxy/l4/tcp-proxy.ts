@@ -178,6 +178,16 @@ export abstract class L4Session implements RelayHooks, IdleWatched {
     logFailure(this.ctx, this.record, flags, null, err?.transportReason ?? null);
   }
 
+  /** The downstream left while the upstream connected (which the caller closes again): DC. */
+  protected downstreamLeft(): void {
+    this.host.counters.rq_active--;
+    const record = this.record;
+    if (record === null) return;
+    record.addFlag('DC');
+    record.durationMs = Math.round(performance.now() - record.startHr);
+    this.ctx.accessLog.log(record);
+  }
+
   /** The relay is running: count the request and watch it for the idle timeout. */
   protected relaying(relay: L4Relay): void {
     this.host.counters.rq_total++;
@@ -243,19 +253,15 @@ export class TcpSession extends L4Session {
   }
 
   private connected(err: ProxyError | null, upstream: net.Socket | null): void {
-    const { ctx, downstream, record } = this;
+    const { downstream, record } = this;
     downstream.removeListener('close', onEarlyClose);
     if (err !== null || upstream === null) {
       this.connectFailed(err);
       return;
     }
     if (this.downstreamGone) {
-      this.host.counters.rq_active--;
       upstream.destroy();
-      if (record === null) return;
-      record.addFlag('DC');
-      record.durationMs = Math.round(performance.now() - record.startHr);
-      ctx.accessLog.log(record);
+      this.downstreamLeft();
       return;
     }
     if (record !== null) record.upstreamLocalAddress = upstream.localAddress === undefined ? null : formatAddress(upstream.localAddress, upstream.localPort ?? 0);

@@ -90,6 +90,35 @@ async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms 
   }
 }
 
+/**
+ * An echo listener (half-close aware) in a stopped process with a full accept queue: the kernel
+ * drops further SYNs (tcp_conn_request: accept queue full -> drop), so a connect to it hangs until
+ * a timeout, or until `release()` lets the process accept and the client's SYN retransmission
+ * (about 1 s after the first) gets through.
+ */
+async function stuckListener(t: { teardown(fn: () => unknown): void }): Promise<{ port: number; release(): void }> {
+  const child = spawn(process.execPath, ['-e', `
+    const net = require('node:net');
+    const srv = net.createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => {}); s.pipe(s); });
+    srv.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => console.log(srv.address().port));
+  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => {
+    child.kill('SIGCONT');
+    child.kill('SIGKILL');
+  });
+  const port = await new Promise<number>((r) => child.stdout.once('data', (d: Buffer) => r(Number(String(d).trim()))));
+  child.kill('SIGSTOP');
+  const fillers: net.Socket[] = [];
+  t.teardown(() => fillers.forEach((s) => s.destroy()));
+  for (let i = 0; i < 4; i++) {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    fillers.push(s);
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  return { port, release: () => child.kill('SIGCONT') };
+}
+
 // Every scenario runs on both TCP transports: bare handles (the fast path, where Node has the
 // bindings) and net.Sockets (SLUICE_TCP_HANDLES=off, and what a Node without them uses). The
 // scenarios below are the body of that loop (not indented, to keep their YAML literals as written).
@@ -244,27 +273,7 @@ spec:
 tt.test('connect refused and connect timeout: UF,URX, upstream_cx_connect_fail / _connect_timeout', async (t) => {
   // A port with nothing listening: refused at once.
   const closedPort = await freePort();
-  // A listener whose accept queue is full and whose process is stopped: the kernel drops further
-  // SYNs (tcp_conn_request: accept queue full -> drop), so a connect hangs until our timeout.
-  const child = spawn(process.execPath, ['-e', `
-    const net = require('node:net');
-    const srv = net.createServer(() => {});
-    srv.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => console.log(srv.address().port));
-  `], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.teardown(() => {
-    child.kill('SIGCONT');
-    child.kill('SIGKILL');
-  });
-  const stuckPort = await new Promise<number>((r) => child.stdout.once('data', (d: Buffer) => r(Number(String(d).trim()))));
-  child.kill('SIGSTOP');
-  const fillers: net.Socket[] = [];
-  t.teardown(() => fillers.forEach((s) => s.destroy()));
-  for (let i = 0; i < 4; i++) {
-    const s = net.connect(stuckPort, '127.0.0.1');
-    s.on('error', () => {});
-    fillers.push(s);
-  }
-  await new Promise((r) => setTimeout(r, 100));
+  const stuckPort = (await stuckListener(t)).port;
 
   const port = await freePort();
   const port2 = await freePort();
@@ -309,6 +318,50 @@ spec:
   const lines = await gw.lines();
   t.ok(lines.some((l) => /"- - -" 0 UF,URX - - "ECONNREFUSED" /.test(l) && l.includes('refused.test')), 'refused: UF,URX with the transport failure reason');
   t.ok(lines.some((l) => /"- - -" 0 UF,URX - - "connection_timeout" /.test(l) && l.includes('stuck.test')), 'timeout: UF,URX connection_timeout');
+});
+
+tt.test('bytes, a half-close and a reset sent while the upstream still connects', async (t) => {
+  const stuck = await stuckListener(t);
+  const port = await freePort();
+  const gw = await startTestRuntime(t, gatewayYaml(port, `
+${staticService('slow.test', `  - address: 127.0.0.1\n    ports: { tcp-main: ${stuck.port} }`)}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: slow }
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  tcp:
+  - route: [{ destination: { host: slow.test, port: { number: 9000 } } }]
+`));
+  const active = (): number | undefined => gw.stat(`listener.0.0.0.0_${port}.downstream_cx_active`);
+  // One client says something and half-closes: it must get its echo and the upstream's FIN.
+  const halfClosed = new Promise<string>((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    let got = '';
+    s.setEncoding('utf8');
+    s.on('connect', () => s.end('said before the upstream answered'));
+    s.on('data', (d: string) => (got += d));
+    s.on('end', () => resolve(got));
+    s.on('error', () => resolve(`error: ${got}`));
+  });
+  // The other says something and resets.
+  const reset = net.connect({ port, host: '127.0.0.1' });
+  reset.on('error', () => {});
+  reset.on('connect', () => reset.write('gone', () => setTimeout(() => reset.resetAndDestroy(), 50)));
+  await waitFor(() => reset.destroyed, 'the reset');
+  await new Promise((r) => setTimeout(r, 100));
+  if (transport === 'handles') t.equal(active(), 1, 'the reset downstream is closed at once (it was being read), the half-closed one is open');
+  t.equal(await Promise.race([halfClosed, new Promise((r) => setTimeout(r, 10, 'pending'))]), 'pending', 'no answer yet: the upstream is still connecting');
+  stuck.release();
+  t.equal(await halfClosed, 'said before the upstream answered', 'the early bytes and the FIN reached the upstream after its connect');
+  await waitFor(() => active() === 0, 'both downstreams closed');
+  await waitFor(async () => (await gw.lines()).length === 2, 'two log lines');
+  const lines = await gw.lines();
+  t.ok(lines.some((l) => /"- - -" 0 DC /.test(l)), `the reset one ended as DC: ${lines.join(' | ')}`);
+  t.ok(lines.some((l) => /"- - -" 0 - - - "-" 33 33 /.test(l)), 'the half-closed one: 33 bytes each way, no flags');
+  t.equal(gw.stat('cluster.outbound|9000||slow.test.upstream_cx_total'), 2);
 });
 
 tt.test('tcp idleTimeout closes a silent relay and counts tcp.<prefix>.idle_timeout', async (t) => {
