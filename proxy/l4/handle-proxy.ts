@@ -85,12 +85,13 @@ type EarlyHandle = TcpHandle & { sluiceSession?: HandleSession };
  * client may half-close and still expect the answer); a reset closes the downstream at once and
  * the connection ends as DC when the connect completes.
  */
-class HandleSession extends L4Session implements EarlyRead {
+class HandleSession extends L4Session {
   readonly onConnected: (err: ProxyError | null, conn: UpstreamHandle | null) => void;
   private upstream: UpstreamHandle | null = null;
-  chunks: Buffer[] = [];
-  bytes = 0;
-  eof = false;
+  /** read from the downstream before the upstream connected (none kept once it has) */
+  private earlyChunks: Buffer[] | null = null;
+  private earlyBytes = 0;
+  private earlyEof = false;
   private downstreamGone = false;
 
   constructor(
@@ -127,13 +128,13 @@ class HandleSession extends L4Session implements EarlyRead {
     const h = tcpHandles()!;
     const n = h.readResult();
     if (n > 0) {
-      this.chunks.push(Buffer.from(arrayBuffer!, h.readOffset(), n));
-      this.bytes += n;
-      if (this.bytes >= EARLY_READ_LIMIT) this.down.readStop();
+      (this.earlyChunks ??= []).push(Buffer.from(arrayBuffer!, h.readOffset(), n));
+      this.earlyBytes += n;
+      if (this.earlyBytes >= EARLY_READ_LIMIT) this.down.readStop();
     } else if (n === h.UV_EOF) {
-      this.eof = true;
+      this.earlyEof = true;
     } else if (n < 0) {
-      this.chunks = [];
+      this.earlyChunks = null;
       this.closeDownstream();
     }
   }
@@ -152,8 +153,9 @@ class HandleSession extends L4Session implements EarlyRead {
     }
     this.upstream = conn;
     if (this.record !== null) this.record.upstreamLocalAddress = conn.localAddress();
-    this.relaying(relayHandles(this.down, conn.handle, this, this));
-    this.chunks = [];
+    const early: EarlyRead | null = this.earlyChunks !== null || this.earlyEof ? { chunks: this.earlyChunks ?? [], bytes: this.earlyBytes, eof: this.earlyEof } : null;
+    this.earlyChunks = null;
+    this.relaying(relayHandles(this.down, conn.handle, this, early));
   }
 
   override onClose(r: RelayResult): void {
