@@ -77,6 +77,9 @@ export function handleSessionCount(): number {
 
 type EarlyHandle = TcpHandle & { sluiceSession?: HandleSession };
 
+/** The early read of a client that has sent nothing yet (most connections of server-first protocols). */
+const NOTHING_READ_YET: EarlyRead = Object.freeze({ chunks: Object.freeze([]), bytes: 0, eof: false, reading: true });
+
 /**
  * A proxied connection between bare handles. The downstream is read while the upstream connects,
  * as Envoy reads it: what a client sends at once (most clients speak first) is then written the
@@ -92,6 +95,7 @@ class HandleSession extends L4Session {
   private earlyChunks: Buffer[] | null = null;
   private earlyBytes = 0;
   private earlyEof = false;
+  private earlyReading = false;
   private downstreamGone = false;
 
   constructor(
@@ -121,7 +125,7 @@ class HandleSession extends L4Session {
     down.sluiceSession = this;
     down.onread = onEarlyRead;
     // A failure shows again when the relay starts reading.
-    down.readStart();
+    this.earlyReading = down.readStart() === 0;
   }
 
   earlyRead(arrayBuffer: ArrayBuffer | undefined): void {
@@ -130,9 +134,13 @@ class HandleSession extends L4Session {
     if (n > 0) {
       (this.earlyChunks ??= []).push(Buffer.from(arrayBuffer!, h.readOffset(), n));
       this.earlyBytes += n;
-      if (this.earlyBytes >= EARLY_READ_LIMIT) this.down.readStop();
+      if (this.earlyBytes >= EARLY_READ_LIMIT) {
+        this.down.readStop();
+        this.earlyReading = false;
+      }
     } else if (n === h.UV_EOF) {
       this.earlyEof = true;
+      this.earlyReading = false;
     } else if (n < 0) {
       this.earlyChunks = null;
       this.closeDownstream();
@@ -153,7 +161,9 @@ class HandleSession extends L4Session {
     }
     this.upstream = conn;
     if (this.record !== null) this.record.upstreamLocalAddress = conn.localAddress();
-    const early: EarlyRead | null = this.earlyChunks !== null || this.earlyEof ? { chunks: this.earlyChunks ?? [], bytes: this.earlyBytes, eof: this.earlyEof } : null;
+    const early: EarlyRead = this.earlyChunks === null && !this.earlyEof && this.earlyReading
+      ? NOTHING_READ_YET
+      : { chunks: this.earlyChunks ?? [], bytes: this.earlyBytes, eof: this.earlyEof, reading: this.earlyReading };
     this.earlyChunks = null;
     this.relaying(relayHandles(this.down, conn.handle, this, early));
   }

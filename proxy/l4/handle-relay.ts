@@ -13,11 +13,13 @@
 // Lifecycle (relay.ts's rules):
 // - EOF from one side          -> shutdown() the other side's write half (after its pending writes:
 //                                 libuv queues the shutdown behind them), keep relaying the other way.
-// - both EOFs, both shut down  -> close both (a clean end); the side whose shutdown would be the
-//                                 last one, with nothing left to write to it, is closed at once
-//                                 instead (close sends the FIN).
-// - a read/write/shutdown error on one side -> close that side, reset (RST) the other, as Envoy
-//                                 propagates a reset.
+// - both EOFs                  -> a clean end: each side is closed once nothing waits to be written
+//                                 to it. Closing sends the FIN a shutdown would (nothing is left
+//                                 unread), whether or not the shutdown queued on it has run yet;
+//                                 so no shutdown completion is waited for, and none is asked for
+//                                 (Node calls no JS for a req without `oncomplete`).
+// - a read/write error on one side -> close that side, reset (RST) the other, as Envoy propagates a
+//                                 reset. A failed shutdown shows as the read error of that side.
 // - abort() (idle timeout)     -> close both.
 // - hooks.onClose fires exactly once, when the second handle is closed. libuv closes the socket
 //   inside uv_close (the FIN or RST leaves then); only the handle's memory waits for the loop's
@@ -29,7 +31,7 @@
 // connects, as Envoy does; what it read, up to EARLY_READ_LIMIT, is the relay's first write).
 
 import type { RelayHooks } from './relay';
-import { tcpHandles, uvError, type ShutdownReq, type TcpHandle, type TcpHandles, type WriteReq } from './tcp-handle';
+import { tcpHandles, uvError, type TcpHandle, type TcpHandles, type WriteReq } from './tcp-handle';
 
 /** libuv's read size: a read this large says the direction carries bulk. */
 const BULK_READ = 64 * 1024;
@@ -37,25 +39,29 @@ const BULK_READ = 64 * 1024;
 /** Bytes read from the downstream before the upstream connected: the reader stops at this many. */
 export const EARLY_READ_LIMIT = BULK_READ;
 
-/** What was read from the downstream while the upstream connected. */
+/**
+ * What was read from the downstream while the upstream connected. Given one, the relay takes the
+ * downstream as still reading when `reading` says so, and the upstream as reading since its
+ * connect (handle-connect.ts): it starts neither again.
+ */
 export interface EarlyRead {
   readonly chunks: readonly Buffer[];
   readonly bytes: number;
   /** the downstream's EOF came too (libuv stopped reading it) */
   readonly eof: boolean;
+  /** the downstream is still being read (not stopped at EARLY_READ_LIMIT, not failed to start) */
+  readonly reading: boolean;
 }
 
 type SideHandle = TcpHandle & { sluiceSide?: Side };
 type SideWriteReq = WriteReq & { side?: Side };
-type SideShutdownReq = ShutdownReq & { side?: Side };
 
 /** One end of the relay. */
 class Side {
   peer!: Side;
-  /** the peer's EOF has been passed on as a shutdown of this side, and it completed */
-  shutDown = false;
-  /** a shutdown of this side was issued and has not completed: libuv refuses to reset it */
-  shuttingDown = false;
+  /** the peer's EOF was passed on as a shutdown of this side (libuv refuses to reset it until the
+   * shutdown has run, and without a completion callback the relay does not know when it has) */
+  shutdownQueued = false;
   /** EOF read from this side */
   eof = false;
   /** writes to this side still in libuv */
@@ -94,20 +100,21 @@ export class HandleRelay {
     const { down, up } = this;
     down.handle.onread = onRead;
     up.handle.onread = onRead;
-    if (early !== null) {
-      this.bytesFromDownstream += early.bytes;
-      for (const chunk of early.chunks) this.write(down, chunk);
-      if (early.eof) this.eof(down);
+    if (early === null) {
+      this.startReading(up);
+      if (!down.closing) this.startReading(down);
+      return;
     }
-    if (!up.closing) this.startReading(up);
+    this.bytesFromDownstream += early.bytes;
+    for (const chunk of early.chunks) this.write(down, chunk);
+    if (early.eof) this.eof(down);
     // Not after EOF, and not while a write of the early bytes waits (written() starts it then).
-    if (!down.closing && !down.eof && up.pendingWrites === 0) this.startReading(down);
+    if (!early.reading && !down.closing && !down.eof && up.pendingWrites === 0) this.startReading(down);
   }
 
   private startReading(side: Side): void {
     const err = side.handle.readStart();
-    // UV_EALREADY: reading since connect or accept (see the top of this file).
-    if (err !== 0 && err !== this.h.UV_EALREADY) this.fail(side, uvError(err, 'read'));
+    if (err !== 0) this.fail(side, uvError(err, 'read'));
   }
 
   /** Upstream side: EOF seen (for upstream_cx_destroy_remote). */
@@ -174,11 +181,12 @@ export class HandleRelay {
       this.fail(to, uvError(status, 'write'));
       return;
     }
+    if (to.pendingWrites !== 0) return;
     const from = to.peer;
-    if (to.pendingWrites === 0 && !from.eof && !from.closing) {
-      const err = from.handle.readStart();
-      if (err !== 0) this.fail(from, uvError(err, 'read'));
-    }
+    // Both directions done and the last write to `to` out: the clean end for this side.
+    if (from.eof) {
+      if (to.eof) this.close(to);
+    } else if (!from.closing) this.startReading(from);
   }
 
   private eof(from: Side): void {
@@ -187,37 +195,16 @@ export class HandleRelay {
     // libuv stopped reading `from` itself at EOF.
     const to = from.peer;
     if (to.closing) return;
-    if (to.eof && to.pendingWrites === 0) {
-      // Both directions are done and nothing waits to be written to `to`: closing it sends the FIN
-      // a shutdown would (it has nothing unread, its own EOF was read), for one syscall and one
-      // callback less per connection. `from` closes once its own shutdown has completed.
-      this.close(to);
-      if (from.shutDown) this.close(from);
+    if (to.eof) {
+      // The clean end (see the top of this file); a side with writes still pending closes when
+      // the last one completes (written()).
+      if (to.pendingWrites === 0) this.close(to);
+      if (from.pendingWrites === 0) this.close(from);
       return;
     }
-    const req: SideShutdownReq = this.h.newShutdownReq();
-    req.handle = to.handle;
-    req.oncomplete = onShutDown;
-    req.side = to;
-    const err = to.handle.shutdown(req);
+    const err = to.handle.shutdown(this.h.newShutdownReq());
     if (err !== 0) this.fail(to, uvError(err, 'shutdown'));
-    else to.shuttingDown = true;
-  }
-
-  shutDown(to: Side, status: number): void {
-    to.shuttingDown = false;
-    if (to.closing) return;
-    if (status < 0) {
-      this.fail(to, uvError(status, 'shutdown'));
-      return;
-    }
-    to.shutDown = true;
-    const { down, up } = this;
-    // A clean end: both EOFs passed on, each side shut down (or already closed by eof()).
-    if (down.eof && up.eof && (down.shutDown || down.closing) && (up.shutDown || up.closing)) {
-      this.close(down);
-      this.close(up);
-    }
+    else to.shutdownQueued = true;
   }
 
   /** `side` failed: close it, reset its peer (Envoy propagates a reset as a reset). */
@@ -241,11 +228,12 @@ export class HandleRelay {
   private reset(side: Side): void {
     if (side.closing) return;
     side.closing = true;
-    // uv_tcp_close_reset refuses (EINVAL) a handle whose shutdown has not completed yet (libuv runs
-    // it on the next loop turn at the earliest), and Node's TCPWrap counts the handle as closing all
-    // the same, so a close() after the refusal is a no-op: the handle would never close. Such a
-    // handle is closed plainly (FIN) instead of asking for an RST.
-    if (side.shuttingDown) side.handle.close();
+    // uv_tcp_close_reset refuses (EINVAL) a handle whose shutdown has not run yet (libuv runs it on
+    // the next loop turn at the earliest), and Node's TCPWrap counts the handle as closing all the
+    // same, so a close() after the refusal is a no-op: the handle would never close. A handle with
+    // a shutdown queued is therefore closed plainly: its peer has had our FIN already, and any byte
+    // it still sends is answered with an RST by the kernel.
+    if (side.shutdownQueued) side.handle.close();
     else side.handle.reset();
     this.closed(side);
   }
@@ -279,11 +267,6 @@ function onWritten(this: SideWriteReq, status: number): void {
   this.side = undefined;
   this.buffer = null;
   side.relay.written(side, status);
-}
-function onShutDown(this: SideShutdownReq, status: number): void {
-  const side = this.side!;
-  this.side = undefined;
-  side.relay.shutDown(side, status);
 }
 
 /**

@@ -16,7 +16,6 @@
 // sluice says so once and every connection takes the net.Socket path, which stays the path for TLS,
 // HTTP and anything inspected. `SLUICE_TCP_HANDLES=off` forces that fallback.
 
-import os from 'node:os';
 import util from 'node:util';
 
 /** The subset of a `tcp_wrap` TCP handle this proxy uses (names as in Node's C++ TCPWrap). */
@@ -85,8 +84,6 @@ export interface TcpHandles {
   /** the last writeBuffer left bytes queued in libuv: its req completes later */
   lastWriteWasAsync(): boolean;
   readonly UV_EOF: number;
-  /** readStart() on a handle that is already reading */
-  readonly UV_EALREADY: number;
   readonly IPV6ONLY: number;
 }
 
@@ -151,8 +148,6 @@ function load(): { handles: TcpHandles | null; reason: string } {
       readOffset: () => state[kArrayBufferOffset]!,
       lastWriteWasAsync: () => state[kLastWriteWasAsync] !== 0,
       UV_EOF: -4095,
-      // libuv's errors on Unix are the negated errno values.
-      UV_EALREADY: -os.constants.errno.EALREADY,
       IPV6ONLY: UV_TCP_IPV6ONLY,
     },
   };
