@@ -13,19 +13,29 @@ import net from 'node:net';
 import { uvError, type TcpHandle } from '../l4/tcp-handle';
 import { trackSocket, type TrackedDownstream } from './connection-stats';
 
-type AcceptingHandle = { onconnection?: unknown };
+type AcceptingHandle = { onconnection?: unknown; setNoDelay?: unknown };
 
 /**
- * After `server` listens: deliver its connections as bare handles to `onHandle` instead of
- * 'connection' events. Returns false (nothing changed) when the server has no such handle.
+ * After `server` listens: deliver its connections as bare handles, with TCP_NODELAY set, to
+ * `onHandle` instead of 'connection' events. Returns false (nothing changed) when the server has
+ * no such handle.
+ *
+ * On Linux an accepted socket inherits TCP_NODELAY from its listening socket, so where this process
+ * holds the listening socket it is set there once instead of on every connection (a syscall each).
+ * A cluster worker's `_handle` is the primary's stand-in, without the socket: per connection there.
  */
 export function acceptHandles(server: net.Server, onHandle: (client: TcpHandle) => void): boolean {
   const handle = (server as unknown as { _handle?: AcceptingHandle | null })._handle;
   if (handle === null || handle === undefined || typeof handle.onconnection !== 'function') return false;
+  const inherited = process.platform === 'linux' && typeof handle.setNoDelay === 'function' && (handle as Pick<TcpHandle, 'setNoDelay'>).setNoDelay(true) === 0;
   handle.onconnection = (status: number, client: TcpHandle | undefined): void => {
     // net.Server reports a failed accept (EMFILE...) as an 'error' event; so does this.
-    if (status < 0 || client === undefined) server.emit('error', uvError(status, 'accept'));
-    else onHandle(client);
+    if (status < 0 || client === undefined) {
+      server.emit('error', uvError(status, 'accept'));
+      return;
+    }
+    if (!inherited) client.setNoDelay(true);
+    onHandle(client);
   };
   return true;
 }

@@ -17,7 +17,8 @@ import { dispatchConnection } from './dispatch';
 import { bareIp, formatSocketAddress, openTracked, trackDownstream } from './connection-stats';
 import { getOriginalDst, getOriginalDstOf, type OriginalDst } from './original-dst';
 import { acceptHandles, socketFor, trackedSocketFor } from './accept-handles';
-import { tcpHandles, type AddressOut, type TcpHandle } from '../l4/tcp-handle';
+import { tcpHandles, type TcpHandle } from '../l4/tcp-handle';
+import { HandleAddresses } from './socket-addresses';
 import { proxyTcpHandle, proxyTcpHandleToCluster } from '../l4/handle-proxy';
 
 export class CaptureListener {
@@ -95,7 +96,6 @@ export class CaptureListener {
    */
   private onHandle(client: TcpHandle): void {
     const ctx = this.ctx;
-    client.setNoDelay(true);
     let od: OriginalDst | null;
     try {
       od = getOriginalDstOf(client);
@@ -107,10 +107,9 @@ export class CaptureListener {
       this.onConnection(socketFor(client));
       return;
     }
-    const peer: AddressOut = {};
-    client.getpeername(peer);
     const snapshot = ctx.snapshot;
-    const l4 = capturedInfo(od, peer.address, peer.port);
+    const l4 = new HandleAddresses(client, od);
+    if (ctx.accessLog.enabled) l4.prime();
     const listener = findListener(snapshot, od.address, od.port);
     if (listener === null) {
       const tracked = openTracked(ctx.listenerStatsFor('0.0.0.0_' + this.port));

@@ -84,7 +84,6 @@ export class GatewayListeners {
       client.close();
       return;
     }
-    client.setNoDelay(true);
     const listenerStats = ctx.listenerStatsFor(name);
     const tracked = openTracked(listenerStats);
     const l4 = new HandleAddresses(client);

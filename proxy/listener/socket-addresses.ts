@@ -12,6 +12,7 @@
 import type net from 'node:net';
 import type { L4Info } from '../l4/tcp-proxy';
 import type { AddressOut, TcpHandle } from '../l4/tcp-handle';
+import type { OriginalDestination } from '../upstream/cluster';
 import { bareIp, formatSocketAddress } from './connection-stats';
 
 export class SocketAddresses implements L4Info {
@@ -48,20 +49,20 @@ export class SocketAddresses implements L4Info {
 
 /**
  * The same for a connection accepted as a bare handle (proxy/l4/tcp-handle.ts): each address is a
- * getsockname/getpeername on first use, kept for the connection's life (`prime()` reads both at
- * accept when records are kept, so a record made after the handle closed still has them).
+ * getsockname/getpeername on first use, kept for the connection's life (`prime()` reads them at
+ * accept when records are kept, so a record made after the handle closed still has them). A
+ * captured connection's destination is its original one (SO_ORIGINAL_DST), already known.
  */
 export class HandleAddresses implements L4Info {
-  readonly originalDst = null;
   sni: string | null = null;
   peerUriSan: string | null = null;
   private local: AddressOut | null = null;
   private remote: AddressOut | null = null;
 
-  constructor(private readonly handle: TcpHandle) {}
+  constructor(private readonly handle: TcpHandle, readonly originalDst: OriginalDestination | null = null) {}
 
   prime(): this {
-    this.localOut();
+    if (this.originalDst === null) this.localOut();
     this.remoteOut();
     return this;
   }
@@ -83,11 +84,11 @@ export class HandleAddresses implements L4Info {
   }
 
   get dstIp(): string {
-    return bareIp(this.localOut().address);
+    return this.originalDst !== null ? this.originalDst.address : bareIp(this.localOut().address);
   }
 
   get localAddress(): string {
-    const a = this.localOut();
+    const a = this.originalDst ?? this.localOut();
     return formatSocketAddress(a.address, a.port);
   }
 
