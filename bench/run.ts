@@ -3,7 +3,8 @@
 // markdown table and JSON (bench/results/<timestamp>.json + latest.json + latest.md).
 //
 // Knobs (env): DURATION (s per measurement, default 3), ROUNDS (interleaved rounds of the L4 bulk
-// 1-stream, L4 short and L7 saturation rows, default 3), CONNECTIONS (HTTP connections, default 32),
+// 1-stream, L4 short, L7 saturation and sidecar capture rows, default 3), CONNECTIONS (HTTP
+// connections, default 32),
 // PARALLEL (short-connection loops, default 16), ONLY=<scenario,...> (names below), PEERS=<sluice,
 // haproxy,nginx>, IDLE_CONNECTIONS (default 10000), IDLE_SETTLE (s idle before the second RSS
 // reading, default 30), BENCH_TIMEOUT (s, default 590).
@@ -21,7 +22,7 @@ import { makeCa, makeLeaf } from '../test/e2e/harness/certs';
 import { ensurePeers, startHaproxy, startNginx, startNodeRelay, startSluice, raiseNofile, maxIdleConnections, NOFILE, HTTP_HOST, SNI_HOST, TLS_HOST, type Peer, type PeerName, type UpstreamTargets } from './macro/peers';
 import { saturate, paced, type HttpLoadResult } from './macro/http-load';
 import type { TcpLoadOptions, TcpLoadResult } from './macro/tcp-load';
-import { runCapture, type CaptureResult } from './macro/capture';
+import { runCapture, type CaptureResult, type CaptureRun } from './macro/capture';
 import { newestProfile, summarize, type ProfileSummary } from './macro/profile';
 import type { ConfigScaleResult } from './config-scale';
 import { renderMarkdown, machineDescription, type BenchReport, type Cell } from './macro/report';
@@ -297,12 +298,13 @@ async function main(): Promise<void> {
         log(`bench: ${why}`);
         report.skipped.push(why);
       } else {
-        const c: CaptureResult = await runCapture({ durationS: DURATION, parallel: PARALLEL, log });
+        const c: CaptureResult = await runCapture({ durationS: DURATION, parallel: PARALLEL, rounds: ROUNDS, log });
         report.extra.capture = c;
         const metric = 'Sidecar capture, short TCP connections (conn/s)';
-        put(metric, 'direct', { value: c.direct.load.rate, cpuPerUnit: null, cpuUnit: 'CPU-µs/conn', higherIsBetter: true, errors: c.direct.load.errors });
-        put(metric, 'sluice (gateway port)', { value: c.gatewayPort.load.rate, cpuPerUnit: c.gatewayPort.proxyCpuUsPerConn, cpuUnit: 'CPU-µs/conn', higherIsBetter: true, errors: c.gatewayPort.load.errors });
-        put(metric, 'sluice', { value: c.captured.load.rate, cpuPerUnit: c.captured.proxyCpuUsPerConn, cpuUnit: 'CPU-µs/conn', higherIsBetter: true, errors: c.captured.load.errors, note: 'REDIRECT + SO_ORIGINAL_DST' });
+        const rounds = (r: CaptureRun): string => (ROUNDS > 1 ? `median of ${ROUNDS} interleaved rounds: ${r.rounds.map(fmtRound).join(', ')}` : '');
+        put(metric, 'direct', { value: c.direct.load.rate, cpuPerUnit: null, cpuUnit: 'CPU-µs/conn', higherIsBetter: true, errors: c.direct.load.errors, note: rounds(c.direct) });
+        put(metric, 'sluice (gateway port)', { value: c.gatewayPort.load.rate, cpuPerUnit: c.gatewayPort.proxyCpuUsPerConn, cpuUnit: 'CPU-µs/conn', higherIsBetter: true, errors: c.gatewayPort.load.errors, note: rounds(c.gatewayPort) });
+        put(metric, 'sluice', { value: c.captured.load.rate, cpuPerUnit: c.captured.proxyCpuUsPerConn, cpuUnit: 'CPU-µs/conn', higherIsBetter: true, errors: c.captured.load.errors, note: `REDIRECT + SO_ORIGINAL_DST; ${rounds(c.captured)}` });
       }
     }
 
