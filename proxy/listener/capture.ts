@@ -20,6 +20,7 @@ import { acceptHandles, socketFor, trackedSocketFor } from './accept-handles';
 import { tcpHandles, type TcpHandle } from '../l4/tcp-handle';
 import { HandleAddresses } from './socket-addresses';
 import { proxyTcpHandle, proxyTcpHandleToCluster } from '../l4/handle-proxy';
+import { dataPortListenOptions } from './listen-options';
 
 export class CaptureListener {
   private readonly ctx: ProxyContext;
@@ -39,7 +40,7 @@ export class CaptureListener {
   listen(host: string): Promise<void> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ host, port: this.port }, () => {
+      this.server.listen(dataPortListenOptions(host, this.port), () => {
         this.server.removeListener('error', reject);
         if (tcpHandles() !== null) acceptHandles(this.server, (client) => this.onHandle(client));
         resolve();

@@ -18,6 +18,7 @@ import { HandleAddresses, SocketAddresses } from './socket-addresses';
 import { acceptHandles, trackedSocketFor } from './accept-handles';
 import { tcpHandles, type TcpHandle } from '../l4/tcp-handle';
 import { proxyTcpHandle } from '../l4/handle-proxy';
+import { dataPortListenOptions } from './listen-options';
 
 interface Bound {
   readonly name: string;
@@ -64,7 +65,7 @@ export class GatewayListeners {
         ctx.log.error({ listener: name, err: err.code ?? err.message }, `cannot listen on ${address}:${port}: ${err.message}`);
         resolve();
       });
-      server.listen({ host: address, port }, () => {
+      server.listen(dataPortListenOptions(address, port), () => {
         server.removeAllListeners('error');
         server.on('error', (err) => ctx.log.error({ listener: name, err: err.message }, 'listener error'));
         if (tcpHandles() !== null) acceptHandles(server, (client) => this.onHandle(name, client));

@@ -11,6 +11,7 @@ import type { HttpConnectionManager } from '../../config/compile/snapshot';
 import type { ProxyContext } from '../context';
 import { DownstreamInfo, routeRequest } from '../l7/http-connection';
 import { bareIp, formatSocketAddress, trackDownstream } from './connection-stats';
+import { dataPortListenOptions } from './listen-options';
 
 export class HttpProxyListener {
   private readonly ctx: ProxyContext;
@@ -27,7 +28,7 @@ export class HttpProxyListener {
   listen(host: string): Promise<number> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ host, port: this.port }, () => resolve((this.server.address() as net.AddressInfo).port));
+      this.server.listen(dataPortListenOptions(host, this.port), () => resolve((this.server.address() as net.AddressInfo).port));
     });
   }
 

@@ -11,6 +11,7 @@ import path from 'node:path';
 import t from 'tap';
 import { freePort } from '../../../../proxy/demo';
 import { oneUpstreamConfig } from '../../../helpers/gateway';
+import { reusePortSupported } from '../../../../proxy/listener/listen-options';
 
 const ROOT = path.join(__dirname, '..', '..', '..', '..', '..');
 const CLI = path.join(ROOT, 'dist', 'proxy', 'cli.js');
@@ -35,6 +36,14 @@ function get(port: number, p: string, opts: { host?: string; method?: string } =
 function statValue(text: string, name: string): number | null {
   const line = text.split('\n').find((l) => l.startsWith(name + ': '));
   return line === undefined ? null : Number(line.slice(name.length + 2));
+}
+
+/** Listening TCP sockets on `port` in this network namespace, from the kernel's table. */
+function listeningSockets(port: number): number {
+  const hexPort = ':' + port.toString(16).toUpperCase().padStart(4, '0');
+  return fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f.length > 3 && f[1]!.endsWith(hexPort) && f[3] === '0A').length;
 }
 
 async function waitFor(pred: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<void> {
@@ -68,6 +77,9 @@ t.test('two workers behind one admin', async (t) => {
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
   await waitFor(() => stderr.includes('sluice is live'), 'sluice is live');
   t.match(stderr, /"workers":2/, 'the primary reports two workers');
+  // Where Node has reusePort each worker binds the port itself; else the primary holds the one socket.
+  const sockets = reusePortSupported() ? 2 : 1;
+  t.equal(listeningSockets(gwPort), sockets, `${sockets} listening socket(s) on the gateway port (reusePort ${reusePortSupported() ? 'on' : 'off'}, Node ${process.versions.node})`);
 
   const N = 40;
   for (let i = 0; i < N; i++) t.equal((await get(gwPort, '/r' + i)).status, 200);
@@ -100,5 +112,6 @@ t.test('two workers behind one admin', async (t) => {
   process.kill(workers[0]!, 'SIGKILL');
   await waitFor(() => stderr.includes('replacement worker is live'), 'the replacement worker');
   for (let i = 0; i < 10; i++) t.equal((await get(gwPort, '/after')).status, 200, 'still serving after a worker died');
+  t.equal(listeningSockets(gwPort), sockets, 'the replacement listens as its predecessor did');
 
 });
