@@ -1,12 +1,13 @@
 // `--concurrency N`: the primary process forks N workers with Node's cluster module. Each worker runs
-// the whole data plane (its listeners share the ports through the primary, which hands accepted
-// connections round-robin; SO_ORIGINAL_DST still works on the passed socket) and follows the config
+// the whole data plane (its listeners share the ports: see below; SO_ORIGINAL_DST works on a passed
+// socket too) and follows the config
 // files itself. The primary keeps the admin endpoints and stdout: on each admin request it gathers
 // the workers' stats and cluster states and merges them (stats-exchange.ts), so the admin shows one
 // proxy, as Envoy's does across its worker threads.
 //
-// Node 20 has no SO_REUSEPORT (`reusePort` arrived in 22.12), so cluster's round-robin is the
-// builtins-only choice here (PERFORMANCE.md §2).
+// How the workers share a port depends on the Node (listener/listen-options.ts): each binds it with
+// SO_REUSEPORT where Node has `reusePort` (22.12+, 23.1+, Linux); on Node 20 cluster's round-robin,
+// the primary accepting and passing each connection (PERFORMANCE.md §2).
 
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
