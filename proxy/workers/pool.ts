@@ -1,7 +1,6 @@
 // `--concurrency N`: the primary process forks N workers with Node's cluster module. Each worker runs
 // the whole data plane (its listeners share the ports: see below; SO_ORIGINAL_DST works on a passed
-// socket too) and follows the config
-// files itself. The primary keeps the admin endpoints and stdout: on each admin request it gathers
+// socket too) and follows the config files itself. The primary keeps the admin endpoints and stdout: on each admin request it gathers
 // the workers' stats and cluster states and merges them (stats-exchange.ts), so the admin shows one
 // proxy, as Envoy's does across its worker threads.
 //
