@@ -102,8 +102,9 @@ function onConnect(this: OwnedConnectReq, status: number): void {
 }
 
 /**
- * Connect a bare handle to `host` (an IP literal). `cb` gets the connection or a classified error,
- * never synchronously. Callers check `tcpHandles()` first.
+ * Connect a bare handle to `host` (an IP literal). `cb` gets the connection, already reading (its
+ * `onread` is the caller's to set in `cb`), or a classified error, never synchronously. Callers
+ * check `tcpHandles()` first.
  */
 export function connectHandle(stats: ClusterStats, host: UpstreamHost, opts: ConnectOptions, cb: HandleConnectCallback): void {
   const h: TcpHandles = tcpHandles()!;
@@ -127,6 +128,12 @@ export function connectHandle(stats: ClusterStats, host: UpstreamHost, opts: Con
   // libuv delivers no read before the connect completes, and the relay takes over `onread` in the
   // connect callback.
   handle.onread = noRead;
-  handle.readStart();
+  const readErr = handle.readStart();
+  if (readErr !== 0) {
+    // libuv refuses only a closing or unreadable handle, which a handle that has just begun to
+    // connect is not; should it happen, the connect fails rather than relay from a handle that never reads.
+    process.nextTick(() => conn.completed(readErr));
+    return;
+  }
   conn.armTimeout(opts.connectTimeoutMs);
 }
