@@ -255,6 +255,42 @@ t.test('half-close client->upstream: the upstream sees EOF, still answers, then 
   t.same(r && { by: r.closedBy, e: r.error, d: r.bytesFromDownstream }, { by: 'downstream', e: null, d: 200_000 });
 });
 
+t.test('the client\'s FIN, then 16 MiB it reads late and the upstream FIN: every byte, then the clean end', { skip }, async (t) => {
+  // The client sends its FIN and does not read; the upstream sends 16 MiB and its FIN. The relay
+  // passes the client's FIN on (a shutdown queued on the upstream side), stops reading the upstream
+  // while its writes to the client wait, and reads the upstream FIN only once they are out. Then it
+  // closes both sides without a shutdown completion: the client must still get all 16 MiB (a close
+  // sends what the kernel holds, then the FIN), not a stream cut short.
+  const total = 16 * 1024 * 1024;
+  const sentSha = deferred<string>();
+  const upstreamSawEof = deferred<boolean>();
+  const port = await upstreamServer(t, (s) => {
+    void sendRandom(s, total, 'end').then(sentSha.resolve);
+    s.on('end', () => upstreamSawEof.resolve(true));
+    s.resume();
+  });
+  const proxy = await relayServer(t, port);
+  const c = client(t, proxy.port);
+  c.pause();
+  await connected(c);
+  c.end();
+  const relay = await proxy.nextRelay();
+  if (relay === null) { t.fail('no relay started'); return; }
+  t.equal(await guarded(upstreamSawEof.promise), true, 'the upstream got the client\'s FIN');
+  const stalledAt = await whenStalled(() => relay.bytesFromUpstream);
+  t.ok(stalledAt > 0 && stalledAt < total, `the relay stopped reading the upstream while the client did not read (at ${stalledAt} B)`);
+  t.notOk(relay.upstreamEnded, 'so the upstream FIN is not read yet');
+  t.equal(proxy.onCloseCalls, 0, 'and the relay has not ended');
+  const got = readAll(c);
+  c.resume();
+  const back = await got;
+  t.same({ bytes: back.bytes, sha: back.sha, outcome: back.outcome }, { bytes: total, sha: await sentSha.promise, outcome: 'end' }, 'all 16 MiB, then a clean EOF');
+  const r = await proxy.nextClose();
+  t.same(r && { error: r.error, up: r.bytesFromUpstream, by: r.closedBy }, { error: null, up: total, by: 'downstream' }, 'one clean report, every byte counted, the client ended first');
+  await settle();
+  t.equal(proxy.onCloseCalls, 1);
+});
+
 t.test('half-close upstream->client: the client keeps sending after the upstream FIN', { skip }, async (t) => {
   const seen = deferred<Received>();
   const port = await upstreamServer(t, (s) => {
