@@ -15,7 +15,9 @@ import type { ProxyError } from '../errors';
 import type { AccessLogRecord } from '../observe/access-log-record';
 import type { TcpStats } from '../observe/stats';
 import { closeTracked, type TrackedDownstream } from '../listener/connection-stats';
-import { ChainQuery } from '../listener/dispatch';
+import { ChainQuery, inspectOptionsFor } from '../listener/dispatch';
+import type { Inspection } from '../listener/inspect';
+import type { HandleInspection } from '../listener/inspect-handle';
 import type { UpstreamHandle } from '../upstream/handle-connect';
 import type { UpstreamHost } from '../upstream/host';
 import { EARLY_READ_LIMIT, relayHandles, type EarlyRead, type HandleRelay } from './handle-relay';
@@ -23,24 +25,39 @@ import type { RelayResult } from './relay';
 import { tcpHandles, type TcpHandle } from './tcp-handle';
 import { L4Session, logFailure, pickHost, routedRecord, type L4Info } from './tcp-proxy';
 
-/** The TCP filter chain a connection on `listener` takes without looking at its bytes, if any. */
-function plainTcpChain(listener: Listener, info: L4Info): (FilterChain & { filter: TcpProxy }) | null {
-  if (listener.needsTlsInspection || listener.protocol === 'auto') return null;
-  const chain = selectChain(listener, new ChainQuery(info, false, null, null));
+/** The filter chain of a connection on `listener` (given what its first bytes said), if plain TCP. */
+function plainTcpChain(listener: Listener, info: L4Info, first: Inspection | null): (FilterChain & { filter: TcpProxy }) | null {
+  const chain = selectChain(listener, first === null ? new ChainQuery(info, false, null, null) : new ChainQuery(info, first.isTls, first.sni, first.alpn));
   if (chain === null || chain.tls !== null || chain.filter.kind !== 'tcp') return null;
   return chain as FilterChain & { filter: TcpProxy };
 }
 
 /**
- * Proxy an accepted handle on the fast path. Returns false, having counted and touched nothing,
- * when the connection needs the net.Socket path; otherwise the connection is this module's.
+ * Proxy an accepted handle on the fast path when its listener looks at no bytes. Returns false,
+ * having counted and touched nothing, when the connection needs inspection or the net.Socket
+ * path; otherwise the connection is this module's.
  */
 export function proxyTcpHandle(ctx: ProxyContext, down: TcpHandle, listener: Listener, info: L4Info, tracked: TrackedDownstream): boolean {
-  const chain = plainTcpChain(listener, info);
+  if (inspectOptionsFor(listener) !== null) return false;
+  return proxyChosen(ctx, down, plainTcpChain(listener, info, null), info, tracked, null);
+}
+
+/**
+ * The same after the handle's first bytes were inspected (listener/inspect-handle.ts): they are the
+ * relay's first write. False, nothing counted: the chain or cluster needs the net.Socket path.
+ */
+export function proxyInspectedHandle(ctx: ProxyContext, down: TcpHandle, listener: Listener, info: L4Info, tracked: TrackedDownstream, first: HandleInspection): boolean {
+  const chain = plainTcpChain(listener, info, first);
+  if (chain === null) return false;
+  info.sni = first.sni;
+  return proxyChosen(ctx, down, chain, info, tracked, first);
+}
+
+function proxyChosen(ctx: ProxyContext, down: TcpHandle, chain: (FilterChain & { filter: TcpProxy }) | null, info: L4Info, tracked: TrackedDownstream, first: HandleInspection | null): boolean {
   if (chain === null) return false;
   const route = findTcpRoute(chain.filter.routes, info);
   if (route === null) return false;
-  return start(ctx, down, pickCluster(route.clusters, Math.random()), route.name, chain.filter.statPrefix, info, tracked);
+  return start(ctx, down, pickCluster(route.clusters, Math.random()), route.name, chain.filter.statPrefix, info, tracked, first);
 }
 
 /** Straight to one cluster (the sidecar catch-all), as proxyTcpToCluster; false: take the net.Socket path. */
@@ -48,7 +65,7 @@ export function proxyTcpHandleToCluster(ctx: ProxyContext, down: TcpHandle, clus
   return start(ctx, down, clusterName, null, clusterName, info, tracked);
 }
 
-function start(ctx: ProxyContext, down: TcpHandle, clusterName: string, routeName: string | null, statPrefix: string, info: L4Info, tracked: TrackedDownstream): boolean {
+function start(ctx: ProxyContext, down: TcpHandle, clusterName: string, routeName: string | null, statPrefix: string, info: L4Info, tracked: TrackedDownstream, first: HandleInspection | null = null): boolean {
   const cluster = ctx.clusters.get(clusterName);
   if (cluster === undefined || cluster.originatesTls) return false;
   const stats = ctx.tcpStatsFor(statPrefix);
@@ -64,7 +81,7 @@ function start(ctx: ProxyContext, down: TcpHandle, clusterName: string, routeNam
   handleSessions++;
   const session = new HandleSession(ctx, down, tracked, record, stats, host, cluster.config.idleTimeoutMs);
   cluster.connectHandle(host, session.onConnected);
-  session.readEarly();
+  session.readEarly(first);
   return true;
 }
 
@@ -119,8 +136,15 @@ class HandleSession extends L4Session {
     closeTracked(this.tracked);
   }
 
-  /** Start reading the downstream while the upstream connects. */
-  readEarly(): void {
+  /** Start reading the downstream while the upstream connects, after what inspection read (`first`). */
+  readEarly(first: HandleInspection | null): void {
+    if (first !== null) {
+      if (first.head.length > 0) this.earlyChunks = [first.head];
+      this.earlyBytes = first.head.length;
+      this.earlyEof = first.eof;
+      // After a FIN libuv reads no more.
+      if (first.eof) return;
+    }
     const down = this.down as EarlyHandle;
     down.sluiceSession = this;
     down.onread = onEarlyRead;

@@ -19,7 +19,8 @@ import { getOriginalDst, getOriginalDstOf, type OriginalDst } from './original-d
 import { acceptHandles, socketFor, trackedSocketFor } from './accept-handles';
 import { tcpHandles, type TcpHandle } from '../l4/tcp-handle';
 import { HandleAddresses } from './socket-addresses';
-import { proxyTcpHandle, proxyTcpHandleToCluster } from '../l4/handle-proxy';
+import { proxyTcpHandleToCluster } from '../l4/handle-proxy';
+import { dispatchHandle } from './handle-dispatch';
 import { dataPortListenOptions } from './listen-options';
 
 export class CaptureListener {
@@ -119,8 +120,7 @@ export class CaptureListener {
     }
     const listenerStats = ctx.listenerStatsFor(listener.name);
     const tracked = openTracked(listenerStats);
-    if (proxyTcpHandle(ctx, client, listener, l4, tracked)) return;
-    dispatchConnection(ctx, { socket: trackedSocketFor(client, tracked), listener, listenerStats, httpServer: this.httpServer, l4 });
+    dispatchHandle(ctx, client, { listener, listenerStats, httpServer: this.httpServer, l4 }, tracked);
   }
 
   private blackhole(socket: net.Socket, remoteAddress: string, localAddress: string, details: string | null): void {

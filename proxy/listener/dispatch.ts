@@ -13,7 +13,8 @@ import type { ListenerStats } from '../observe/stats';
 import { DownstreamInfo, handOverHttp } from '../l7/http-connection';
 import { proxyTcp, type L4Info } from '../l4/tcp-proxy';
 import { terminateTls } from '../tls/terminate';
-import { inspect, type Inspection } from './inspect';
+import { inspect, type Inspection, type InspectOptions } from './inspect';
+import type { ProxyError } from '../errors';
 import type http from 'node:http';
 
 /** Bound on first-bytes inspection (PERFORMANCE.md §5.3: hellos span segments; Istio waits indefinitely by default). */
@@ -30,24 +31,36 @@ export interface AcceptedConnection {
   readonly httpServer: http.Server;
 }
 
-export function dispatchConnection(ctx: ProxyContext, conn: AcceptedConnection): void {
-  const { listener } = conn;
+/** How the first bytes of a connection on `listener` are inspected; null: they are not. */
+export function inspectOptionsFor(listener: Listener): InspectOptions | null {
   const needsHttpSniff = listener.protocol === 'auto';
-  if (!listener.needsTlsInspection && !needsHttpSniff) {
-    const chain = selectChain(listener, new ChainQuery(conn.l4, false, null, null));
+  if (!listener.needsTlsInspection && !needsHttpSniff) return null;
+  return { wantTls: listener.needsTlsInspection || needsHttpSniff, wantHttp: needsHttpSniff, timeoutMs: INSPECT_TIMEOUT_MS, maxBytes: INSPECT_MAX_BYTES };
+}
+
+export function dispatchConnection(ctx: ProxyContext, conn: AcceptedConnection): void {
+  const opts = inspectOptionsFor(conn.listener);
+  if (opts === null) {
+    const chain = selectChain(conn.listener, new ChainQuery(conn.l4, false, null, null));
     runChain(ctx, conn, chain, null, null);
     return;
   }
-  inspect(conn.socket, { wantTls: listener.needsTlsInspection || needsHttpSniff, wantHttp: needsHttpSniff, timeoutMs: INSPECT_TIMEOUT_MS, maxBytes: INSPECT_MAX_BYTES }, (err, r) => {
-    if (err !== null || r === null) {
-      conn.listenerStats.no_filter_chain_match.inc();
-      logDropped(ctx, conn, null, 'NR', err === null ? 'filter_chain_not_found' : err.message);
-      conn.socket.destroy();
-      return;
-    }
-    const chain = selectChain(listener, new ChainQuery(conn.l4, r.isTls, r.sni, r.alpn));
-    runChain(ctx, conn, chain, r, r.head);
-  });
+  inspect(conn.socket, opts, (err, r) => dispatchInspected(ctx, conn, err, r));
+}
+
+/**
+ * Go on from an inspection: this module's own, or a bare handle's (inspect-handle.ts) whose
+ * connection then became `conn.socket` with nothing read from it yet.
+ */
+export function dispatchInspected(ctx: ProxyContext, conn: AcceptedConnection, err: ProxyError | null, r: Inspection | null): void {
+  if (err !== null || r === null) {
+    conn.listenerStats.no_filter_chain_match.inc();
+    logDropped(ctx, conn, null, 'NR', err === null ? 'filter_chain_not_found' : err.message);
+    conn.socket.destroy();
+    return;
+  }
+  const chain = selectChain(conn.listener, new ChainQuery(conn.l4, r.isTls, r.sni, r.alpn));
+  runChain(ctx, conn, chain, r, r.head);
 }
 
 function runChain(ctx: ProxyContext, conn: AcceptedConnection, chain: FilterChain | null, insp: Inspection | null, head: Buffer | null): void {

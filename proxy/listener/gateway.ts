@@ -15,9 +15,9 @@ import type { ProxyContext } from '../context';
 import { dispatchConnection } from './dispatch';
 import { openTracked, trackDownstream } from './connection-stats';
 import { HandleAddresses, SocketAddresses } from './socket-addresses';
-import { acceptHandles, trackedSocketFor } from './accept-handles';
+import { acceptHandles } from './accept-handles';
 import { tcpHandles, type TcpHandle } from '../l4/tcp-handle';
-import { proxyTcpHandle } from '../l4/handle-proxy';
+import { dispatchHandle } from './handle-dispatch';
 import { dataPortListenOptions } from './listen-options';
 
 interface Bound {
@@ -89,9 +89,7 @@ export class GatewayListeners {
     const tracked = openTracked(listenerStats);
     const l4 = new HandleAddresses(client);
     if (ctx.accessLog.enabled) l4.prime();
-    if (proxyTcpHandle(ctx, client, listener, l4, tracked)) return;
-    const socket = trackedSocketFor(client, tracked);
-    dispatchConnection(ctx, { socket, listener, listenerStats, httpServer: this.httpServer, l4 });
+    dispatchHandle(ctx, client, { listener, listenerStats, httpServer: this.httpServer, l4 }, tracked);
   }
 
   private onConnection(name: string, socket: net.Socket): void {

@@ -64,7 +64,50 @@ function detectHttp(head: Buffer): Http {
   return prefixOfSome ? Http.NeedMore : Http.No;
 }
 
-const enum Verdict { Undecided, Decided }
+/** What the first bytes say, once they say enough (`decideFirstBytes`). */
+export type FirstBytes =
+  | { readonly kind: 'undecided' }
+  | { readonly kind: 'decided'; readonly isTls: boolean; readonly sni: string | null; readonly alpn: readonly string[] | null }
+  | { readonly kind: 'failed'; readonly code: ProxyError['code']; readonly message: string };
+
+const UNDECIDED: FirstBytes = Object.freeze({ kind: 'undecided' });
+
+function decided(isTls: boolean, sni: string | null, alpn: readonly string[] | null): FirstBytes {
+  return { kind: 'decided', isTls, sni, alpn };
+}
+
+/**
+ * tls_inspector / http_inspector on the bytes read so far; `final`: no more will come (the peer
+ * half-closed), so undecided means "opaque". Shared by the socket inspector below and the bare
+ * handle one (inspect-handle.ts).
+ */
+export function decideFirstBytes(head: Buffer, final: boolean, opts: Pick<InspectOptions, 'wantTls' | 'wantHttp'>): FirstBytes {
+  const { wantTls, wantHttp } = opts;
+  if (wantTls && head.length > 0 && head[0] === 0x16) {
+    const r = parseClientHello(head);
+    switch (r.kind) {
+      case 'hello':
+        return decided(true, r.sni, r.alpn);
+      case 'need-more':
+        return final ? decided(false, null, null) : UNDECIDED;
+      case 'invalid':
+        // Like Envoy: an oversize hello closes the connection; a malformed one is "not TLS"
+        // (tls_inspector counts tls_not_found and lets the opaque chain take it).
+        return r.reason === HelloInvalidReason.TOO_LARGE
+          ? { kind: 'failed', code: ProxyErrorCode.INSPECT_LIMIT, message: 'ClientHello too large' }
+          : decided(false, null, null);
+      case 'not-tls':
+        break; // fall through to HTTP detection
+    }
+  }
+  if (wantHttp && head.length > 0) {
+    const h = detectHttp(head);
+    if (h === Http.NeedMore && !final) return UNDECIDED;
+    return decided(false, null, h === Http.Yes ? HTTP11_ALPN : null);
+  }
+  if (head.length === 0 && !final) return UNDECIDED;
+  return decided(false, null, null);
+}
 
 /** One per inspected connection; handlers bound once (no per-chunk closures). */
 class Inspector {
@@ -104,48 +147,19 @@ class Inspector {
     if (this.done) return;
     // The first chunk usually holds everything: keep it as is, copy only when more arrive.
     this.head = this.head.length === 0 ? chunk : Buffer.concat([this.head, chunk]);
-    if (this.decide(false) === Verdict.Decided) return;
+    if (this.decide(false)) return;
     if (this.head.length >= this.opts.maxBytes) {
       this.fail(ProxyErrorCode.INSPECT_LIMIT, `no protocol decision within ${this.opts.maxBytes} bytes`, null);
     }
   }
 
-  /** `final`: no more bytes will come (peer half-closed), so undecided means "opaque". */
-  private decide(final: boolean): Verdict {
-    const head = this.head;
-    const { wantTls, wantHttp } = this.opts;
-    if (wantTls && head.length > 0 && head[0] === 0x16) {
-      const r = parseClientHello(head);
-      switch (r.kind) {
-        case 'hello':
-          this.succeed(true, r.sni, r.alpn);
-          return Verdict.Decided;
-        case 'need-more':
-          if (!final) return Verdict.Undecided;
-          this.succeed(false, null, null);
-          return Verdict.Decided;
-        case 'invalid':
-          // Like Envoy: an oversize hello closes the connection; a malformed one is "not TLS"
-          // (tls_inspector counts tls_not_found and lets the opaque chain take it).
-          if (r.reason === HelloInvalidReason.TOO_LARGE) {
-            this.fail(ProxyErrorCode.INSPECT_LIMIT, 'ClientHello too large', null);
-          } else {
-            this.succeed(false, null, null);
-          }
-          return Verdict.Decided;
-        case 'not-tls':
-          break; // fall through to HTTP detection
-      }
-    }
-    if (wantHttp && head.length > 0) {
-      const h = detectHttp(head);
-      if (h === Http.NeedMore && !final) return Verdict.Undecided;
-      this.succeed(false, null, h === Http.Yes ? HTTP11_ALPN : null);
-      return Verdict.Decided;
-    }
-    if (head.length === 0 && !final) return Verdict.Undecided;
-    this.succeed(false, null, null);
-    return Verdict.Decided;
+  /** Decide on the bytes so far; true when the inspection is over (succeeded or failed). */
+  private decide(final: boolean): boolean {
+    const d = decideFirstBytes(this.head, final, this.opts);
+    if (d.kind === 'undecided') return false;
+    if (d.kind === 'decided') this.succeed(d.isTls, d.sni, d.alpn);
+    else this.fail(d.code, d.message, null);
+    return true;
   }
 
   private handleEnd(): void {

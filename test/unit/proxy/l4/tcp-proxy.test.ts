@@ -4,11 +4,16 @@
 // failure and timeout (UF,URX), and the idle timeout; each on bare handles and on net.Sockets.
 
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
 import t from 'tap';
 import { freePort, startTestRuntime, type TestGateway } from '../../../helpers/gateway';
 import { watchedCount } from '../../../../proxy/l4/idle-sweep';
 import { handleSessionCount } from '../../../../proxy/l4/handle-proxy';
+import { makeCa, makeLeaf } from '../../../e2e/harness/certs';
 import { resetTcpHandlesForTests, tcpHandles, tcpHandlesUnavailableReason } from '../../../../proxy/l4/tcp-handle';
 
 interface Upstream {
@@ -362,6 +367,68 @@ spec:
   t.ok(lines.some((l) => /"- - -" 0 DC /.test(l)), `the reset one ended as DC: ${lines.join(' | ')}`);
   t.ok(lines.some((l) => /"- - -" 0 - - - "-" 33 33 /.test(l)), 'the half-closed one: 33 bytes each way, no flags');
   t.equal(gw.stat('cluster.outbound|9000||slow.test.upstream_cx_total'), 2);
+});
+
+tt.test('TLS passthrough by SNI: each name reaches its upstream, the handshake end to end; an unknown name is NR', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-sni-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const ca = await makeCa(dir, 'sni-ca');
+  const upstreams: Record<string, number> = {};
+  for (const name of ['a', 'b']) {
+    const leaf = await makeLeaf(dir, ca, { cn: `${name}.sni.test`, dnsNames: [`${name}.sni.test`] });
+    // Each upstream answers with its own name inside TLS, so a wrong route fails the handshake or the answer.
+    const server = tls.createServer({ cert: fs.readFileSync(leaf.certFile), key: fs.readFileSync(leaf.keyFile) }, (s) => { s.on('error', () => {}); s.end(`hello from ${name}\n`); });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    t.teardown(() => server.close());
+    upstreams[name] = (server.address() as net.AddressInfo).port;
+  }
+  const port = await freePort();
+  const gw = await startTestRuntime(t, `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: gw }
+spec:
+  selector: { istio: egressgateway }
+  servers:
+  - port: { number: ${port}, name: tls, protocol: TLS }
+    hosts: [a.sni.test, b.sni.test]
+    tls: { mode: PASSTHROUGH }
+${staticService('a.sni.test', `  - address: 127.0.0.1\n    ports: { tcp-main: ${upstreams['a']} }`)}
+${staticService('b.sni.test', `  - address: 127.0.0.1\n    ports: { tcp-main: ${upstreams['b']} }`)}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: by-sni }
+spec:
+  hosts: [a.sni.test, b.sni.test]
+  gateways: [gw]
+  tls:
+  - match: [{ port: ${port}, sniHosts: [a.sni.test] }]
+    route: [{ destination: { host: a.sni.test, port: { number: 9000 } } }]
+  - match: [{ port: ${port}, sniHosts: [b.sni.test] }]
+    route: [{ destination: { host: b.sni.test, port: { number: 9000 } } }]
+`);
+  const ask = (servername: string) => new Promise<string>((resolve) => {
+    const s = tls.connect({ host: '127.0.0.1', port, servername, ca: fs.readFileSync(ca.certFile) });
+    let got = '';
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => (got += d));
+    s.on('end', () => resolve(got));
+    s.on('error', (e: NodeJS.ErrnoException) => resolve(`error ${e.code ?? e.message}`));
+  });
+  const sessionsBefore = handleSessionCount();
+  for (let i = 0; i < 3; i++) {
+    t.equal(await ask('a.sni.test'), 'hello from a\n', 'a.sni.test: verified handshake with upstream a, its answer');
+    t.equal(await ask('b.sni.test'), 'hello from b\n', 'b.sni.test: verified handshake with upstream b, its answer');
+  }
+  t.equal(handleSessionCount() - sessionsBefore, transport === 'handles' ? 6 : 0, `the six passthrough connections took ${transport === 'handles' ? 'bare handles (the ClientHello read on the handle)' : 'sockets'}`);
+  t.notMatch(await ask('c.sni.test'), /hello/, 'an SNI no chain matches: closed without an answer');
+  t.equal(gw.stat('cluster.outbound|9000||a.sni.test.upstream_cx_total'), 3);
+  t.equal(gw.stat('cluster.outbound|9000||b.sni.test.upstream_cx_total'), 3);
+  await waitFor(async () => (await gw.lines()).length === 7, 'seven log lines');
+  const lines = await gw.lines();
+  t.equal(lines.filter((l) => / a\.sni\.test by-sni\.tls\.0$/.test(l)).length, 3, 'the SNI and the route are logged');
+  t.ok(lines.some((l) => /"- - -" 0 NR /.test(l)), 'the unknown name is logged as NR');
 });
 
 tt.test('tcp idleTimeout closes a silent relay and counts tcp.<prefix>.idle_timeout', async (t) => {
