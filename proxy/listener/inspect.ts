@@ -65,10 +65,11 @@ function detectHttp(head: Buffer): Http {
 }
 
 /** What the first bytes say, once they say enough (`decideFirstBytes`). */
-export type FirstBytes =
+export type FirstBytes = Decided
   | { readonly kind: 'undecided' }
-  | { readonly kind: 'decided'; readonly isTls: boolean; readonly sni: string | null; readonly alpn: readonly string[] | null }
   | { readonly kind: 'failed'; readonly code: ProxyError['code']; readonly message: string };
+
+export type Decided = { readonly kind: 'decided'; readonly isTls: boolean; readonly sni: string | null; readonly alpn: readonly string[] | null };
 
 const UNDECIDED: FirstBytes = Object.freeze({ kind: 'undecided' });
 
@@ -78,8 +79,7 @@ function decided(isTls: boolean, sni: string | null, alpn: readonly string[] | n
 
 /**
  * tls_inspector / http_inspector on the bytes read so far; `final`: no more will come (the peer
- * half-closed), so undecided means "opaque". Shared by the socket inspector below and the bare
- * handle one (inspect-handle.ts).
+ * half-closed), so undecided means "opaque".
  */
 export function decideFirstBytes(head: Buffer, final: boolean, opts: Pick<InspectOptions, 'wantTls' | 'wantHttp'>): FirstBytes {
   const { wantTls, wantHttp } = opts;
@@ -109,23 +109,94 @@ export function decideFirstBytes(head: Buffer, final: boolean, opts: Pick<Inspec
   return decided(false, null, null);
 }
 
-/** One per inspected connection; handlers bound once (no per-chunk closures). */
-class Inspector {
-  private head: Buffer = EMPTY;
-  private timer: NodeJS.Timeout | null = null;
+/**
+ * The contract above, whatever delivers the bytes: a transport (this file's net.Socket one, or
+ * inspect-handle.ts's bare handle) feeds `received` / `ended` and reports its own errors through
+ * `fail`, and stops delivering in `release`; this class accumulates the head, decides, enforces the
+ * byte and time limits and calls back exactly once.
+ */
+export abstract class FirstBytesInspector<R extends Inspection> {
+  protected head: Buffer = EMPTY;
+  /** the peer half-closed before a decision */
+  protected eof = false;
   private done = false;
-  private readonly onData: (chunk: Buffer) => void;
-  private readonly onEnd: () => void;
-  private readonly onError: (err: Error) => void;
-  private readonly onClose: () => void;
-  private readonly onTimeout: () => void;
+  private timer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly socket: net.Socket, private readonly opts: InspectOptions, private readonly cb: InspectCallback) {
-    this.onData = this.handleData.bind(this);
-    this.onEnd = this.handleEnd.bind(this);
-    this.onError = this.handleError.bind(this);
-    this.onClose = this.handleClose.bind(this);
-    this.onTimeout = this.handleTimeout.bind(this);
+  constructor(protected readonly opts: InspectOptions, private readonly cb: (err: ProxyError | null, r: R | null) => void) {}
+
+  /** Stop delivering bytes to this inspector. */
+  protected abstract release(): void;
+
+  /** The callback's result for a decision on `this.head`. */
+  protected abstract result(d: Decided): R;
+
+  protected armTimeout(): void {
+    if (this.opts.timeoutMs > 0) this.timer = setTimeout(onInspectTimeout, this.opts.timeoutMs, this);
+  }
+
+  protected received(chunk: Buffer): void {
+    if (this.done) return;
+    // The first chunk usually holds everything: keep it as is, copy only when more arrive.
+    this.head = this.head.length === 0 ? chunk : Buffer.concat([this.head, chunk]);
+    if (this.decide(false)) return;
+    if (this.head.length >= this.opts.maxBytes) this.fail(ProxyErrorCode.INSPECT_LIMIT, `no protocol decision within ${this.opts.maxBytes} bytes`);
+  }
+
+  protected ended(): void {
+    if (this.done) return;
+    this.eof = true;
+    if (this.head.length === 0) this.fail(ProxyErrorCode.DOWNSTREAM_DISCONNECT, 'downstream closed before sending anything');
+    else this.decide(true);
+  }
+
+  timedOut(): void {
+    this.timer = null;
+    this.fail(ProxyErrorCode.INSPECT_LIMIT, `no protocol decision within ${this.opts.timeoutMs} ms`);
+  }
+
+  /** Not protected only so module-level callbacks (nextTick targets) can call it. */
+  fail(code: ProxyError['code'], message: string, cause: Error | null = null): void {
+    if (this.done) return;
+    this.finish();
+    this.cb(new ProxyError(code, message, cause === null ? undefined : { cause }), null);
+  }
+
+  /** True when the inspection is over (succeeded or failed). */
+  private decide(final: boolean): boolean {
+    const d = decideFirstBytes(this.head, final, this.opts);
+    if (d.kind === 'undecided') return false;
+    if (d.kind === 'failed') {
+      this.fail(d.code, d.message);
+      return true;
+    }
+    this.finish();
+    this.cb(null, this.result(d));
+    return true;
+  }
+
+  private finish(): void {
+    this.done = true;
+    this.release();
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+}
+
+function onInspectTimeout(i: { timedOut(): void }): void {
+  i.timedOut();
+}
+
+/** The net.Socket transport; one per inspected connection, handlers bound once (no per-chunk closures). */
+class Inspector extends FirstBytesInspector<Inspection> {
+  private readonly onData = this.received.bind(this);
+  private readonly onEnd = this.ended.bind(this);
+  private readonly onError = (err: Error): void => this.fail(ProxyErrorCode.DOWNSTREAM_DISCONNECT, 'downstream error during inspection', err);
+  private readonly onClose = (): void => this.fail(ProxyErrorCode.DOWNSTREAM_DISCONNECT, 'downstream closed during inspection');
+
+  constructor(private readonly socket: net.Socket, opts: InspectOptions, cb: InspectCallback) {
+    super(opts, cb);
   }
 
   start(): void {
@@ -139,82 +210,26 @@ class Inspector {
     s.on('end', this.onEnd);
     s.on('error', this.onError);
     s.on('close', this.onClose);
-    if (this.opts.timeoutMs > 0) this.timer = setTimeout(this.onTimeout, this.opts.timeoutMs);
+    this.armTimeout();
     s.resume();
   }
 
-  private handleData(chunk: Buffer): void {
-    if (this.done) return;
-    // The first chunk usually holds everything: keep it as is, copy only when more arrive.
-    this.head = this.head.length === 0 ? chunk : Buffer.concat([this.head, chunk]);
-    if (this.decide(false)) return;
-    if (this.head.length >= this.opts.maxBytes) {
-      this.fail(ProxyErrorCode.INSPECT_LIMIT, `no protocol decision within ${this.opts.maxBytes} bytes`, null);
-    }
-  }
-
-  /** Decide on the bytes so far; true when the inspection is over (succeeded or failed). */
-  private decide(final: boolean): boolean {
-    const d = decideFirstBytes(this.head, final, this.opts);
-    if (d.kind === 'undecided') return false;
-    if (d.kind === 'decided') this.succeed(d.isTls, d.sni, d.alpn);
-    else this.fail(d.code, d.message, null);
-    return true;
-  }
-
-  private handleEnd(): void {
-    if (this.done) return;
-    if (this.head.length === 0) {
-      this.fail(ProxyErrorCode.DOWNSTREAM_DISCONNECT, 'downstream closed before sending anything', null);
-      return;
-    }
-    this.decide(true);
-  }
-
-  private handleError(err: Error): void {
-    if (this.done) return;
-    this.fail(ProxyErrorCode.DOWNSTREAM_DISCONNECT, 'downstream error during inspection', err);
-  }
-
-  private handleClose(): void {
-    if (this.done) return;
-    this.fail(ProxyErrorCode.DOWNSTREAM_DISCONNECT, 'downstream closed during inspection', null);
-  }
-
-  private handleTimeout(): void {
-    this.timer = null;
-    if (this.done) return;
-    this.fail(ProxyErrorCode.INSPECT_LIMIT, `no protocol decision within ${this.opts.timeoutMs} ms`, null);
-  }
-
-  private finish(): void {
-    this.done = true;
+  protected release(): void {
     const s = this.socket;
     s.pause();
     s.removeListener('data', this.onData);
     s.removeListener('end', this.onEnd);
     s.removeListener('error', this.onError);
     s.removeListener('close', this.onClose);
-    if (this.timer !== null) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
   }
 
-  private succeed(isTls: boolean, sni: string | null, alpn: readonly string[] | null): void {
-    this.finish();
-    this.cb(null, { isTls, sni, alpn, head: this.head });
-  }
-
-  /** Not private only so the module-level failDisconnected (a nextTick target) can call it. */
-  fail(code: ProxyError['code'], message: string, cause: Error | null): void {
-    this.finish();
-    this.cb(new ProxyError(code, message, cause === null ? undefined : { cause }), null);
+  protected result(d: Decided): Inspection {
+    return { isTls: d.isTls, sni: d.sni, alpn: d.alpn, head: this.head };
   }
 }
 
 function failDisconnected(i: Inspector): void {
-  i.fail(ProxyErrorCode.DOWNSTREAM_DISCONNECT, 'downstream closed before sending anything', null);
+  i.fail(ProxyErrorCode.DOWNSTREAM_DISCONNECT, 'downstream closed before sending anything');
 }
 
 export function inspect(socket: net.Socket, opts: InspectOptions, cb: InspectCallback): void {
