@@ -9,13 +9,13 @@
 // joins the two.
 
 import type { FilterChain, Listener, TcpProxy } from '../../config/compile/snapshot';
-import { findTcpRoute, pickCluster, selectChain } from '../../config/compile/lookup';
+import { findTcpRoute, pickCluster } from '../../config/compile/lookup';
 import type { ProxyContext } from '../context';
 import type { ProxyError } from '../errors';
 import type { AccessLogRecord } from '../observe/access-log-record';
 import type { TcpStats } from '../observe/stats';
 import { closeTracked, type TrackedDownstream } from '../listener/connection-stats';
-import { ChainQuery, inspectOptionsFor } from '../listener/dispatch';
+import { chainFor, inspectOptionsFor } from '../listener/dispatch';
 import type { Inspection } from '../listener/inspect';
 import type { HandleInspection } from '../listener/inspect-handle';
 import type { UpstreamHandle } from '../upstream/handle-connect';
@@ -27,7 +27,7 @@ import { L4Session, logFailure, pickHost, routedRecord, type L4Info } from './tc
 
 /** The filter chain of a connection on `listener` (given what its first bytes said), if plain TCP. */
 function plainTcpChain(listener: Listener, info: L4Info, first: Inspection | null): (FilterChain & { filter: TcpProxy }) | null {
-  const chain = selectChain(listener, first === null ? new ChainQuery(info, false, null, null) : new ChainQuery(info, first.isTls, first.sni, first.alpn));
+  const chain = chainFor(listener, info, first);
   if (chain === null || chain.tls !== null || chain.filter.kind !== 'tcp') return null;
   return chain as FilterChain & { filter: TcpProxy };
 }
@@ -39,7 +39,8 @@ function plainTcpChain(listener: Listener, info: L4Info, first: Inspection | nul
  */
 export function proxyTcpHandle(ctx: ProxyContext, down: TcpHandle, listener: Listener, info: L4Info, tracked: TrackedDownstream): boolean {
   if (inspectOptionsFor(listener) !== null) return false;
-  return proxyChosen(ctx, down, plainTcpChain(listener, info, null), info, tracked, null);
+  const chain = plainTcpChain(listener, info, null);
+  return chain !== null && proxyChosen(ctx, down, chain, info, tracked, null);
 }
 
 /**
@@ -53,8 +54,7 @@ export function proxyInspectedHandle(ctx: ProxyContext, down: TcpHandle, listene
   return proxyChosen(ctx, down, chain, info, tracked, first);
 }
 
-function proxyChosen(ctx: ProxyContext, down: TcpHandle, chain: (FilterChain & { filter: TcpProxy }) | null, info: L4Info, tracked: TrackedDownstream, first: HandleInspection | null): boolean {
-  if (chain === null) return false;
+function proxyChosen(ctx: ProxyContext, down: TcpHandle, chain: FilterChain & { filter: TcpProxy }, info: L4Info, tracked: TrackedDownstream, first: HandleInspection | null): boolean {
   const route = findTcpRoute(chain.filter.routes, info);
   if (route === null) return false;
   return start(ctx, down, pickCluster(route.clusters, Math.random()), route.name, chain.filter.statPrefix, info, tracked, first);

@@ -41,8 +41,7 @@ export function inspectOptionsFor(listener: Listener): InspectOptions | null {
 export function dispatchConnection(ctx: ProxyContext, conn: AcceptedConnection): void {
   const opts = inspectOptionsFor(conn.listener);
   if (opts === null) {
-    const chain = selectChain(conn.listener, new ChainQuery(conn.l4, false, null, null));
-    runChain(ctx, conn, chain, null, null);
+    runChain(ctx, conn, chainFor(conn.listener, conn.l4, null), null, null);
     return;
   }
   inspect(conn.socket, opts, (err, r) => dispatchInspected(ctx, conn, err, r));
@@ -59,8 +58,7 @@ export function dispatchInspected(ctx: ProxyContext, conn: AcceptedConnection, e
     conn.socket.destroy();
     return;
   }
-  const chain = selectChain(conn.listener, new ChainQuery(conn.l4, r.isTls, r.sni, r.alpn));
-  runChain(ctx, conn, chain, r, r.head);
+  runChain(ctx, conn, chainFor(conn.listener, conn.l4, r), r, r.head);
 }
 
 function runChain(ctx: ProxyContext, conn: AcceptedConnection, chain: FilterChain | null, insp: Inspection | null, head: Buffer | null): void {
@@ -125,8 +123,13 @@ function handToFilter(ctx: ProxyContext, conn: AcceptedConnection, chain: Filter
   proxyTcp(ctx, socket, head, f, conn.l4);
 }
 
+/** The filter chain a connection on `listener` takes, given what its first bytes said (null: not inspected). */
+export function chainFor(listener: Listener, l4: L4Info, first: Inspection | null): FilterChain | null {
+  return selectChain(listener, first === null ? new ChainQuery(l4, false, null, null) : new ChainQuery(l4, first.isTls, first.sni, first.alpn));
+}
+
 /** A filter-chain match input whose destination address is read only by a chain that matches on it. */
-export class ChainQuery implements ChainInput {
+class ChainQuery implements ChainInput {
   constructor(private readonly l4: L4Info, readonly isTls: boolean, readonly sni: string | null, readonly alpn: readonly string[] | null) {}
   get dstIp(): string {
     return this.l4.dstIp;
