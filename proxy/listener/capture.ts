@@ -12,13 +12,13 @@ import { performance } from 'node:perf_hooks';
 import { findListener } from '../../config/compile/lookup';
 import type { ProxyContext } from '../context';
 import { AccessLogRecord } from '../observe/access-log-record';
-import { proxyTcpToCluster, type L4Info } from '../l4/tcp-proxy';
+import { proxyTcpToCluster } from '../l4/tcp-proxy';
 import { dispatchConnection } from './dispatch';
-import { bareIp, formatSocketAddress, openTracked, trackDownstream } from './connection-stats';
+import { formatSocketAddress, openTracked, trackDownstream } from './connection-stats';
 import { getOriginalDst, getOriginalDstOf, type OriginalDst } from './original-dst';
 import { acceptHandles, socketFor, trackedSocketFor } from './accept-handles';
 import { tcpHandles, type TcpHandle } from '../l4/tcp-handle';
-import { HandleAddresses } from './socket-addresses';
+import { HandleAddresses, SocketAddresses } from './socket-addresses';
 import { proxyTcpHandleToCluster } from '../l4/handle-proxy';
 import { dispatchHandle } from './handle-dispatch';
 import { dataPortListenOptions } from './listen-options';
@@ -79,7 +79,8 @@ export class CaptureListener {
       return;
     }
     const snapshot = ctx.snapshot;
-    const l4 = capturedInfo(od, socket.remoteAddress, socket.remotePort);
+    const l4 = new SocketAddresses(socket, od);
+    if (ctx.accessLog.enabled) l4.prime();
     const listener = findListener(snapshot, od.address, od.port);
     if (listener === null) {
       trackDownstream(socket, ctx.listenerStatsFor('0.0.0.0_' + this.port));
@@ -133,11 +134,6 @@ export class CaptureListener {
     socket.destroy();
     this.ctx.accessLog.log(r);
   }
-}
-
-/** What a captured connection is routed by: its original destination stands for the local address. */
-function capturedInfo(od: OriginalDst, peerIp: string | undefined, peerPort: number | undefined): L4Info {
-  return { originalDst: { address: od.address, port: od.port }, dstIp: od.address, localAddress: formatSocketAddress(od.address, od.port), remoteIp: bareIp(peerIp), remoteAddress: formatSocketAddress(peerIp, peerPort), sni: null, peerUriSan: null };
 }
 
 function noop(): void {}

@@ -1,5 +1,6 @@
-// The addresses of a connection accepted on a gateway port, read from the socket only when
-// something asks for them. Node does not take the peer address from accept(): `remoteAddress` and
+// The addresses of an accepted connection (a gateway port, or captured by the sidecar, whose
+// original destination stands for the local address), read from the socket only when something
+// asks for them. Node does not take the peer address from accept(): `remoteAddress` and
 // `localAddress` are a getpeername/getsockname syscall each, plus a cached object and strings on
 // the socket for the connection's life. On the TCP path nothing asks unless a route matches on
 // addresses, a load balancer hashes the source IP, or a record is kept for the access log, so with
@@ -16,26 +17,27 @@ import type { OriginalDestination } from '../upstream/cluster';
 import { bareIp, formatSocketAddress } from './connection-stats';
 
 export class SocketAddresses implements L4Info {
-  readonly originalDst = null;
   sni: string | null = null;
   peerUriSan: string | null = null;
 
-  constructor(private readonly socket: net.Socket) {}
+  /** `originalDst`: a captured connection's (SO_ORIGINAL_DST), which stands for the local address. */
+  constructor(private readonly socket: net.Socket, readonly originalDst: OriginalDestination | null = null) {}
 
-  /** Read (and let Node cache) both addresses now. */
+  /** Read (and let Node cache) the addresses asked later from the socket, now. */
   prime(): this {
-    void this.socket.localAddress;
+    if (this.originalDst === null) void this.socket.localAddress;
     void this.socket.remoteAddress;
     return this;
   }
 
-  /** A gateway routes on the address it was dialled at. */
+  /** A gateway routes on the address it was dialled at, a sidecar on the original destination. */
   get dstIp(): string {
-    return bareIp(this.socket.localAddress);
+    return this.originalDst !== null ? this.originalDst.address : bareIp(this.socket.localAddress);
   }
 
   get localAddress(): string {
-    return formatSocketAddress(this.socket.localAddress, this.socket.localPort);
+    const od = this.originalDst;
+    return od !== null ? formatSocketAddress(od.address, od.port) : formatSocketAddress(this.socket.localAddress, this.socket.localPort);
   }
 
   get remoteIp(): string {
@@ -50,8 +52,7 @@ export class SocketAddresses implements L4Info {
 /**
  * The same for a connection accepted as a bare handle (proxy/l4/tcp-handle.ts): each address is a
  * getsockname/getpeername on first use, kept for the connection's life (`prime()` reads them at
- * accept when records are kept, so a record made after the handle closed still has them). A
- * captured connection's destination is its original one (SO_ORIGINAL_DST), already known.
+ * accept when records are kept, so a record made after the handle closed still has them).
  */
 export class HandleAddresses implements L4Info {
   sni: string | null = null;
