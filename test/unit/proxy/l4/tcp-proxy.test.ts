@@ -87,6 +87,19 @@ ${endpoints}
 `;
 }
 
+/** A VirtualService `name` sending every TCP connection on the gateway to `name`.test:9000. */
+function tcpRouteAllTo(name: string): string {
+  return `---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: ${name} }
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  tcp:
+  - route: [{ destination: { host: ${name}.test, port: { number: 9000 } } }]`;
+}
+
 async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
   const until = Date.now() + ms;
   while (!(await cond())) {
@@ -247,15 +260,7 @@ metadata: { name: limited }
 spec:
   host: limited.test
   trafficPolicy: { connectionPool: { tcp: { maxConnections: 2 } } }
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: limited }
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  tcp:
-  - route: [{ destination: { host: limited.test, port: { number: 9000 } } }]
+${tcpRouteAllTo('limited')}
 `));
   const held: net.Socket[] = [];
   t.teardown(() => held.forEach((s) => s.destroy()));
@@ -330,15 +335,7 @@ tt.test('bytes, a half-close and a reset sent while the upstream still connects'
   const port = await freePort();
   const gw = await startTestRuntime(t, gatewayYaml(port, `
 ${staticService('slow.test', `  - address: 127.0.0.1\n    ports: { tcp-main: ${stuck.port} }`)}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: slow }
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  tcp:
-  - route: [{ destination: { host: slow.test, port: { number: 9000 } } }]
+${tcpRouteAllTo('slow')}
 `));
   const active = (): number | undefined => gw.stat(`listener.0.0.0.0_${port}.downstream_cx_active`);
   // One client says something and half-closes: it must get its echo and the upstream's FIN.
@@ -444,15 +441,7 @@ spec:
   host: idle.test
   # http.idleTimeout is the HTTP pool's; only tcp.idleTimeout applies to the TCP proxy.
   trafficPolicy: { connectionPool: { tcp: { idleTimeout: 300ms }, http: { idleTimeout: 1h } } }
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: idle }
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  tcp:
-  - route: [{ destination: { host: idle.test, port: { number: 9000 } } }]
+${tcpRouteAllTo('idle')}
 `));
   const s = net.connect(port, '127.0.0.1');
   s.on('error', () => {});
@@ -483,15 +472,7 @@ metadata: { name: sweep }
 spec:
   host: sweep.test
   trafficPolicy: { connectionPool: { tcp: { idleTimeout: 1s } } }
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: sweep }
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  tcp:
-  - route: [{ destination: { host: sweep.test, port: { number: 9000 } } }]
+${tcpRouteAllTo('sweep')}
 `));
   const open = async (): Promise<net.Socket> => {
     const s = net.connect(port, '127.0.0.1');

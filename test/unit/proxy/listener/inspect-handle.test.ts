@@ -10,6 +10,7 @@ import { acceptHandles, socketFor } from '../../../../proxy/listener/accept-hand
 import type { InspectOptions } from '../../../../proxy/listener/inspect';
 import { inspectHandle, type HandleInspection } from '../../../../proxy/listener/inspect-handle';
 import { captureNodeHello } from '../tls/hello-fixtures';
+import { connectedClient as connect } from '../../../helpers/net-client';
 
 const skip = tcpHandles() === null ? `no bare TCP handles here: ${tcpHandlesUnavailableReason()}` : false;
 if (skip !== false && process.env['CI'] === 'true') t.fail(`CI must test inspectHandle: ${skip}`);
@@ -29,14 +30,6 @@ async function inspectingServer(t: tap.Test, opts: InspectOptions): Promise<{ po
   });
   t.teardown(() => { for (const h of handles) h.close(); server.close(); });
   return { port: (server.address() as net.AddressInfo).port, next: () => new Promise<Outcome>((resolve) => waiting.push(resolve)) };
-}
-
-async function connect(t: tap.Test, port: number): Promise<net.Socket> {
-  const c = net.connect({ host: '127.0.0.1', port, noDelay: true, allowHalfOpen: true });
-  c.on('error', () => {});
-  t.teardown(() => { c.destroy(); });
-  await new Promise<void>((resolve) => c.once('connect', resolve));
-  return c;
 }
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -4,6 +4,7 @@ import http from 'node:http';
 import { inspect, type Inspection, type InspectOptions } from '../../../../proxy/listener/inspect';
 import { ProxyErrorCode, type ProxyError } from '../../../../proxy/errors';
 import { captureNodeHello } from '../tls/hello-fixtures';
+import { connectedClient as connect } from '../../../helpers/net-client';
 
 const BOTH: InspectOptions = { wantTls: true, wantHttp: true, timeoutMs: 10_000, maxBytes: 16 * 1024 + 100 };
 
@@ -32,14 +33,6 @@ async function inspectingServer(t: tap.Test, opts: InspectOptions, ackEachChunk 
     port: (server.address() as net.AddressInfo).port,
     next: () => new Promise<Outcome>((resolve) => waiting.push(resolve)),
   };
-}
-
-async function connect(t: tap.Test, port: number): Promise<net.Socket> {
-  const c = net.connect({ host: '127.0.0.1', port, noDelay: true, allowHalfOpen: true });
-  c.on('error', () => {});
-  t.teardown(() => { c.destroy(); });
-  await new Promise<void>((resolve) => c.once('connect', resolve));
-  return c;
 }
 
 /** Send `bytes` one byte per TCP read on the server: next byte only after the server acked the last. */
