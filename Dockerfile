@@ -13,7 +13,7 @@ COPY config ./config
 COPY test ./test
 COPY bench ./bench
 RUN npm ci --no-audit --no-fund && npm run build \
- && test -f proxy/listener/native/build/Release/original_dst.node \
+ && test -f proxy/transport/native/build/Release/original_dst.node \
  && npm prune --omit=dev
 
 # ---- runtime: Node LTS slim + iptables/nftables for `sluice iptables`; runs as UID 1337 like istio-proxy
@@ -25,7 +25,7 @@ COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY --from=build /src/config/samples ./config/samples
-COPY --from=build /src/proxy/listener/native/build/Release/original_dst.node ./proxy/listener/native/build/Release/original_dst.node
+COPY --from=build /src/proxy/transport/native/build/Release/original_dst.node ./proxy/transport/native/build/Release/original_dst.node
 USER 1337:1337
 EXPOSE 15000 15001 15006 15021 15090
 ENTRYPOINT ["node", "/app/dist/proxy/cli.js"]

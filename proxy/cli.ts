@@ -11,7 +11,7 @@ import { ConfigError } from '../config/errors';
 import { validatePaths } from '../config/validate';
 import { loadPaths } from '../config/resources/load';
 import { compile } from '../config/compile/index';
-import { runIptablesCommand } from './listener/iptables';
+import { runIptablesCommand } from './iptables/command';
 import { Runtime, type RunOptions } from './runtime';
 import { runDemo } from './demo';
 import { explain, parseExplainTarget } from './explain';

@@ -13,7 +13,7 @@ import { Runtime, type RunOptions } from './runtime';
 import { createLogger } from './observe/log';
 
 /** A port that was free a moment ago (the demo binds it right after; a small race it can live with). */
-export function freePort(): Promise<number> {
+function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);

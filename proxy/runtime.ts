@@ -17,10 +17,10 @@ import { startAdmin, startHealthListener, startPrometheusListener } from './admi
 import { ProxyContext } from './context';
 import { createHttpServer } from './l7/http-connection';
 import { CaptureListener } from './listener/capture';
-import { tcpHandles, tcpHandlesUnavailableReason } from './l4/tcp-handle';
+import { tcpHandles, tcpHandlesUnavailableReason } from './transport/tcp-handle';
 import { GatewayListeners } from './listener/gateway';
 import { HttpProxyListener } from './listener/http-proxy';
-import { originalDstSupport } from './listener/original-dst';
+import { originalDstSupport } from './transport/original-dst';
 import { createAccessLog } from './observe/access-log';
 import { withAudit, type AuditLogOptions } from './observe/audit-log';
 import { createLogger } from './observe/log';
@@ -384,7 +384,7 @@ export class Runtime {
   }
 }
 
-/** How plain TCP is carried (proxy/l4/tcp-handle.ts), for the start-up line: a slow TCP port can be told from a fallback. */
+/** How plain TCP is carried (proxy/transport/tcp-handle.ts), for the start-up line: a slow TCP port can be told from a fallback. */
 function tcpTransport(): string {
   return tcpHandles() !== null ? 'bare handles' : `net.Socket (${tcpHandlesUnavailableReason()})`;
 }

@@ -13,7 +13,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
-import { freePort } from '../../proxy/demo';
+import { freePort } from '../../test/helpers/free-port';
 
 export type PeerName = 'sluice' | 'haproxy' | 'nginx' | 'node-relay';
 export const PEER_NAMES: readonly PeerName[] = ['sluice', 'haproxy', 'nginx', 'node-relay'];

@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from '../../test/helpers/free-port';
 
 // autocannon ships no types: the little of its API used here.
 interface AutocannonResult {
@@ -59,17 +60,6 @@ function upstreamChild(): void {
 // ---- peers ----------------------------------------------------------------------------------------
 
 interface Peer { name: string; port: number; proc: ChildProcess; pid: number }
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 async function waitPort(port: number, proc: ChildProcess): Promise<void> {
   for (let i = 0; i < 100; i++) {

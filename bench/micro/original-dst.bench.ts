@@ -10,7 +10,7 @@
 
 import * as net from 'node:net';
 import { once } from 'node:events';
-import { getOriginalDst, originalDstSupport } from '../../proxy/listener/original-dst';
+import { getOriginalDst, originalDstSupport } from '../../proxy/transport/original-dst';
 
 const ITERATIONS = Number(process.env.ITERATIONS ?? 200_000);
 const WARMUP = Math.min(20_000, ITERATIONS);

@@ -15,7 +15,7 @@ import { pipeline } from 'node:stream';
 import { relay } from '../../proxy/l4/relay';
 import { UpstreamReader } from '../../proxy/l4/upstream-reader';
 import { relayHandles } from '../../proxy/l4/handle-relay';
-import { acceptHandles } from '../../proxy/listener/accept-handles';
+import { acceptHandles } from '../../proxy/transport/accept-handles';
 import { connectHandle } from '../../proxy/upstream/handle-connect';
 import { UpstreamHost } from '../../proxy/upstream/host';
 import { ClusterStats, StatsStore } from '../../proxy/observe/stats';

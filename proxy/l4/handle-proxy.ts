@@ -22,7 +22,7 @@ import type { UpstreamHandle } from '../upstream/handle-connect';
 import type { UpstreamHost } from '../upstream/host';
 import { EARLY_READ_LIMIT, relayHandles, type EarlyRead, type HandleRelay } from './handle-relay';
 import type { RelayResult } from './relay';
-import { tcpHandles, type TcpHandle } from './tcp-handle';
+import { tcpHandles, type TcpHandle } from '../transport/tcp-handle';
 import { L4Session, logFailure, pickHost, routedRecord, type L4Info } from './tcp-proxy';
 
 /** The filter chain of a connection on `listener` (given what its first bytes said), if plain TCP. */

@@ -31,7 +31,7 @@
 // connects, as Envoy does; what it read, up to EARLY_READ_LIMIT, is the relay's first write).
 
 import type { RelayHooks } from './relay';
-import { tcpHandles, uvError, type TcpHandle, type TcpHandles, type WriteReq } from './tcp-handle';
+import { tcpHandles, uvError, type TcpHandle, type TcpHandles, type WriteReq } from '../transport/tcp-handle';
 
 /** libuv's read size: a read this large says the direction carries bulk. */
 const BULK_READ = 64 * 1024;

@@ -29,7 +29,7 @@
 
 import type net from 'node:net';
 import tls from 'node:tls';
-import { slotOf } from '../socket-slot';
+import { slotOf } from '../transport/socket-slot';
 import type { UpstreamReader, UpstreamSink } from './upstream-reader';
 
 export interface RelayHooks { onClose(r: RelayResult): void }

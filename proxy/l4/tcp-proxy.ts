@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import type { TcpProxy } from '../../config/compile/snapshot';
 import { findTcpRoute, pickCluster } from '../../config/compile/lookup';
 import type { ProxyContext } from '../context';
-import { slotOf } from '../socket-slot';
+import { slotOf } from '../transport/socket-slot';
 import { ProxyErrorCode, rescueFor, type ProxyError } from '../errors';
 import { recordFor, type AccessLogRecord } from '../observe/access-log-record';
 import type { TcpStats } from '../observe/stats';

@@ -4,7 +4,7 @@
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ListenerStats } from '../observe/stats';
-import { slotOf } from '../socket-slot';
+import { slotOf } from '../transport/socket-slot';
 
 export class TrackedDownstream {
   constructor(readonly stats: ListenerStats, readonly start: number) {}

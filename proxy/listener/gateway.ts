@@ -3,7 +3,7 @@
 // closed port finish undisturbed); a port that cannot be bound is reported and counted, and the rest
 // keep serving. Which listener config applies is read from the current snapshot at accept time.
 //
-// Where Node gives bare TCP handles (proxy/l4/tcp-handle.ts), a port accepts handles
+// Where Node gives bare TCP handles (proxy/transport/tcp-handle.ts), a port accepts handles
 // (accept-handles.ts): a connection whose listener needs no inspection and routes plain TCP to a
 // plain-TCP cluster is proxied on them (l4/handle-proxy.ts) without ever becoming a net.Socket; any
 // other is wrapped in one at accept and dispatched as before.
@@ -14,9 +14,9 @@ import type { Snapshot } from '../../config/compile/snapshot';
 import type { ProxyContext } from '../context';
 import { dispatchConnection } from './dispatch';
 import { openTracked, trackDownstream } from './connection-stats';
-import { HandleAddresses, SocketAddresses } from './socket-addresses';
-import { acceptHandles } from './accept-handles';
-import { tcpHandles, type TcpHandle } from '../l4/tcp-handle';
+import { HandleAddresses, SocketAddresses } from '../transport/socket-addresses';
+import { acceptHandles } from '../transport/accept-handles';
+import { tcpHandles, type TcpHandle } from '../transport/tcp-handle';
 import { dispatchHandle } from './handle-dispatch';
 import { dataPortListenOptions } from './listen-options';
 

@@ -9,9 +9,9 @@
 //   inspection already done handed over rather than repeated.
 
 import type { ProxyContext } from '../context';
-import type { TcpHandle } from '../l4/tcp-handle';
+import type { TcpHandle } from '../transport/tcp-handle';
 import { proxyInspectedHandle, proxyTcpHandle } from '../l4/handle-proxy';
-import { trackedSocketFor } from './accept-handles';
+import { trackedSocketFor } from '../transport/accept-handles';
 import type { TrackedDownstream } from './connection-stats';
 import { dispatchConnection, dispatchInspected, inspectOptionsFor, type AcceptedConnection } from './dispatch';
 import { inspectHandle } from './inspect-handle';

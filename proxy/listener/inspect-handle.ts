@@ -1,4 +1,4 @@
-// tls_inspector on a bare TCP handle (proxy/l4/tcp-handle.ts), for the listeners the TCP fast path
+// tls_inspector on a bare TCP handle (proxy/transport/tcp-handle.ts), for the listeners the TCP fast path
 // serves whose chains match on SNI (TLS passthrough by SNI, the egress gateway's main job): read the
 // first bytes into inspect.ts's FirstBytesInspector (the same decision, limits and failures as the
 // socket inspector), stop reading. The caller then proxies
@@ -11,7 +11,7 @@
 // never runs synchronously.
 
 import { ProxyErrorCode, type ProxyError } from '../errors';
-import { tcpHandles, type TcpHandle } from '../l4/tcp-handle';
+import { tcpHandles, type TcpHandle } from '../transport/tcp-handle';
 import { FirstBytesInspector, type Decided, type Inspection, type InspectOptions } from './inspect';
 
 export interface HandleInspection extends Inspection {

@@ -15,7 +15,7 @@ import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { ProxyError, ProxyErrorCode, connectErrorCode } from '../errors';
 import type { ClusterStats } from '../observe/stats';
-import { slotOf } from '../socket-slot';
+import { slotOf } from '../transport/socket-slot';
 import { countClosed, countConnected, countConnectFailure, countOpened } from './cx-accounting';
 import { resumableSession } from '../tls/origination';
 import type { UpstreamHost } from './host';

@@ -1,4 +1,4 @@
-// Opening one plain-TCP upstream connection as a bare handle (proxy/l4/tcp-handle.ts says why), for
+// Opening one plain-TCP upstream connection as a bare handle (proxy/transport/tcp-handle.ts says why), for
 // the TCP proxy's fast path. Same contract and the same Envoy accounting as connect.ts's net.Socket
 // connector (cx-accounting.ts): a connect timeout per connection, failures classified as ProxyErrors
 // with Envoy's transport failure reason, and the close counted when the relay lets the handle go.
@@ -6,7 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import { ProxyError, ProxyErrorCode } from '../errors';
 import type { ClusterStats } from '../observe/stats';
-import { tcpHandles, uvError, type AddressOut, type ConnectReq, type TcpHandle, type TcpHandles } from '../l4/tcp-handle';
+import { tcpHandles, uvError, type AddressOut, type ConnectReq, type TcpHandle, type TcpHandles } from '../transport/tcp-handle';
 import { formatSocketAddress } from '../listener/connection-stats';
 import { countClosed, countConnected, countConnectFailure, countOpened } from './cx-accounting';
 import type { ConnectOptions } from './connect';

@@ -39,7 +39,7 @@ function inNs(ns: string, args: readonly string[]): string {
 // The scripts the namespaced processes run. Plain JS files in a temp dir readable by uid 1337.
 const SCRIPTS: Record<string, string> = {
   'rules.js': `
-const ipt = require(${JSON.stringify(path.join(DIST, 'proxy/listener/iptables.js'))});
+const ipt = require(${JSON.stringify(path.join(DIST, 'proxy/iptables/command.js'))});
 if (process.argv[2] === 'install-defaults') { ipt.installRules(ipt.defaultCaptureOptions()); process.exit(0); }
 process.exit(ipt.runIptablesCommand(process.argv.slice(2)));
 `,
@@ -47,7 +47,7 @@ process.exit(ipt.runIptablesCommand(process.argv.slice(2)));
   // dial it as uid 1337, which the owner rule must leave alone. A cap on connections stops a capture loop.
   'listener.js': `
 const net = require('node:net');
-const { getOriginalDst, originalDstSupport } = require(${JSON.stringify(path.join(DIST, 'proxy/listener/original-dst.js'))});
+const { getOriginalDst, originalDstSupport } = require(${JSON.stringify(path.join(DIST, 'proxy/transport/original-dst.js'))});
 const support = originalDstSupport();
 if (!support.ok) { console.error(support.reason); process.exit(3); }
 let served = 0;
@@ -145,7 +145,7 @@ t.test('sluice capture rules redirect app traffic to 15001 and SO_ORIGINAL_DST r
   if (!needRoot(t, CAPTURE_TOOLS)) return;
 
   // uid 1337 must be able to load dist/ and the addon (e.g. the checkout is not under a 0700 home).
-  const support = path.join(DIST, 'proxy/listener/original-dst.js');
+  const support = path.join(DIST, 'proxy/transport/original-dst.js');
   try {
     sh([...AS_PROXY, NODE, '-e', `const m=require(${JSON.stringify(support)}); const s=m.originalDstSupport(); if(!s.ok){console.error(s.reason);process.exit(1)}`]);
   } catch (err) {

@@ -16,7 +16,7 @@ export interface TestGateway {
   stat(name: string): number | undefined;
 }
 
-export { freePort } from '../../proxy/demo';
+export { freePort } from './free-port';
 
 export async function startTestRuntime(t: { teardown(fn: () => unknown): void }, text: string, overrides: Partial<RunOptions> = {}): Promise<TestGateway> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-test-'));

@@ -14,23 +14,13 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
+import { freePort } from '../helpers/free-port';
 
 const DURATION = Number(process.env['DURATION'] ?? 30);
 const CONNECTIONS = Number(process.env['CONNECTIONS'] ?? 50);
 const CONCURRENCY = Number(process.env['CONCURRENCY'] ?? 1);
 const FORMAT = process.env['FORMAT'] ?? 'istio';
 const CLI = path.join(__dirname, '..', '..', 'proxy', 'cli.js');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 function get(port: number, p: string): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -4,8 +4,8 @@ import crypto from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { relayHandles, type HandleRelay } from '../../../../proxy/l4/handle-relay';
 import type { RelayResult } from '../../../../proxy/l4/relay';
-import { tcpHandles, tcpHandlesUnavailableReason, type TcpHandle } from '../../../../proxy/l4/tcp-handle';
-import { acceptHandles } from '../../../../proxy/listener/accept-handles';
+import { tcpHandles, tcpHandlesUnavailableReason, type TcpHandle } from '../../../../proxy/transport/tcp-handle';
+import { acceptHandles } from '../../../../proxy/transport/accept-handles';
 
 // Topology of every test: a client net.Socket -> a net.Server whose connections arrive as bare
 // handles (acceptHandles) -> relayHandles() -> a bare upstream handle -> an upstream net.Server,

@@ -14,7 +14,7 @@ import { freePort, startTestRuntime, type TestGateway } from '../../../helpers/g
 import { watchedCount } from '../../../../proxy/l4/idle-sweep';
 import { handleSessionCount } from '../../../../proxy/l4/handle-proxy';
 import { makeCa, makeLeaf } from '../../../e2e/harness/certs';
-import { resetTcpHandlesForTests, tcpHandles, tcpHandlesUnavailableReason } from '../../../../proxy/l4/tcp-handle';
+import { resetTcpHandlesForTests, tcpHandles, tcpHandlesUnavailableReason } from '../../../../proxy/transport/tcp-handle';
 
 interface Upstream {
   readonly port: number;

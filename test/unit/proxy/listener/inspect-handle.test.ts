@@ -5,8 +5,8 @@
 import net from 'node:net';
 import t from 'tap';
 import { ProxyErrorCode, type ProxyError } from '../../../../proxy/errors';
-import { tcpHandles, tcpHandlesUnavailableReason, type TcpHandle } from '../../../../proxy/l4/tcp-handle';
-import { acceptHandles, socketFor } from '../../../../proxy/listener/accept-handles';
+import { tcpHandles, tcpHandlesUnavailableReason, type TcpHandle } from '../../../../proxy/transport/tcp-handle';
+import { acceptHandles, socketFor } from '../../../../proxy/transport/accept-handles';
 import type { InspectOptions } from '../../../../proxy/listener/inspect';
 import { inspectHandle, type HandleInspection } from '../../../../proxy/listener/inspect-handle';
 import { captureNodeHello } from '../tls/hello-fixtures';

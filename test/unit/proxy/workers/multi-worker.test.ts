@@ -9,7 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { freePort } from '../../../../proxy/demo';
+import { freePort } from '../../../helpers/free-port';
 import { oneUpstreamConfig } from '../../../helpers/gateway';
 import { reusePortSupported } from '../../../../proxy/listener/listen-options';
 

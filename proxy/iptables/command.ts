@@ -11,8 +11,8 @@ import {
   iptablesUsage,
   parseIptablesArgs,
   type CaptureOptions,
-} from './iptables-options';
-import { buildCleanRules, buildIp6Rules, buildRules } from './iptables-rules';
+} from './options';
+import { buildCleanRules, buildIp6Rules, buildRules } from './rules';
 
 export {
   CaptureError,
@@ -25,8 +25,8 @@ export {
   type CaptureErrorCodeValue,
   type CaptureOptions,
   type ParsedIptablesArgs,
-} from './iptables-options';
-export { buildCleanRules, buildIp6Rules, buildRules, CAPTURE_CHAINS } from './iptables-rules';
+} from './options';
+export { buildCleanRules, buildIp6Rules, buildRules, CAPTURE_CHAINS } from './rules';
 
 interface Family {
   readonly save: string;

@@ -11,7 +11,7 @@
 //   7. excluded CIDRs        RETURN  before inclusions
 //   8. included CIDRs / '*'  ISTIO_REDIRECT -> outbound port
 
-import type { CaptureOptions } from './iptables-options';
+import type { CaptureOptions } from './options';
 
 /** The nat chains sluice creates, and so the only chains `cleanRules` deletes. */
 export const CAPTURE_CHAINS = ['ISTIO_INBOUND', 'ISTIO_REDIRECT', 'ISTIO_IN_REDIRECT', 'ISTIO_OUTPUT'] as const;

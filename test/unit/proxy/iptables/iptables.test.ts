@@ -11,7 +11,7 @@ import {
   parseIptablesArgs,
   runIptablesCommand,
   type CaptureOptions,
-} from '../../../../proxy/listener/iptables';
+} from '../../../../proxy/iptables/command';
 
 // Istio's golden output for the injected defaults (`-p 15001 -z 15006 -u 1337 -m REDIRECT -i '*' -x "" -b '*'
 // -d 15090,15021,15020`): tools/istio-iptables/pkg/capture/testdata/inbound-ports-wildcard.golden (which runs

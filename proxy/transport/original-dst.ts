@@ -1,7 +1,7 @@
 // Where did the app mean to go? For a connection that an iptables REDIRECT sent to the capture port (15001),
 // the kernel's conntrack entry still holds the original destination; Envoy reads it with
 // getsockopt(SOL_IP, SO_ORIGINAL_DST) (envoy.filters.listener.original_dst). Node has no getsockopt, so a tiny
-// N-API addon of ours does the syscall (proxy/listener/native/, see its README).
+// N-API addon of ours does the syscall (proxy/transport/native/, see its README).
 //
 // Never guess: when the addon is missing, the capture listener must refuse to start (it prints
 // originalDstSupport().reason) rather than send traffic to a made-up destination.
@@ -26,10 +26,10 @@ export const ORIGINAL_DST_ADDON_ENV = 'SLUICE_ORIGINAL_DST_ADDON';
 
 /**
  * The addon lives in the source tree, not in dist/ (node-gyp builds it in place, `npm run build:addon`).
- * This file compiles to dist/proxy/listener/original-dst.js, so the package root is three levels up.
+ * This file compiles to dist/proxy/transport/original-dst.js, so the package root is three levels up.
  */
 export function defaultAddonPath(): string {
-  return path.resolve(__dirname, '..', '..', '..', 'proxy', 'listener', 'native', 'build', 'Release', 'original_dst.node');
+  return path.resolve(__dirname, '..', '..', '..', 'proxy', 'transport', 'native', 'build', 'Release', 'original_dst.node');
 }
 
 interface LoadState {
@@ -86,7 +86,7 @@ export function getOriginalDst(socket: net.Socket): OriginalDst | null {
   return getOriginalDstOf((socket as unknown as { _handle?: HandleWithFd | null })._handle ?? null);
 }
 
-/** The same for a bare TCP handle (proxy/l4/tcp-handle.ts), or a socket's handle. */
+/** The same for a bare TCP handle (proxy/transport/tcp-handle.ts), or a socket's handle. */
 export function getOriginalDstOf(handle: HandleWithFd | null): OriginalDst | null {
   const state = loaded ?? load();
   if (state.addon === null) throw new ProxyError(ProxyErrorCode.ORIGINAL_DST, state.support.reason);

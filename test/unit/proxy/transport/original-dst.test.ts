@@ -13,7 +13,7 @@ import {
   originalDstSupport,
   ORIGINAL_DST_ADDON_ENV,
   resetOriginalDstForTests,
-} from '../../../../proxy/listener/original-dst';
+} from '../../../../proxy/transport/original-dst';
 
 interface Pair {
   readonly accepted: net.Socket;

@@ -8,10 +8,10 @@
 // with each extra shape. With one slot a socket has two shapes, before and after.
 
 import type net from 'node:net';
-import type { Relay } from './l4/relay';
-import type { TcpSession } from './l4/tcp-proxy';
-import type { UpstreamConnection } from './upstream/connect';
-import type { TrackedDownstream } from './listener/connection-stats';
+import type { Relay } from '../l4/relay';
+import type { TcpSession } from '../l4/tcp-proxy';
+import type { UpstreamConnection } from '../upstream/connect';
+import type { TrackedDownstream } from '../listener/connection-stats';
 
 export class SocketSlot {
   /** listener accounting of an accepted connection (listener/connection-stats.ts) */

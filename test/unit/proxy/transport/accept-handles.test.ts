@@ -6,8 +6,8 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import t from 'tap';
-import { acceptHandles } from '../../../../proxy/listener/accept-handles';
-import { tcpHandles, tcpHandlesUnavailableReason, type TcpHandle } from '../../../../proxy/l4/tcp-handle';
+import { acceptHandles } from '../../../../proxy/transport/accept-handles';
+import { tcpHandles, tcpHandlesUnavailableReason, type TcpHandle } from '../../../../proxy/transport/tcp-handle';
 
 const skip = tcpHandles() === null ? `no bare TCP handles here: ${tcpHandlesUnavailableReason()}` : false;
 if (skip !== false && process.env['CI'] === 'true') t.fail(`CI must test acceptHandles: ${skip}`);

@@ -1,4 +1,4 @@
-// Accepting bare TCP handles (proxy/l4/tcp-handle.ts) from a listening net.Server, so that a
+// Accepting bare TCP handles (proxy/transport/tcp-handle.ts) from a listening net.Server, so that a
 // connection taking the TCP fast path never costs a net.Socket; one that needs streams (TLS, HTTP,
 // inspection) is wrapped in a net.Socket by `socketFor`, exactly as net.Server does on accept.
 //
@@ -10,8 +10,8 @@
 // the server listens.
 
 import net from 'node:net';
-import { uvError, type TcpHandle } from '../l4/tcp-handle';
-import { trackSocket, type TrackedDownstream } from './connection-stats';
+import { uvError, type TcpHandle } from './tcp-handle';
+import { trackSocket, type TrackedDownstream } from '../listener/connection-stats';
 
 type AcceptingHandle = { onconnection?: unknown; setNoDelay?: unknown };
 

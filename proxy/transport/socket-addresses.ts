@@ -12,9 +12,9 @@
 
 import type net from 'node:net';
 import type { L4Info } from '../l4/tcp-proxy';
-import type { AddressOut, TcpHandle } from '../l4/tcp-handle';
+import type { AddressOut, TcpHandle } from './tcp-handle';
 import type { OriginalDestination } from '../upstream/cluster';
-import { bareIp, formatSocketAddress } from './connection-stats';
+import { bareIp, formatSocketAddress } from '../listener/connection-stats';
 
 export class SocketAddresses implements L4Info {
   sni: string | null = null;
@@ -50,7 +50,7 @@ export class SocketAddresses implements L4Info {
 }
 
 /**
- * The same for a connection accepted as a bare handle (proxy/l4/tcp-handle.ts): each address is a
+ * The same for a connection accepted as a bare handle (proxy/transport/tcp-handle.ts): each address is a
  * getsockname/getpeername on first use, kept for the connection's life (`prime()` reads them at
  * accept when records are kept, so a record made after the handle closed still has them).
  */
