@@ -27,6 +27,7 @@ import { H1Connection, type H1Hooks, type H1Stream } from './h1-server';
 import { upstreamHeaderLines } from './headers';
 import { sendLocalReply, sendRescue } from './local-reply';
 import { NodeStream } from './node-stream';
+import { TargetForm, parseRequestTarget } from './request-target';
 import type { DownstreamStream } from './stream';
 
 /** Per downstream connection: what the listener decided, attached to the socket. */
@@ -44,7 +45,7 @@ export class DownstreamInfo {
   readonly scheme: 'http' | 'https';
   /** Envoy's use_remote_address: true on gateways (append to X-Forwarded-For), false on sidecars. */
   readonly appendXff: boolean;
-  /** Explicit proxy listener (HTTP_PROXY): requests carry absolute-form URIs. */
+  /** Explicit proxy listener (HTTP_PROXY): requests carry absolute-form URIs and CONNECT is served. */
   readonly absoluteForm: boolean;
 
   constructor(init: Omit<DownstreamInfo, never>) {
@@ -152,18 +153,10 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
   record.protocol = PROTOCOLS[head.versionMinor] ?? 'HTTP/1.1';
   record.userAgent = head.userAgent;
 
-  let path = head.target;
-  let authority = head.host ?? '';
-  if (info.absoluteForm && !path.startsWith('/')) {
-    try {
-      const u = new URL(path);
-      authority = u.host;
-      path = u.pathname + u.search;
-    } catch {
-      // a malformed absolute URI is answered 400 below
-      authority = '';
-    }
-  }
+  const target = parseRequestTarget(head.method, head.target);
+  const path = target === null ? head.target : target.path;
+  // RFC 9112 §7.2: an absolute-form target's authority replaces Host (which is then ignored).
+  const authority = target !== null && target.authority !== null ? target.authority : head.host ?? '';
   record.path = path;
   record.authority = authority === '' ? null : authority;
 
@@ -176,9 +169,18 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
   if (info.appendXff) xff = xff === null ? info.remoteIp : xff + ', ' + info.remoteIp;
   record.xForwardedFor = xff;
 
-  if (authority === '') {
+  if (target === null || authority === '') {
     stream.closeAfter();
-    sendLocalReply(stream, record, 400, 'Bad Request', 'DPE', 'missing_host_header');
+    sendLocalReply(stream, record, 400, 'Bad Request', 'DPE', target === null ? 'http1.invalid_url' : 'missing_host_header');
+    completeRequest(ctx, stats, record);
+    return;
+  }
+  if (target.form === TargetForm.AUTHORITY) {
+    // CONNECT outside the explicit proxy listener (which takes it before routing): Envoy matches
+    // CONNECT only against connect_matcher routes, and Istio generates none, so 404 NR.
+    stats.no_route.inc();
+    stream.closeAfter();
+    sendRescue(stream, record, rescueFor(ProxyErrorCode.NO_ROUTE));
     completeRequest(ctx, stats, record);
     return;
   }
@@ -225,7 +227,8 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
     if (rw.uri !== null) upstreamPath = rw.uri;
     else if (rw.uriPrefix !== null && route.match.uri !== null && route.match.uri.kind === 'prefix') upstreamPath = rw.uriPrefix + path.slice(route.match.uri.value.length);
   }
-  const newHost = rw !== null && rw.authority !== null ? rw.authority : null;
+  // Forwarded in origin form: an absolute-form target's authority becomes the upstream Host.
+  const newHost = rw !== null && rw.authority !== null ? rw.authority : target.form === TargetForm.ABSOLUTE ? authority : null;
   let text = head.method + ' ' + upstreamPath + ' HTTP/1.1\r\n' +
     upstreamHeaderLines(head, action.requestHeaders, info.appendXff ? H.X_FORWARDED_FOR : -1, newHost !== null ? H.HOST : -1);
   if (newHost !== null) text += 'host: ' + newHost + '\r\n';
