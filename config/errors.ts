@@ -11,8 +11,10 @@ export const ConfigErrorCode = {
   READ: 'CFG_ERR_READ',
   /** The YAML/JSON does not parse. */
   PARSE: 'CFG_ERR_PARSE',
-  /** `kind` is not one sluice knows (ServiceEntry, Gateway, VirtualService, DestinationRule, List). */
+  /** `kind` is not a string. */
   UNKNOWN_KIND: 'CFG_ERR_UNKNOWN_KIND',
+  /** A kind sluice does not act on (PeerAuthentication, a Gateway API Gateway, a Service...): skipped, one warning per kind. */
+  IGNORED_KIND: 'CFG_WARN_IGNORED_KIND',
   /** `apiVersion` is not networking.istio.io/v1alpha3|v1beta1|v1. */
   API_VERSION: 'CFG_ERR_API_VERSION',
   /** A required field is missing. */

@@ -1,7 +1,7 @@
 // Files -> YAML documents -> normalised, validated, frozen Resources (+ every message found).
 //
 // Sync and pure apart from reading the files: sources/files.ts calls it on change, the CLI for
-// `sluice validate`. A result with any error-level message must not be used: callers throw
+// `sluice validate`, sources/kubernetes/ on objects from the API server (loadObjects). A result with any error-level message must not be used: callers throw
 // ConfigError (config/errors.ts) and a running proxy keeps its last good snapshot.
 
 import * as fs from 'node:fs';
@@ -38,6 +38,30 @@ const SPEC_SCHEMAS: Readonly<Record<Kind, ObjectSchema>> = {
   VirtualService: VIRTUAL_SERVICE_SPEC,
   DestinationRule: DESTINATION_RULE_SPEC,
 };
+
+/**
+ * Kinds sluice does not act on, met in real config directories and clusters, and why: each is
+ * passed over with ONE warning per kind per load, never an error (a directory holding a
+ * PeerAuthentication must still start). Keyed `group/Kind` (group = apiVersion before the `/`,
+ * '' for core v1). To act on one of them later, give it a schema in SPEC_SCHEMAS and a Kind in
+ * types.ts instead; kinds absent from both tables get the generic reason.
+ */
+const NOT_READ: ReadonlyMap<string, string> = new Map([
+  ['security.istio.io/PeerAuthentication', 'sluice does not take its mTLS mode from PeerAuthentication'],
+  ['security.istio.io/AuthorizationPolicy', 'sluice does not enforce authorization policies'],
+  ['security.istio.io/RequestAuthentication', 'sluice does not validate JWTs'],
+  ['networking.istio.io/Sidecar', 'sluice does not scope a sidecar\'s config by Sidecar resources'],
+  ['networking.istio.io/EnvoyFilter', 'sluice is not Envoy and has no filters to patch'],
+  ['networking.istio.io/WorkloadEntry', 'sluice reads endpoints from ServiceEntry.spec.endpoints'],
+  ['networking.istio.io/WorkloadGroup', 'sluice reads endpoints from ServiceEntry.spec.endpoints'],
+  ['networking.istio.io/ProxyConfig', 'sluice takes its settings from flags'],
+  ['telemetry.istio.io/Telemetry', 'sluice takes access-log and stats settings from flags'],
+  // Same kind name as Istio's, other API: reading it as networking.istio.io Gateway would open ports nobody asked for.
+  ['gateway.networking.k8s.io/Gateway', 'a Gateway API Gateway (gateway.networking.k8s.io) is not an Istio networking.istio.io Gateway'],
+]);
+
+/** The API group whose ServiceEntry/Gateway/VirtualService/DestinationRule sluice reads. */
+const ISTIO_NETWORKING_GROUP = 'networking.istio.io';
 
 const CONFIG_EXTENSIONS = ['.yaml', '.yml', '.json'];
 /** Top-level keys besides apiVersion/kind/metadata/spec that Kubernetes output carries. */
@@ -97,13 +121,43 @@ function errorText(err: unknown): string {
   return e.code !== undefined ? `${e.code}: ${e.message.replace(/^\w+: /, '')}` : String(e.message ?? err);
 }
 
+/** One object as an API server returns it (already parsed), with the origin its messages name. */
+export interface SourceObject {
+  readonly value: unknown;
+  readonly origin: Origin;
+}
+
+/** What one load shares across its documents. */
+interface LoadContext {
+  readonly opts: LoadOptions;
+  readonly loc: Locator;
+  readonly out: Resource[];
+  readonly messages: ConfigMessage[];
+  /** `group/Kind` already warned about in this load (NOT_READ: one warning per kind). */
+  readonly ignoredKinds: Set<string>;
+}
+
+function newContext(opts: LoadOptions): LoadContext {
+  return { opts, loc: new Locator(), out: [], messages: [], ignoredKinds: new Set() };
+}
+
 export function loadFiles(files: readonly SourceFile[], opts: LoadOptions): LoadResult {
-  const messages: ConfigMessage[] = [];
-  const loc = new Locator();
-  const all: Resource[] = [];
+  const ctx = newContext(opts);
   withPlainEnv(() => {
-    for (const f of files) parseFile(f, opts, loc, all, messages);
+    for (const f of files) parseFile(f, ctx);
   });
+  return finish(ctx);
+}
+
+/** Objects already parsed (sources/kubernetes/): the same kind dispatch, validation and cross-checks as files. */
+export function loadObjects(objects: readonly SourceObject[], opts: LoadOptions): LoadResult {
+  const ctx = newContext(opts);
+  for (const o of objects) parseResource(o.value, o.origin, '', ctx);
+  return finish(ctx);
+}
+
+function finish(ctx: LoadContext): LoadResult {
+  const { out: all, messages, loc } = ctx;
 
   const seen = new Map<string, Origin>();
   const unique: Resource[] = [];
@@ -129,7 +183,8 @@ export function loadFiles(files: readonly SourceFile[], opts: LoadOptions): Load
   return { resources: deepFreeze(resources), messages };
 }
 
-function parseFile(f: SourceFile, opts: LoadOptions, loc: Locator, out: Resource[], messages: ConfigMessage[]): void {
+function parseFile(f: SourceFile, ctx: LoadContext): void {
+  const messages = ctx.messages;
   const docs = parseAllDocuments(f.text);
   if (!Array.isArray(docs)) return; // empty stream
   docs.forEach((doc, i) => {
@@ -152,9 +207,9 @@ function parseFile(f: SourceFile, opts: LoadOptions, loc: Locator, out: Resource
         rep.error(ConfigErrorCode.INVALID_FIELD, 'items', `expected a list, got ${describe(value.items)}`);
         return;
       }
-      value.items.forEach((item, k) => parseResource(item, origin, `items[${k}].`, opts, loc, out, messages));
+      value.items.forEach((item, k) => parseResource(item, origin, `items[${k}].`, ctx));
     } else {
-      parseResource(value, origin, '', opts, loc, out, messages);
+      parseResource(value, origin, '', ctx);
     }
   });
 }
@@ -179,7 +234,8 @@ function firstLine(s: string): string {
   return s.split('\n')[0]!.replace(/:$/, '');
 }
 
-function parseResource(raw: unknown, origin: Origin, prefix: string, opts: LoadOptions, loc: Locator, out: Resource[], messages: ConfigMessage[]): void {
+function parseResource(raw: unknown, origin: Origin, prefix: string, ctx: LoadContext): void {
+  const { opts, loc, out, messages } = ctx;
   const docRep = new Reporter(messages, origin, null);
   if (!isMapping(raw)) {
     docRep.error(ConfigErrorCode.INVALID_FIELD, prefix === '' ? null : prefix.slice(0, -1), `expected a resource (a mapping), got ${describe(raw)}`);
@@ -190,12 +246,15 @@ function parseResource(raw: unknown, origin: Origin, prefix: string, opts: LoadO
     docRep.error(ConfigErrorCode.REQUIRED, prefix + 'kind', 'missing required field');
     return;
   }
-  if (typeof kind !== 'string' || !(KINDS as readonly string[]).includes(kind)) {
-    docRep.error(ConfigErrorCode.UNKNOWN_KIND, prefix === '' ? null : prefix.slice(0, -1),
-      `unknown kind ${describe(kind)}; sluice reads ${KINDS.join(', ')} (or a List of them)`);
+  if (typeof kind !== 'string') {
+    docRep.error(ConfigErrorCode.UNKNOWN_KIND, prefix + 'kind', `expected a kind name (a string), got ${describe(kind)}`);
     return;
   }
   const rawName = isMapping(raw.metadata) && typeof raw.metadata.name === 'string' ? raw.metadata.name : '?';
+  if (!readsKind(raw.apiVersion, kind)) {
+    ignoreKind(raw.apiVersion, kind, rawName, origin, prefix, ctx);
+    return;
+  }
   const rep = new Reporter(messages, origin, `${kind}/${rawName}`);
 
   const apiVersion = raw.apiVersion;
@@ -215,6 +274,34 @@ function parseResource(raw: unknown, origin: Origin, prefix: string, opts: LoadO
   const md = { ...metadata, namespace: (metadata.namespace as string | undefined) ?? opts.defaultNamespace } as unknown as Metadata;
   const { name, namespace, ...rest } = md;
   out.push({ kind, apiVersion: apiVersion as string, metadata: { name, namespace, ...rest }, spec, origin } as Resource);
+}
+
+function apiGroup(apiVersion: unknown): string | null {
+  if (typeof apiVersion !== 'string') return null;
+  const slash = apiVersion.indexOf('/');
+  return slash < 0 ? '' : apiVersion.slice(0, slash);
+}
+
+/**
+ * The four Istio kinds are read (and then validated, apiVersion included) unless the group says
+ * the object is another API's kind of the same name (a Gateway API Gateway). A missing or
+ * misspelt Istio apiVersion is still read, so it is reported as an error, not skipped.
+ */
+function readsKind(apiVersion: unknown, kind: string): boolean {
+  if (!(KINDS as readonly string[]).includes(kind)) return false;
+  const group = apiGroup(apiVersion);
+  return group === null || group === ISTIO_NETWORKING_GROUP || !NOT_READ.has(`${group}/${kind}`);
+}
+
+function ignoreKind(apiVersion: unknown, kind: string, name: string, origin: Origin, prefix: string, ctx: LoadContext): void {
+  const group = apiGroup(apiVersion) ?? '';
+  const key = `${group}/${kind}`;
+  if (ctx.ignoredKinds.has(key)) return;
+  ctx.ignoredKinds.add(key);
+  const reason = NOT_READ.get(key) ?? `sluice reads ${KINDS.join(', ')} of ${ISTIO_NETWORKING_GROUP} (or a List of them)`;
+  const what = typeof apiVersion === 'string' ? `${kind} (${apiVersion})` : kind;
+  new Reporter(ctx.messages, origin, `${kind}/${name}`).warn(ConfigErrorCode.IGNORED_KIND, prefix === '' ? null : prefix.slice(0, -1),
+    `${what} ignored: ${reason} (one warning per kind: further ${kind} objects are ignored silently)`);
 }
 
 function required(value: unknown, path: string, rep: Reporter): boolean {
