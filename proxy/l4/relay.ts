@@ -30,7 +30,14 @@
 import type net from 'node:net';
 import tls from 'node:tls';
 import { slotOf } from '../transport/socket-slot';
-import type { UpstreamReader, UpstreamSink } from './upstream-reader';
+import type { UpstreamSink } from './upstream-reader';
+
+/**
+ * Where the upstream's bytes come from when the socket was opened with its own `onread` (no 'data'
+ * events): l4's UpstreamReader, or an upgraded HTTP connection's reader (l7/response-reader.ts).
+ * `attach` starts delivery and returns false when the sink asked to stop reading meanwhile.
+ */
+export interface UpstreamSource { attach(sink: UpstreamSink): boolean }
 
 export interface RelayHooks { onClose(r: RelayResult): void }
 
@@ -82,7 +89,7 @@ export class Relay implements UpstreamSink {
     private readonly down: net.Socket,
     private readonly up: net.Socket,
     private readonly hooks: RelayHooks,
-    private readonly reader: UpstreamReader | null = null,
+    private readonly reader: UpstreamSource | null = null,
   ) {
     this.onDownWritten = this.downWritten.bind(this);
   }
@@ -259,7 +266,7 @@ function onUpClose(this: net.Socket): void { slotOf(this).relay!.upClose(); }
  * Relay bytes both ways until both sides are closed. `head` (bytes already read from the
  * downstream, e.g. by inspect()) is written to the upstream first; it counts as downstream bytes.
  */
-export function relay(downstream: net.Socket, upstream: net.Socket, head: Buffer | null, hooks: RelayHooks, reader: UpstreamReader | null = null): Relay {
+export function relay(downstream: net.Socket, upstream: net.Socket, head: Buffer | null, hooks: RelayHooks, reader: UpstreamSource | null = null): Relay {
   const r = new Relay(downstream, upstream, hooks, reader);
   r.start(head);
   return r;

@@ -23,6 +23,10 @@ import { poolFor, type H1Pool, type UpstreamConnection, type UpstreamHandler } f
 import { downstreamResponseHeaders } from './headers';
 import { sendRescue } from './local-reply';
 import { NO_BODY, UNKNOWN_LENGTH, type DownstreamStream, type StreamHandler } from './stream';
+import type { ResponseReader } from './response-reader';
+import { relayUpgraded, switchingProtocolsHead, type TunnelOwner } from './upgrade';
+import type { RelayResult } from '../l4/relay';
+import type net from 'node:net';
 
 /** Envoy's default retry back-off base interval. */
 const RETRY_BACKOFF_MS = 25;
@@ -39,9 +43,11 @@ export interface ForwardInit {
   readonly pickCtx: PickContext;
   readonly originalDst: OriginalDestination | null;
   readonly sni: string | null;
+  /** a WebSocket upgrade was offered and forwarded: a 101 turns the exchange into a relay (upgrade.ts) */
+  readonly upgrade?: boolean;
 }
 
-export class ForwardExchange implements StreamHandler, UpstreamHandler {
+export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOwner {
   private readonly ctx: ProxyContext;
   private readonly stream: DownstreamStream;
   private readonly record: AccessLogRecord;
@@ -52,6 +58,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler {
   private readonly pickCtx: PickContext;
   private readonly originalDst: OriginalDestination | null;
   private readonly sni: string | null;
+  private readonly upgrade: boolean;
   private host: UpstreamHost | null = null;
   private pool: H1Pool | null = null;
   private conn: UpstreamConnection | null = null;
@@ -78,6 +85,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler {
     this.pickCtx = init.pickCtx;
     this.originalDst = init.originalDst;
     this.sni = init.sni;
+    this.upgrade = init.upgrade === true;
     // null: the route has no retry policy (`retries.attempts: 0`, or faults configured), so none.
     this.attemptsLeft = init.action.retry === null ? 0 : init.action.retry.attempts;
     this.record.upstreamCluster = this.cluster.name;
@@ -128,7 +136,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler {
     let framing = '';
     if (head.chunked) framing = 'transfer-encoding: chunked\r\n';
     else if (head.contentLength >= 0) framing = 'content-length: ' + head.contentLength + '\r\n';
-    conn.begin(this, this.headText + framing + '\r\n', head.method === 'HEAD', head.chunked);
+    conn.begin(this, this.headText + framing + '\r\n', head.method === 'HEAD', head.chunked, this.upgrade);
     if (stream.hasBody) stream.startBody();
     else conn.endRequest();
   }
@@ -158,6 +166,45 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler {
     else if (head.chunked || head.contentLength < 0) length = UNKNOWN_LENGTH;
     else length = head.contentLength;
     stream.respond(status, out, length);
+  }
+
+  onUpgraded(head: ResponseHead, socket: net.Socket, reader: ResponseReader, rest: Buffer | null): void {
+    if (this.finished || this.stream.finished) {
+      socket.destroy();
+      this.endRequestStats();
+      return;
+    }
+    this.responseStarted = true;
+    // Envoy's route timeout ends with the response headers; an upgraded stream lives on its own.
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const record = this.record;
+    record.responseCode = 101;
+    record.responseCodeDetails = 'via_upstream';
+    record.upstreamServiceTimeMs = Math.round(performance.now() - record.startHr);
+    const down = this.stream.takeOver(switchingProtocolsHead(head, this.action.responseHeaders));
+    if (down === null) {
+      socket.destroy();
+      this.onResponseError(new ProxyError(ProxyErrorCode.UPSTREAM_PROTOCOL, 'upgrade on a stream that cannot be taken over', { transportReason: 'protocol_error' }), false);
+      return;
+    }
+    if (rest !== null) record.bytesSent += rest.length;
+    relayUpgraded(down, socket, reader, rest, this);
+  }
+
+  /** The upgraded connection's relay ended: the request's stats and its one access-log line. */
+  onTunnelClosed(r: RelayResult): void {
+    const record = this.record;
+    record.bytesReceived += r.bytesFromDownstream;
+    record.bytesSent += r.bytesFromUpstream;
+    if (r.error !== null) record.addFlag(r.downstreamError ? 'DC' : 'UC');
+    this.endRequestStats();
+    this.host!.counters.rq_success++;
+    this.cluster.stats.upstream_rq_completed.inc();
+    this.cluster.stats.responseCode(101);
+    this.finish();
   }
 
   onResponseData(chunk: Buffer): void {

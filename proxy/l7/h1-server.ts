@@ -15,7 +15,7 @@ import type net from 'node:net';
 import { BodyDecoder, Framing, endBody, writeBodyChunk } from './h1-body';
 import { HeadError, findHeadEnd, parseRequestHead, type RequestHead } from './h1-head';
 import { TICK_MS, idleTick, unwatchIdle, watchIdle, type IdleWatched } from './idle-clock';
-import { NO_BODY, type DownstreamStream, type StreamHandler } from './stream';
+import { NO_BODY, type DownstreamStream, type StreamHandler, type Upgraded } from './stream';
 
 /** Pipelined bytes buffered while a request is in flight before the socket is paused. */
 const MAX_BUFFERED = 64 * 1024;
@@ -46,6 +46,7 @@ export class H1Stream implements DownstreamStream {
   bodyStarted = false;
   headersSent = false;
   finished = false;
+  readonly canTakeOver = true;
   private readonly conn: H1Connection<unknown>;
 
   constructor(conn: H1Connection<unknown>, head: RequestHead, hasBody: boolean) {
@@ -96,6 +97,12 @@ export class H1Stream implements DownstreamStream {
   uncork(): void {
     this.conn.socket.uncork();
   }
+  takeOver(head: string): Upgraded | null {
+    if (this.finished || this.headersSent) return null;
+    this.finished = true;
+    this.headersSent = true;
+    return this.conn.takeOver(head);
+  }
 }
 
 function deliverBody(this: H1Connection<unknown>, chunk: Buffer): void {
@@ -125,16 +132,22 @@ export class H1Connection<O> implements IdleWatched {
   private bodyOut = true;
   lastActive = 0;
   readonly idleTicks = IDLE_TICKS;
+  private readonly onDataBound: (chunk: Buffer) => void;
+  private readonly onEndBound: () => void;
+  private readonly onDrainBound: () => void;
 
   constructor(socket: net.Socket, owner: O, hooks: H1Hooks<O>) {
     this.socket = socket;
     this.owner = owner;
     this.hooks = hooks;
-    socket.on('data', this.onData.bind(this));
-    socket.on('end', this.onEnd.bind(this));
+    this.onDataBound = this.onData.bind(this);
+    this.onEndBound = this.onEnd.bind(this);
+    this.onDrainBound = this.onDrain.bind(this);
+    socket.on('data', this.onDataBound);
+    socket.on('end', this.onEndBound);
     socket.on('close', this.onClose.bind(this));
     socket.on('error', onSocketError);
-    socket.on('drain', this.onDrain.bind(this));
+    socket.on('drain', this.onDrainBound);
     watchIdle(this);
   }
 
@@ -274,6 +287,25 @@ export class H1Connection<O> implements IdleWatched {
 
   closeAfter(): void {
     this.closing = true;
+  }
+
+  /**
+   * Write `head` (a 101) and stop being HTTP: the socket, paused, and the bytes the client sent
+   * after its request go to the caller (a byte relay). 'close' stays ours, so the connection stats
+   * still end when the socket does.
+   */
+  takeOver(head: string): Upgraded {
+    const socket = this.socket;
+    socket.removeListener('data', this.onDataBound);
+    socket.removeListener('end', this.onEndBound);
+    socket.removeListener('drain', this.onDrainBound);
+    unwatchIdle(this);
+    socket.pause();
+    const buffered = this.buf;
+    this.buf = null;
+    this.closing = true;
+    socket.write(head, 'latin1');
+    return { socket, head: buffered };
   }
 
   private nextRequest(): void {

@@ -34,6 +34,11 @@ export interface UpstreamHandler {
   /** reset / protocol error. `retryable`: a reused connection closed before any byte of the response */
   onResponseError(err: ProxyError, retryable: boolean): void;
   onUpstreamDrain(): void;
+  /**
+   * A 101 to an Upgrade request: the socket is no longer HTTP and no longer pooled; the handler
+   * owns it (l7/upgrade.ts relays it). `rest`: bytes that came after the 101 head (a copy).
+   */
+  onUpgraded(head: ResponseHead, socket: net.Socket, reader: ResponseReader, rest: Buffer | null): void;
   /** bytes given to onResponseData may still be referenced by a downstream write */
   writePending(): boolean;
   /** group the downstream writes of one upstream read */
@@ -60,6 +65,12 @@ export class UpstreamConnection implements ResponseSink {
   private requestDone = false;
   private chunkedOut = false;
   private pendingHead: string | null = null;
+  /** the current request asks to Upgrade: a 101 hands the socket over instead of failing */
+  private upgrade = false;
+  private readonly reader: ResponseReader;
+  private readonly onCloseBound: () => void;
+  private readonly onEndBound: () => void;
+  private readonly onDrainBound: () => void;
   idleSince = 0;
   idleMs = IDLE_MS;
   closed = false;
@@ -69,17 +80,22 @@ export class UpstreamConnection implements ResponseSink {
     this.pool = pool;
     this.socket = socket;
     reader.sink = this;
-    socket.on('close', this.onClose.bind(this));
+    this.reader = reader;
+    this.onCloseBound = this.onClose.bind(this);
+    this.onEndBound = this.onEnd.bind(this);
+    this.onDrainBound = this.onDrain.bind(this);
+    socket.on('close', this.onCloseBound);
     // Upstream sockets are opened half-open capable (the L4 relay needs it); for HTTP a FIN ends the
     // connection: a close-delimited body ends there, anything else is a reset (see onClose).
-    socket.on('end', this.onEnd.bind(this));
+    socket.on('end', this.onEndBound);
     socket.on('error', onSocketError);
-    socket.on('drain', this.onDrain.bind(this));
+    socket.on('drain', this.onDrainBound);
   }
 
   /** Attach a request; the head is written with the first body bytes (or at endRequest). */
-  begin(handler: UpstreamHandler, head: string, isHeadMethod: boolean, chunked: boolean): void {
+  begin(handler: UpstreamHandler, head: string, isHeadMethod: boolean, chunked: boolean, upgrade = false): void {
     this.handler = handler;
+    this.upgrade = upgrade;
     this.head = null;
     this.gotBytes = false;
     this.requestIsHead = isHeadMethod;
@@ -158,6 +174,10 @@ export class UpstreamConnection implements ResponseSink {
           this.head = head;
           break;
         }
+        if (head.status === 101 && this.upgrade) {
+          this.handOver(head, end < buf.length ? Buffer.from(buf.subarray(end)) : null);
+          return;
+        }
         if (head.status === 101) {
           this.fail(new ProxyError(ProxyErrorCode.UPSTREAM_PROTOCOL, 'upstream switched protocols', { transportReason: 'protocol_error' }), false);
           return;
@@ -193,6 +213,19 @@ export class UpstreamConnection implements ResponseSink {
       pool.release(this);
     } else this.abort();
     h.onResponseEnd();
+  }
+
+  /** The upstream switched protocols: the socket leaves HTTP (and the pool) for the handler. */
+  private handOver(head: ResponseHead, rest: Buffer | null): void {
+    const h = this.handler!;
+    this.handler = null;
+    this.closed = true;
+    const socket = this.socket;
+    socket.removeListener('close', this.onCloseBound);
+    socket.removeListener('end', this.onEndBound);
+    socket.removeListener('drain', this.onDrainBound);
+    this.pool.forget(this);
+    h.onUpgraded(head, socket, this.reader, rest);
   }
 
   private fail(err: ProxyError, retryable: boolean): void {

@@ -28,6 +28,7 @@ import { upstreamHeaderLines } from './headers';
 import { sendLocalReply, sendRescue } from './local-reply';
 import { NodeStream } from './node-stream';
 import { TargetForm, parseRequestTarget } from './request-target';
+import { UpgradeOffer, WEBSOCKET_REQUEST_LINES, upgradeOffer } from './upgrade';
 import type { DownstreamStream } from './stream';
 
 /** Per downstream connection: what the listener decided, attached to the socket. */
@@ -212,6 +213,13 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
     completeRequest(ctx, stats, record);
     return;
   }
+  const offer = upgradeOffer(head);
+  if (offer === UpgradeOffer.REFUSED) {
+    stream.closeAfter();
+    sendLocalReply(stream, record, 403, '', '-', 'upgrade_failed');
+    completeRequest(ctx, stats, record);
+    return;
+  }
   const clusterName = pickCluster(action.clusters, Math.random());
   record.upstreamCluster = clusterName;
   const cluster = ctx.clusters.get(clusterName);
@@ -236,6 +244,8 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
   if (info.appendXff) text += 'x-forwarded-for: ' + xff + '\r\n';
   if (head.xfp === null) text += 'x-forwarded-proto: ' + info.scheme + '\r\n';
   if (upstreamPath !== path) text += 'x-envoy-original-path: ' + path + '\r\n';
+  const upgrade = offer === UpgradeOffer.WEBSOCKET && stream.canTakeOver;
+  if (upgrade) text += WEBSOCKET_REQUEST_LINES;
 
   new ForwardExchange({
     ctx, stream, record, cluster, action, httpStats: stats, headText: text,
@@ -243,6 +253,7 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
     originalDst: info.originalDst,
     // Only a TLS-originating cluster uses it (its pools and handshakes are per SNI).
     sni: cluster.originatesTls ? stripPort(authority) : null,
+    upgrade,
   }).start();
 }
 

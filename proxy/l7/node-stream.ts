@@ -12,6 +12,7 @@ export class NodeStream implements DownstreamStream {
   handler: StreamHandler | null = null;
   bodyStarted = false;
   finished = false;
+  readonly canTakeOver = false;
   private readonly req: IncomingMessage;
   private readonly res: ServerResponse;
   private close = false;
@@ -80,6 +81,10 @@ export class NodeStream implements DownstreamStream {
   }
   uncork(): void {
     this.res.uncork();
+  }
+  takeOver(): null {
+    // node:http hands upgrade requests to its 'upgrade' event, never to a request handler.
+    return null;
   }
 
   private onData(chunk: Buffer): void {

@@ -16,6 +16,8 @@
 // time a read fills it, up to libuv's 64 KiB read size.
 
 import type net from 'node:net';
+import type { UpstreamSink } from '../l4/upstream-reader';
+import type { UpstreamSource } from '../l4/relay';
 
 const FIRST_BYTES = 2 * 1024;
 const MAX_BYTES = 64 * 1024;
@@ -25,10 +27,15 @@ export interface ResponseSink {
   upstreamBytes(chunk: Buffer): boolean;
 }
 
-export class ResponseReader {
+export class ResponseReader implements UpstreamSource {
   /** Pass as `onread` to net.connect. */
   readonly onread: net.OnReadOpts;
   sink: ResponseSink | null = null;
+  /**
+   * After a 101 (l7/upgrade.ts) the connection is a byte relay: its bytes go to the L4 relay, whose
+   * `false` stops reading until the downstream has flushed this buffer (l4/upstream-reader.ts's rule).
+   */
+  private relaySink: UpstreamSink | null = null;
   private buffer: Buffer;
   private next: number;
 
@@ -36,6 +43,13 @@ export class ResponseReader {
     this.buffer = Buffer.allocUnsafeSlow(FIRST_BYTES);
     this.next = 0;
     this.onread = { buffer: this.nextBuffer.bind(this), callback: this.deliver.bind(this) };
+  }
+
+  /** UpstreamSource: hand every later read to the L4 relay. */
+  attach(sink: UpstreamSink): boolean {
+    this.sink = null;
+    this.relaySink = sink;
+    return true;
   }
 
   /** Node calls this once before the first read and after every delivery. */
@@ -49,6 +63,11 @@ export class ResponseReader {
 
   private deliver(n: number, buf: Buffer): boolean {
     const full = n === buf.length;
+    const relay = this.relaySink;
+    if (relay !== null) {
+      if (full && buf.length < MAX_BYTES) this.next = buf.length * 2;
+      return relay.upstreamBytes(buf, n);
+    }
     const sink = this.sink;
     // Before the sink is attached nothing was asked for: the pool drops such a connection anyway.
     const retained = sink !== null && sink.upstreamBytes(full ? buf : buf.subarray(0, n));

@@ -2,6 +2,7 @@
 // reply). The fast path (h1-server.ts) and the node:http adapter used by the explicit proxy
 // listener (node-stream.ts) both implement DownstreamStream, so routing and forwarding exist once.
 
+import type net from 'node:net';
 import type { RequestHead } from './h1-head';
 
 /** Callbacks a stream's handler receives; one object per request implements them (no closures). */
@@ -55,4 +56,18 @@ export interface DownstreamStream {
   /** batch the writes of one upstream read into one syscall */
   cork(): void;
   uncork(): void;
+  /**
+   * Answer `head` (a complete 101 response head) and hand the connection over as a byte stream
+   * (WebSocket and other upgrades); null when this stream cannot (HTTP/2, node:http), which the
+   * caller answers as a failed upgrade.
+   */
+  takeOver(head: string): Upgraded | null;
+  /** takeOver() can work here (an HTTP/1.1 connection of our own): upgrades are only offered upstream then */
+  readonly canTakeOver: boolean;
+}
+
+/** A downstream connection that left HTTP: its socket (paused) and the bytes already read after the request head. */
+export interface Upgraded {
+  readonly socket: net.Socket;
+  readonly head: Buffer | null;
 }
