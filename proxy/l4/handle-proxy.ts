@@ -1,88 +1,42 @@
-// Envoy's tcp_proxy filter on bare TCP handles (tcp-handle.ts says why): the fast path for a
-// connection on a listener that needs no inspection and no TLS, whose TCP route leads to a cluster
-// that does not originate TLS. Everything else (a listener that sniffs, terminates TLS or speaks
-// HTTP, no route, no such cluster, TLS origination) is declined before anything is counted, and the
-// caller hands the connection to the net.Socket path, which handles it exactly as before.
+// Envoy's tcp_proxy filter on bare TCP handles (proxy/transport/tcp-handle.ts says why): a TCP
+// connection whose plan (listener/tcp-plan.ts) bare handles can carry, that is all but one to a
+// TLS-originating cluster. The listener decided route and cluster; this module, like tcp-proxy.ts,
+// only picks the host and runs the connection.
 //
-// Routing, load balancing, stats, idle timeout and the access-log line are tcp-proxy.ts's own
-// (L4Session); only the transport differs: handle-connect.ts opens the upstream, handle-relay.ts
-// joins the two.
+// Stats, idle timeout and the access-log line are tcp-proxy.ts's own (routePlan, L4Session); only
+// the transport differs: handle-connect.ts opens the upstream, handle-relay.ts joins the two.
 
-import type { FilterChain, Listener, TcpProxy } from '../../config/compile/snapshot';
-import { findTcpRoute, pickCluster } from '../../config/compile/lookup';
 import type { ProxyContext } from '../context';
 import type { ProxyError } from '../errors';
 import type { AccessLogRecord } from '../observe/access-log-record';
 import type { TcpStats } from '../observe/stats';
 import { closeTracked, type TrackedDownstream } from '../listener/connection-stats';
-import { chainFor, inspectOptionsFor } from '../listener/dispatch';
-import type { Inspection } from '../listener/inspect';
-import type { HandleInspection } from '../listener/inspect-handle';
 import type { UpstreamHandle } from '../upstream/handle-connect';
 import type { UpstreamHost } from '../upstream/host';
 import { EARLY_READ_LIMIT, relayHandles, type EarlyRead, type HandleRelay } from './handle-relay';
 import type { RelayResult } from './relay';
 import { tcpHandles, type TcpHandle } from '../transport/tcp-handle';
-import { L4Session, logFailure, pickHost, routedRecord, type L4Info } from './tcp-proxy';
+import { L4Session, routePlan, type L4Info, type TcpPlan } from './tcp-proxy';
 
-/** The filter chain of a connection on `listener` (given what its first bytes said), if plain TCP. */
-function plainTcpChain(listener: Listener, info: L4Info, first: Inspection | null): (FilterChain & { filter: TcpProxy }) | null {
-  const chain = chainFor(listener, info, first);
-  if (chain === null || chain.tls !== null || chain.filter.kind !== 'tcp') return null;
-  return chain as FilterChain & { filter: TcpProxy };
+/** What inspecting the handle read before the plan was made: the relay's first write. */
+export interface EarlyBytes {
+  readonly head: Buffer;
+  /** the downstream's FIN came with the bytes (libuv stopped reading it) */
+  readonly eof: boolean;
 }
 
-/**
- * Proxy an accepted handle on the fast path when its listener looks at no bytes. Returns false,
- * having counted and touched nothing, when the connection needs inspection or the net.Socket
- * path; otherwise the connection is this module's.
- */
-export function proxyTcpHandle(ctx: ProxyContext, down: TcpHandle, listener: Listener, info: L4Info, tracked: TrackedDownstream): boolean {
-  if (inspectOptionsFor(listener) !== null) return false;
-  const chain = plainTcpChain(listener, info, null);
-  return chain !== null && proxyChosen(ctx, down, chain, info, tracked, null);
-}
-
-/**
- * The same after the handle's first bytes were inspected (listener/inspect-handle.ts): they are the
- * relay's first write. False, nothing counted: the chain or cluster needs the net.Socket path.
- */
-export function proxyInspectedHandle(ctx: ProxyContext, down: TcpHandle, listener: Listener, info: L4Info, tracked: TrackedDownstream, first: HandleInspection): boolean {
-  const chain = plainTcpChain(listener, info, first);
-  if (chain === null) return false;
-  info.sni = first.sni;
-  return proxyChosen(ctx, down, chain, info, tracked, first);
-}
-
-function proxyChosen(ctx: ProxyContext, down: TcpHandle, chain: FilterChain & { filter: TcpProxy }, info: L4Info, tracked: TrackedDownstream, first: HandleInspection | null): boolean {
-  const route = findTcpRoute(chain.filter.routes, info);
-  if (route === null) return false;
-  return start(ctx, down, pickCluster(route.clusters, Math.random()), route.name, chain.filter.statPrefix, info, tracked, first);
-}
-
-/** Straight to one cluster (the sidecar catch-all), as proxyTcpToCluster; false: take the net.Socket path. */
-export function proxyTcpHandleToCluster(ctx: ProxyContext, down: TcpHandle, clusterName: string, info: L4Info, tracked: TrackedDownstream): boolean {
-  return start(ctx, down, clusterName, null, clusterName, info, tracked);
-}
-
-function start(ctx: ProxyContext, down: TcpHandle, clusterName: string, routeName: string | null, statPrefix: string, info: L4Info, tracked: TrackedDownstream, first: HandleInspection | null = null): boolean {
-  const cluster = ctx.clusters.get(clusterName);
-  if (cluster === undefined || cluster.originatesTls) return false;
-  const stats = ctx.tcpStatsFor(statPrefix);
-  stats.downstream_cx_total.inc();
-  const record = routedRecord(ctx, info, clusterName, routeName);
-  const host = pickHost(cluster, info, record);
-  if (host === null) {
+/** Execute a plan on bare handles (the caller checked handlesCarry); `first`: what inspection read, if any. */
+export function proxyTcpHandle(ctx: ProxyContext, down: TcpHandle, plan: TcpPlan, info: L4Info, tracked: TrackedDownstream, first: EarlyBytes | null): void {
+  const routed = routePlan(ctx, plan, info);
+  if (routed === null) {
     down.close();
     closeTracked(tracked);
-    logFailure(ctx, record, 'UH', null, null);
-    return true;
+    return;
   }
   handleSessions++;
-  const session = new HandleSession(ctx, down, tracked, record, stats, host, cluster.config.idleTimeoutMs);
-  cluster.connectHandle(host, session.onConnected);
+  const session = new HandleSession(ctx, down, tracked, routed.record, routed.stats, routed.host, routed.cluster.config.idleTimeoutMs);
+  routed.cluster.connectHandle(routed.host, session.onConnected);
   session.readEarly(first);
-  return true;
 }
 
 let handleSessions = 0;
@@ -137,7 +91,7 @@ class HandleSession extends L4Session {
   }
 
   /** Start reading the downstream while the upstream connects, after what inspection read (`first`). */
-  readEarly(first: HandleInspection | null): void {
+  readEarly(first: EarlyBytes | null): void {
     if (first !== null) {
       if (first.head.length > 0) this.earlyChunks = [first.head];
       this.earlyBytes = first.head.length;

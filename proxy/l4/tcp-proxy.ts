@@ -5,8 +5,6 @@
 
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { TcpProxy } from '../../config/compile/snapshot';
-import { findTcpRoute, pickCluster } from '../../config/compile/lookup';
 import type { ProxyContext } from '../context';
 import { slotOf } from '../transport/socket-slot';
 import { ProxyErrorCode, rescueFor, type ProxyError } from '../errors';
@@ -36,26 +34,74 @@ export interface L4Info {
   peerUriSan: string | null;
 }
 
-/** Route by the filter's TCP routes. */
-export function proxyTcp(ctx: ProxyContext, downstream: net.Socket, head: Buffer | null, filter: TcpProxy, info: L4Info): void {
-  const stats = ctx.tcpStatsFor(filter.statPrefix);
+/**
+ * What the listener decided for a TCP connection (listener/tcp-plan.ts): this module executes it and
+ * picks only the host (the cluster's load balancer), never the route or the cluster again.
+ */
+export interface TcpPlan {
+  readonly statPrefix: string;
+  /** null: the catch-all, or no route matched */
+  readonly routeName: string | null;
+  /** null: no TCP route matched (NR) */
+  readonly clusterName: string | null;
+  /** undefined: no such cluster (NC), or no route */
+  readonly cluster: UpstreamCluster | undefined;
+}
+
+/** Where a planned connection goes: its stats, its record and the picked host. */
+export interface Routed {
+  readonly stats: TcpStats;
+  readonly record: AccessLogRecord | null;
+  readonly cluster: UpstreamCluster;
+  readonly host: UpstreamHost;
+}
+
+/**
+ * Count a planned connection and pick its host. Null when it can go nowhere (no route: NR, no
+ * cluster: NC, no healthy host: UH), already counted and logged: the caller closes the downstream.
+ */
+export function routePlan(ctx: ProxyContext, plan: TcpPlan, info: L4Info): Routed | null {
+  const stats = ctx.tcpStatsFor(plan.statPrefix);
   stats.downstream_cx_total.inc();
-  const route = findTcpRoute(filter.routes, info);
-  if (route === null) {
+  if (plan.clusterName === null) {
     stats.downstream_cx_no_route.inc();
-    failConnection(ctx, downstream, recordIfLogged(ctx, info), rescueFor(ProxyErrorCode.NO_ROUTE).flags, 'filter_chain_not_found');
+    logFailure(ctx, recordIfLogged(ctx, info), rescueFor(ProxyErrorCode.NO_ROUTE).flags, 'filter_chain_not_found', null);
+    return null;
+  }
+  const record = routedRecord(ctx, info, plan.clusterName, plan.routeName);
+  const cluster = plan.cluster;
+  if (cluster === undefined) {
+    logFailure(ctx, record, 'NC', 'cluster_not_found', null);
+    return null;
+  }
+  const host = pickHost(cluster, info, record);
+  if (host === null) {
+    logFailure(ctx, record, 'UH', null, null);
+    return null;
+  }
+  return { stats, record, cluster, host };
+}
+
+/** Execute a plan on net.Sockets. */
+export function proxyTcp(ctx: ProxyContext, downstream: net.Socket, head: Buffer | null, plan: TcpPlan, info: L4Info): void {
+  const routed = routePlan(ctx, plan, info);
+  if (routed === null) {
+    downstream.destroy();
     return;
   }
-  connectAndRelay(ctx, downstream, head, pickCluster(route.clusters, Math.random()), stats, info, route.name);
+  const { cluster, host } = routed;
+  // Hold downstream bytes while connecting; the relay resumes it.
+  downstream.pause();
+  // Plain TCP upstreams read into a per-connection buffer (no allocation per read); a TLS-originating
+  // cluster's socket is read by the TLS layer.
+  const reader = cluster.originatesTls ? null : new UpstreamReader();
+  const session = new TcpSession(ctx, downstream, head, routed.record, routed.stats, host, cluster.config.idleTimeoutMs, reader);
+  slotOf(downstream).session = session;
+  downstream.on('close', onEarlyClose);
+  // Accept paths attach one for the socket's life; a TLS-terminated socket may not have one yet.
+  if (downstream.listenerCount('error') === 0) downstream.on('error', noop);
+  cluster.connect(host, info.sni, session.onConnected, reader === null ? null : reader.onread);
 }
-
-/** Straight to one cluster (the sidecar catch-all: PassthroughCluster / BlackHoleCluster). */
-export function proxyTcpToCluster(ctx: ProxyContext, downstream: net.Socket, head: Buffer | null, clusterName: string, info: L4Info): void {
-  const stats = ctx.tcpStatsFor(clusterName);
-  stats.downstream_cx_total.inc();
-  connectAndRelay(ctx, downstream, head, clusterName, stats, info, null);
-}
-
 
 /**
  * The connection's access-log record, or null when no sink reads records (`--access-log off`, no
@@ -66,7 +112,7 @@ function recordIfLogged(ctx: ProxyContext, info: L4Info): AccessLogRecord | null
 }
 
 /** The record of a connection routed to `clusterName` (by `routeName`, none for a catch-all). */
-export function routedRecord(ctx: ProxyContext, info: L4Info, clusterName: string, routeName: string | null): AccessLogRecord | null {
+function routedRecord(ctx: ProxyContext, info: L4Info, clusterName: string, routeName: string | null): AccessLogRecord | null {
   const record = recordIfLogged(ctx, info);
   if (record !== null) {
     record.upstreamCluster = clusterName;
@@ -76,16 +122,11 @@ export function routedRecord(ctx: ProxyContext, info: L4Info, clusterName: strin
 }
 
 /** The cluster's load balancer picks a host (recorded), or none: upstream_cx_none_healthy, and the caller fails with UH. */
-export function pickHost(cluster: UpstreamCluster, info: L4Info, record: AccessLogRecord | null): UpstreamHost | null {
+function pickHost(cluster: UpstreamCluster, info: L4Info, record: AccessLogRecord | null): UpstreamHost | null {
   const host = cluster.pick(new TcpPick(info), info.originalDst);
   if (host === null) cluster.stats.upstream_cx_none_healthy.inc();
   else if (record !== null) record.upstreamHost = host.key;
   return host;
-}
-
-function failConnection(ctx: ProxyContext, downstream: net.Socket, record: AccessLogRecord | null, flags: string, details: string | null): void {
-  downstream.destroy();
-  logFailure(ctx, record, flags, details, null);
 }
 
 /** The access-log line of a connection that was never relayed. */
@@ -96,31 +137,6 @@ export function logFailure(ctx: ProxyContext, record: AccessLogRecord | null, fl
   record.upstreamTransportFailureReason = transportReason;
   record.durationMs = Math.round(performance.now() - record.startHr);
   ctx.accessLog.log(record);
-}
-
-function connectAndRelay(ctx: ProxyContext, downstream: net.Socket, head: Buffer | null, clusterName: string, stats: TcpStats, info: L4Info, routeName: string | null): void {
-  const record = routedRecord(ctx, info, clusterName, routeName);
-  const cluster = ctx.clusters.get(clusterName);
-  if (cluster === undefined) {
-    failConnection(ctx, downstream, record, 'NC', 'cluster_not_found');
-    return;
-  }
-  const host = pickHost(cluster, info, record);
-  if (host === null) {
-    failConnection(ctx, downstream, record, 'UH', null);
-    return;
-  }
-  // Hold downstream bytes while connecting; the relay resumes it.
-  downstream.pause();
-  // Plain TCP upstreams read into a per-connection buffer (no allocation per read); a TLS-originating
-  // cluster's socket is read by the TLS layer.
-  const reader = cluster.originatesTls ? null : new UpstreamReader();
-  const session = new TcpSession(ctx, downstream, head, record, stats, host, cluster.config.idleTimeoutMs, reader);
-  slotOf(downstream).session = session;
-  downstream.on('close', onEarlyClose);
-  // Accept paths attach one for the socket's life; a TLS-terminated socket may not have one yet.
-  if (downstream.listenerCount('error') === 0) downstream.on('error', noop);
-  cluster.connect(host, info.sni, session.onConnected, reader === null ? null : reader.onread);
 }
 
 /** The load balancer's view of a TCP connection: the source IP is read only by a source-IP hash. */

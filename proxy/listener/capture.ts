@@ -12,15 +12,15 @@ import { performance } from 'node:perf_hooks';
 import { findListener } from '../../config/compile/lookup';
 import type { ProxyContext } from '../context';
 import { AccessLogRecord } from '../observe/access-log-record';
-import { proxyTcpToCluster } from '../l4/tcp-proxy';
+import { proxyTcp } from '../l4/tcp-proxy';
+import { planToCluster } from './tcp-plan';
 import { dispatchConnection } from './dispatch';
 import { formatSocketAddress, openTracked, trackDownstream } from './connection-stats';
 import { getOriginalDst, getOriginalDstOf, type OriginalDst } from '../transport/original-dst';
-import { acceptHandles, socketFor, trackedSocketFor } from '../transport/accept-handles';
+import { acceptHandles, socketFor } from '../transport/accept-handles';
 import { tcpHandles, type TcpHandle } from '../transport/tcp-handle';
 import { HandleAddresses, SocketAddresses } from '../transport/socket-addresses';
-import { proxyTcpHandleToCluster } from '../l4/handle-proxy';
-import { dispatchHandle } from './handle-dispatch';
+import { dispatchHandle, dispatchHandleToCluster } from './handle-dispatch';
 import { dataPortListenOptions } from './listen-options';
 
 export class CaptureListener {
@@ -84,7 +84,7 @@ export class CaptureListener {
     const listener = findListener(snapshot, od.address, od.port);
     if (listener === null) {
       trackDownstream(socket, ctx.listenerStatsFor('0.0.0.0_' + this.port));
-      proxyTcpToCluster(ctx, socket, null, snapshot.catchAll.tcpCluster, l4);
+      proxyTcp(ctx, socket, null, planToCluster(ctx, snapshot.catchAll.tcpCluster), l4);
       return;
     }
     const listenerStats = ctx.listenerStatsFor(listener.name);
@@ -93,9 +93,8 @@ export class CaptureListener {
   }
 
   /**
-   * A connection accepted as a bare handle (accept-handles.ts): a captured connection whose
-   * destination routes plain TCP to a plain-TCP cluster (PassthroughCluster included) is proxied on
-   * handles (l4/handle-proxy.ts); anything else becomes a net.Socket and goes the way above.
+   * A connection accepted as a bare handle (accept-handles.ts): handle-dispatch.ts plans it once
+   * and keeps it on handles unless the plan needs a net.Socket (then it goes the way above).
    */
   private onHandle(client: TcpHandle): void {
     const ctx = this.ctx;
@@ -116,7 +115,7 @@ export class CaptureListener {
     const listener = findListener(snapshot, od.address, od.port);
     if (listener === null) {
       const tracked = openTracked(ctx.listenerStatsFor('0.0.0.0_' + this.port));
-      if (!proxyTcpHandleToCluster(ctx, client, snapshot.catchAll.tcpCluster, l4, tracked)) proxyTcpToCluster(ctx, trackedSocketFor(client, tracked), null, snapshot.catchAll.tcpCluster, l4);
+      dispatchHandleToCluster(ctx, client, snapshot.catchAll.tcpCluster, { l4 }, tracked);
       return;
     }
     const listenerStats = ctx.listenerStatsFor(listener.name);

@@ -13,6 +13,7 @@ import type { ListenerStats } from '../observe/stats';
 import { DownstreamInfo, handOverHttp } from '../l7/http-connection';
 import { proxyTcp, type L4Info } from '../l4/tcp-proxy';
 import { terminateTls } from '../tls/terminate';
+import { planTcp } from './tcp-plan';
 import { inspect, type Inspection, type InspectOptions } from './inspect';
 import type { ProxyError } from '../errors';
 import type http from 'node:http';
@@ -38,8 +39,8 @@ export function inspectOptionsFor(listener: Listener): InspectOptions | null {
   return { wantTls: listener.needsTlsInspection || needsHttpSniff, wantHttp: needsHttpSniff, timeoutMs: INSPECT_TIMEOUT_MS, maxBytes: INSPECT_MAX_BYTES };
 }
 
-export function dispatchConnection(ctx: ProxyContext, conn: AcceptedConnection): void {
-  const opts = inspectOptionsFor(conn.listener);
+/** `opts`: the listener's inspectOptionsFor, when the caller has it already. */
+export function dispatchConnection(ctx: ProxyContext, conn: AcceptedConnection, opts = inspectOptionsFor(conn.listener)): void {
   if (opts === null) {
     runChain(ctx, conn, chainFor(conn.listener, conn.l4, null), null, null);
     return;
@@ -61,7 +62,8 @@ export function dispatchInspected(ctx: ProxyContext, conn: AcceptedConnection, e
   runChain(ctx, conn, chainFor(conn.listener, conn.l4, r), r, r.head);
 }
 
-function runChain(ctx: ProxyContext, conn: AcceptedConnection, chain: FilterChain | null, insp: Inspection | null, head: Buffer | null): void {
+/** Go on with the chain selected for the connection (null: none matched). */
+export function runChain(ctx: ProxyContext, conn: AcceptedConnection, chain: FilterChain | null, insp: Inspection | null, head: Buffer | null): void {
   const sni = insp?.sni ?? null;
   if (chain === null) {
     conn.listenerStats.no_filter_chain_match.inc();
@@ -120,7 +122,7 @@ function handToFilter(ctx: ProxyContext, conn: AcceptedConnection, chain: Filter
   }
   conn.l4.sni = sni;
   conn.l4.peerUriSan = peerUriSan;
-  proxyTcp(ctx, socket, head, f, conn.l4);
+  proxyTcp(ctx, socket, head, planTcp(ctx, f, conn.l4), conn.l4);
 }
 
 /** The filter chain a connection on `listener` takes, given what its first bytes said (null: not inspected). */

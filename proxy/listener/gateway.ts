@@ -4,9 +4,9 @@
 // keep serving. Which listener config applies is read from the current snapshot at accept time.
 //
 // Where Node gives bare TCP handles (proxy/transport/tcp-handle.ts), a port accepts handles
-// (accept-handles.ts): a connection whose listener needs no inspection and routes plain TCP to a
-// plain-TCP cluster is proxied on them (l4/handle-proxy.ts) without ever becoming a net.Socket; any
-// other is wrapped in one at accept and dispatched as before.
+// (accept-handles.ts) and handle-dispatch.ts decides: a plain-TCP connection whose plan bare handles
+// can carry is proxied on them (l4/handle-proxy.ts) without ever becoming a net.Socket; any other is
+// wrapped in one and goes on with what was already decided.
 
 import net from 'node:net';
 import type http from 'node:http';

@@ -100,6 +100,21 @@ spec:
   - route: [{ destination: { host: ${name}.test, port: { number: 9000 } } }]`;
 }
 
+/** A VirtualService sending TCP connections on the gateway to host:9000 by the given weights. */
+function weightedSplit(weights: Record<string, number>): string {
+  return `---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: split }
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  tcp:
+  - route:
+${Object.entries(weights).map(([host, weight]) => `    - { destination: { host: ${host}, port: { number: 9000 } }, weight: ${weight} }`).join('\n')}
+`;
+}
+
 async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
   const until = Date.now() + ms;
   while (!(await cond())) {
@@ -158,18 +173,7 @@ tt.test('weighted split 80/20 over 1000 connections lands within 5 binomial sd',
   const gw = await startTestRuntime(t, gatewayYaml(port, `
 ${staticService('a.test', `  - address: 127.0.0.1\n    ports: { tcp-main: ${a.port} }`)}
 ${staticService('b.test', `  - address: 127.0.0.1\n    ports: { tcp-main: ${b.port} }`)}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: split }
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  tcp:
-  - route:
-    - { destination: { host: a.test, port: { number: 9000 } }, weight: 80 }
-    - { destination: { host: b.test, port: { number: 9000 } }, weight: 20 }
-`));
+${weightedSplit({ 'a.test': 80, 'b.test': 20 })}`));
   const n = 1000;
   const counts: Record<string, number> = { a: 0, b: 0, '': 0 };
   for (let i = 0; i < n; i += 25) {
@@ -182,6 +186,60 @@ spec:
   t.equal(counts.a! + counts.b!, n);
   t.equal(gw.stat('cluster.outbound|9000||a.test.upstream_cx_total'), counts.a, 'cluster a counted its connections');
   t.equal(gw.stat('cluster.outbound|9000||b.test.upstream_cx_total'), counts.b, 'cluster b counted its connections');
+});
+
+// The weighted pick happens once, whatever carries the bytes: a cluster that the handle path cannot
+// carry (TLS origination, or no such cluster) must not make the connection be routed again.
+tt.test('50/50 between a plain and a TLS-originating cluster, and between a cluster and a missing one, over 2000 connections each', async (t) => {
+  const a = await upstream(t, 'a');
+  const pki = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-split-'));
+  t.teardown(() => fs.rmSync(pki, { recursive: true, force: true }));
+  const ca = await makeCa(pki, 'ca');
+  const leaf = await makeLeaf(path.join(pki, 'tls'), ca, { cn: 'tls.test', dnsNames: ['tls.test'] });
+  const tlsUp = tls.createServer({ key: fs.readFileSync(leaf.keyFile), cert: fs.readFileSync(leaf.certFile) }, (s) => {
+    s.on('error', () => {});
+    s.end('tls\n');
+  });
+  await new Promise<void>((r) => tlsUp.listen(0, '127.0.0.1', r));
+  t.teardown(() => tlsUp.close());
+  const services = `
+${staticService('a.test', `  - address: 127.0.0.1\n    ports: { tcp-main: ${a.port} }`)}
+${staticService('tls.test', `  - address: 127.0.0.1\n    ports: { tcp-main: ${(tlsUp.address() as net.AddressInfo).port} }`)}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: tls }
+spec:
+  host: tls.test
+  trafficPolicy:
+    tls: { mode: SIMPLE, sni: tls.test, caCertificates: ${ca.certFile} }
+`;
+  const split = (other: string): string => weightedSplit({ 'a.test': 50, [other]: 50 });
+  const n = 2000;
+  // Binomial(2000, 0.5): sd = sqrt(2000 * 0.25) = 22.4; 4 sd = ±89.
+  const within4sd = (k: number | undefined): boolean => Math.abs((k ?? 0) - n / 2) <= 89;
+  async function run(port: number): Promise<Record<string, number>> {
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < n; i += 100) {
+      const batch = await Promise.all(Array.from({ length: 100 }, () => firstLine(port)));
+      for (const name of batch) counts[name] = (counts[name] ?? 0) + 1;
+    }
+    return counts;
+  }
+
+  const port = await freePort();
+  const gw = await startTestRuntime(t, gatewayYaml(port, services + split('tls.test')));
+  const mixed = await run(port);
+  t.equal(mixed[''] ?? 0, 0, 'every connection reached an upstream');
+  t.ok(within4sd(mixed['a']) && within4sd(mixed['tls']), `plain ${mixed['a']} / TLS-originating ${mixed['tls']} of ${n} (1000 ± 89 each accepted)`);
+  t.equal(gw.stat('cluster.outbound|9000||tls.test.upstream_cx_total'), mixed['tls'], 'the TLS cluster counted its connections');
+
+  const port2 = await freePort();
+  const gw2 = await startTestRuntime(t, gatewayYaml(port2, services + split('missing.test')));
+  const half = await run(port2);
+  t.ok(within4sd(half['a']) && within4sd(half['']), `existing ${half['a']} / missing (closed) ${half['']} of ${n} (1000 ± 89 each accepted)`);
+  const lines = await gw2.lines();
+  t.equal(lines.filter((l) => /"- - -" 0 NC /.test(l)).length, half[''], 'each connection to the missing cluster is logged NC');
 });
 
 tt.test('ROUND_ROBIN over endpoint ports by name, and a subset overriding the LB with consistentHash', async (t) => {
