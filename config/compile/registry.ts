@@ -136,7 +136,7 @@ export class Registry {
     for (const dr of resources.destinationRules) {
       if (!visibleTo(dr.spec.exportTo, dr.metadata.namespace, proxyNs)) continue;
       // A DR with workloadSelector applies only to the workloads it selects.
-      if (dr.spec.workloadSelector !== undefined && !labelsSubsetOf(dr.spec.workloadSelector.labels, opts.labels)) continue;
+      if (dr.spec.workloadSelector !== undefined && !labelsSubsetOf((dr.spec.workloadSelector.matchLabels ?? {}), opts.labels)) continue;
       const host = expandHost(dr.spec.host, dr.metadata.namespace);
       pushTo(drIndex.exact, host, dr);
       if (host === '*') drIndex.any.push(dr);

@@ -2,7 +2,8 @@
 // host-name helpers the per-kind and cross-resource rules use.
 
 import { ConfigErrorCode } from '../errors';
-import type { StringMatch } from './types';
+import { isDns1123Label, labelError, wildcardDomainError } from './names';
+import type { Destination, StringMatch } from './types';
 import {
   field, ignore, int, num, obj, port, required, schema, str, strMap,
   type Locator, type ObjectSchema, type Reporter,
@@ -62,15 +63,94 @@ export const STRING_MATCH_OR_PRESENCE = schema('StringMatch', STRING_MATCH_FIELD
 
 export const PORT_SELECTOR = schema('PortSelector', [required('number', port())]);
 
+/** Istio validateSubsetName: subsets are DNS-1123 labels (they become part of cluster names). */
+export function subsetNameError(name: string): string | null {
+  if (name === '') return 'subset name cannot be empty';
+  return isDns1123Label(name) ? null : `subset name is invalid: ${name}`;
+}
+
 export const DESTINATION = schema('Destination', [
   required('host', str()),
   field('subset', str()),
   field('port', obj(PORT_SELECTOR)),
-]);
+], (d: Destination, loc: Locator, r: Reporter) => {
+  // Istio validateDestination.
+  if (d.host === '*') r.error(ConfigErrorCode.INVALID_FIELD, loc.at(d, 'host'), `invalid destination host ${d.host}`);
+  else if (d.host !== undefined) report(r, loc.at(d, 'host'), wildcardDomainError(d.host));
+  if (d.subset !== undefined) report(r, loc.at(d, 'subset'), subsetNameError(d.subset));
+});
+
+/** Reports `message` as an invalid-field error at `path` when there is one. */
+export function report(r: Reporter, path: string, message: string | null): void {
+  if (message !== null) r.error(ConfigErrorCode.INVALID_FIELD, path, message);
+}
+
+/** Kubernetes label syntax for every key and value of a label map (Istio labels.Instance.Validate). */
+export function checkLabels(labels: Readonly<Record<string, string>> | undefined, loc: Locator, r: Reporter): void {
+  if (labels === undefined) return;
+  for (const [k, v] of Object.entries(labels)) report(r, loc.at(labels, k), labelError(k, v));
+}
 
 export const PERCENT = schema('Percent', [field('value', num(0, 100))]);
 
-export const WORKLOAD_SELECTOR = schema('WorkloadSelector', [required('labels', strMap())]);
+/**
+ * Istio's selector rules (ValidateAlphaWorkloadSelector / validateWorkloadSelector): no empty key,
+ * no `*` in a key or value; an empty selector is allowed but selects every workload of the
+ * namespace, which Istio warns about.
+ */
+function selectorCheck(labelsField: 'labels' | 'matchLabels', emptyWarning: string) {
+  return (sel: Record<string, Readonly<Record<string, string>> | undefined>, loc: Locator, r: Reporter): void => {
+    const labels = sel[labelsField];
+    if (loc.wasRejected(sel, labelsField)) return;
+    if (labels === undefined || Object.keys(labels).length === 0) {
+      r.warn(ConfigErrorCode.TRAP, loc.at(sel), emptyWarning);
+      return;
+    }
+    for (const [k, v] of Object.entries(labels)) {
+      const at = loc.at(labels, k);
+      if (k === '') r.error(ConfigErrorCode.INVALID_FIELD, at, `empty key is not supported in selector: "${k}=${v}"`);
+      if (k.includes('*') || v.includes('*')) r.error(ConfigErrorCode.INVALID_FIELD, at, `wildcard is not supported in selector: "${k}=${v}"`);
+    }
+  };
+}
+
+/** ServiceEntry (and Sidecar) selector: networking.v1 WorkloadSelector, `labels`. */
+export const WORKLOAD_SELECTOR = schema('WorkloadSelector', [field('labels', strMap())],
+  selectorCheck('labels', 'workload selector specified without labels: it selects every workload in the namespace'));
+
+/** DestinationRule (and the security kinds) selector: type.v1beta1 WorkloadSelector, `matchLabels`. */
+export const MATCH_LABELS_SELECTOR = schema('WorkloadSelector', [field('matchLabels', strMap())],
+  selectorCheck('matchLabels', 'workload selector specified without labels: it selects every workload in the namespace'));
+
+/**
+ * Istio validateExportTo: no duplicates (`.` is the resource's own namespace), `*` alone,
+ * `~` (ServiceEntry only) alone; a DestinationRule with a workloadSelector is for its own
+ * namespace only.
+ */
+export function checkExportTo(list: readonly (string | null)[] | undefined, namespace: string, holder: object, loc: Locator, r: Reporter,
+  kind: { serviceEntry: boolean; drWithSelector: boolean }): void {
+  if (list === undefined || list.length === 0) return;
+  const E = ConfigErrorCode.INVALID_FIELD;
+  const at = loc.at(holder, 'exportTo');
+  const seen = new Set<string>();
+  list.forEach((e, i) => {
+    if (e === null) return;
+    const key = e === '.' ? namespace : e;
+    if (seen.has(key)) {
+      r.error(E, `${at}[${i}]`, key !== e ? `duplicate entries in exportTo: . and current namespace ${namespace}` : `duplicate entries in exportTo for entry ${e}`);
+      return;
+    }
+    if (e === '~' && !kind.serviceEntry) r.error(E, `${at}[${i}]`, `exportTo ~ (no one) is only allowed on a ServiceEntry`);
+    else if (key !== '*' && key !== '~' && !isDns1123Label(key)) r.error(E, `${at}[${i}]`, `only . or * or namespace names allowed in exportTo, got "${e}"`);
+    else seen.add(key);
+  });
+  if (kind.drWithSelector && seen.size > 0) {
+    if (!seen.has(namespace)) r.error(E, at, 'destination rule with workload selector cannot have exportTo beyond current namespace');
+    else if (seen.size > 1) r.error(E, at, 'destination rule with workload selector cannot have multiple entries in exportTo');
+  }
+  if (seen.has('*') && list.length > 1) r.error(E, at, 'cannot have both public (*) and non-public exportTo values for a resource');
+  if (seen.has('~') && list.length > 1) r.error(E, at, 'cannot export service entry to no one (~) and someone');
+}
 
 export const WEIGHT = int(0, 100);
 

@@ -23,7 +23,7 @@ export type FieldType =
   | { readonly kind: 'number'; readonly min: number; readonly max: number }
   | { readonly kind: 'bool' }
   /** Go/Istio duration string (`1h`, `1.5s`, `500ms`); output in ms, or seconds for `*Secs` fields. */
-  | { readonly kind: 'duration'; readonly unit: 'ms' | 's' }
+  | { readonly kind: 'duration'; readonly unit: 'ms' | 's'; readonly atLeastMs: boolean }
   | { readonly kind: 'enum'; readonly values: readonly string[] }
   /** Port protocol: case-insensitive (Istio's protocol.Parse), output upper case. */
   | { readonly kind: 'protocol' }
@@ -67,7 +67,12 @@ export const port = (): FieldType => PORT;
 const PORT: FieldType = { kind: 'int', min: 1, max: 65535 };
 export const bool = (): FieldType => BOOL;
 const BOOL: FieldType = { kind: 'bool' };
-export const duration = (unit: 'ms' | 's' = 'ms'): FieldType => ({ kind: 'duration', unit });
+export const duration = (unit: 'ms' | 's' = 'ms'): FieldType => ({ kind: 'duration', unit, atLeastMs: false });
+/**
+ * A duration Istio checks with its ValidateDuration (pkg/config/validation/agent): at least 1ms
+ * and a whole number of milliseconds. Most durations of DestinationRule and VirtualService are.
+ */
+export const msDuration = (unit: 'ms' | 's' = 'ms'): FieldType => ({ kind: 'duration', unit, atLeastMs: true });
 export const enumOf = (...values: string[]): FieldType => ({ kind: 'enum', values });
 export const protocol = (): FieldType => ({ kind: 'protocol' });
 export const obj = (schema: ObjectSchema): FieldType => ({ kind: 'object', schema });
@@ -236,6 +241,8 @@ function normaliseValue(raw: unknown, t: FieldType, path: string, loc: Locator, 
     case 'duration': {
       const ns = parseDurationNs(raw);
       if (ns === null) return fail(report, path, `invalid duration ${describe(raw)}; expected e.g. "500ms", "1.5s", "1m", "1h"`);
+      if (t.atLeastMs && ns < 1e6) return fail(report, path, 'duration must be greater than 1ms');
+      if (t.atLeastMs && Math.round(ns) % 1e6 !== 0) return fail(report, path, 'only durations to ms precision are supported');
       return t.unit === 's' ? ns / 1e9 : nsToMs(ns);
     }
     case 'enum':

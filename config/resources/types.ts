@@ -100,8 +100,14 @@ export interface WorkloadEntry {
   readonly serviceAccount?: string;
 }
 
+/** ServiceEntry's selector (networking.v1 WorkloadSelector). `{}` is allowed: it selects every workload. */
 export interface WorkloadSelector {
-  readonly labels: Readonly<Record<string, string>>;
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+/** DestinationRule's selector (type.v1beta1 WorkloadSelector): `matchLabels`, not `labels`. */
+export interface MatchLabelsSelector {
+  readonly matchLabels?: Readonly<Record<string, string>>;
 }
 
 export interface ServiceEntrySpec {
@@ -320,11 +326,32 @@ export interface ConsistentHashLB {
   readonly minimumRingSize?: number;
 }
 
+/** Slow start (Envoy slow_start_config). */
+export interface WarmupConfiguration {
+  readonly durationMs: number;
+  /** 0..100; Envoy's default 10. */
+  readonly minimumPercent?: number;
+  /** >= 0; Envoy's default 1.0 (linear). */
+  readonly aggression?: number;
+}
+
+export interface LocalityLoadBalancerSetting {
+  readonly enabled?: boolean;
+  /** `from` locality (terminal `*` allowed) -> weights per `to` locality, summing to 100. */
+  readonly distribute?: readonly { readonly from?: string; readonly to?: Readonly<Record<string, number>> }[];
+  /** Region -> region. */
+  readonly failover?: readonly { readonly from?: string; readonly to?: string }[];
+  /** Label keys (or key=value) ordering endpoints into priorities. */
+  readonly failoverPriority?: readonly string[];
+}
+
 export interface LoadBalancerSettings {
   readonly simple?: SimpleLB;
   readonly consistentHash?: ConsistentHashLB;
-  readonly localityLbSetting?: Readonly<Record<string, unknown>>;
+  readonly localityLbSetting?: LocalityLoadBalancerSetting;
+  /** Deprecated by Istio for `warmup`. */
   readonly warmupDurationSecs?: number;
+  readonly warmup?: WarmupConfiguration;
 }
 
 export interface ConnectionPoolSettings {
@@ -348,6 +375,8 @@ export interface ConnectionPoolSettings {
 }
 
 export interface OutlierDetection {
+  /** Deprecated by Istio (consecutiveGatewayErrors / consecutive5xxErrors). */
+  readonly consecutiveErrors?: number;
   readonly consecutive5xxErrors?: number;
   readonly consecutiveGatewayErrors?: number;
   readonly splitExternalLocalOriginErrors?: boolean;
@@ -401,5 +430,5 @@ export interface DestinationRuleSpec {
   readonly trafficPolicy?: TrafficPolicy;
   readonly subsets?: readonly Subset[];
   readonly exportTo?: readonly string[];
-  readonly workloadSelector?: WorkloadSelector;
+  readonly workloadSelector?: MatchLabelsSelector;
 }

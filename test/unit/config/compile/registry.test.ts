@@ -69,8 +69,8 @@ t.test('DestinationRule: exact beats every wildcard; longest suffix beats shorte
 t.test('DestinationRule: exportTo and workloadSelector hide rules from the index', async (t) => {
   const reg = new Registry(resources(
     dr('hidden', 'team', { host: 'a.example.com', exportTo: ['.'] }),
-    dr('not-me', 'default', { host: 'a.example.com', workloadSelector: { labels: { app: 'other' } } }),
-    dr('me', 'default', { host: '*.example.com', workloadSelector: { labels: { app: 'sleep' } } }),
+    dr('not-me', 'default', { host: 'a.example.com', workloadSelector: { matchLabels: { app: 'other' } } }),
+    dr('me', 'default', { host: '*.example.com', workloadSelector: { matchLabels: { app: 'sleep' } } }),
   ), SIDECAR);
   t.equal(reg.destinationRuleFor('a.example.com', 'team')?.metadata.name, 'me');
 });

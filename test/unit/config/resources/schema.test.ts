@@ -107,12 +107,12 @@ metadata:
   name: dr
 spec:
   host: a.example.com
-  workloadSelector: {labels: {app: a}}
+  workloadSelector: {matchLabels: {app: a}}
   trafficPolicy:
-    loadBalancer: {consistentHash: {httpHeaderName: x-user, minimumRingSize: 1024}, localityLbSetting: {enabled: true}}
+    loadBalancer: {consistentHash: {httpHeaderName: x-user, ringHash: {minimumRingSize: 1024}}, localityLbSetting: {enabled: true}}
     connectionPool:
       tcp: {maxConnections: 10, connectTimeout: 1s, maxConnectionDuration: 1h, idleTimeout: 1h, tcpKeepalive: {time: 1s}}
-      http: {http1MaxPendingRequests: 1, http2MaxRequests: 2, maxRequestsPerConnection: 3, maxRetries: 4, h2UpgradePolicy: UPGRADE, useClientProtocol: true, maxConcurrentStreams: 5}
+      http: {http1MaxPendingRequests: 1, http2MaxRequests: 2, maxRequestsPerConnection: 3, maxRetries: 4, h2UpgradePolicy: DO_NOT_UPGRADE, useClientProtocol: true, maxConcurrentStreams: 5}
     outlierDetection: {consecutive5xxErrors: 5, consecutiveGatewayErrors: 1, splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 2, baseEjectionTime: 30s, maxEjectionPercent: 10, minHealthPercent: 0}
     tls: {mode: SIMPLE, caCertificates: /ca, insecureSkipVerify: false, subjectAltNames: [s], caCrl: /crl}
     portLevelSettings: [{port: {number: 443}, tls: {mode: MUTUAL, clientCertificate: /c, privateKey: /k}}]
