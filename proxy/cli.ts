@@ -25,8 +25,9 @@ const USAGE = `usage:
              [--prometheus-port 15090|off] [--health-port 15021|off]
              [--audit-log PATH [--audit-log-max-bytes 104857600] [--audit-log-keep 5]]
              [--dns-servers IP[:PORT],...]   DNS clusters: ask these (with TTLs) after /etc/hosts
+             [--network NAME] [--network-gateway NAME=HOST:PORT ...]   multi-network endpoints (S8)
   sluice validate --config PATH ... [--namespace NS] [--role R --labels ..]
-  sluice explain --config PATH ... --role R [--labels ..] (--url URL | --sni HOST --port N | --tcp IP:PORT)
+  sluice explain --config PATH ... --role R [--labels ..] [--network NAME] (--url URL | --sni HOST --port N | --tcp IP:PORT)
   sluice iptables [--proxy-uid 1337] [--outbound-port 15001] [--inbound-port 15006] [--exclude-outbound-cidrs ..]
                   [--exclude-outbound-ports ..] [--inbound-ports '*'|list] [--dry-run] [--clean]
   sluice demo [--once]     a self-contained sidecar -> egress gateway -> external demo on loopback`;
@@ -112,7 +113,23 @@ function role(flags: Flags): Role {
   return r;
 }
 
-const RUN_FLAGS = ['role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port', 'audit-log', 'audit-log-max-bytes', 'audit-log-keep', 'dns-servers'];
+const RUN_FLAGS = ['role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port', 'audit-log', 'audit-log-max-bytes', 'audit-log-keep', 'dns-servers', 'network', 'network-gateway'];
+
+/**
+ * `--network NAME` (Istio's ISTIO_META_NETWORK; for a gateway also its REQUESTED_NETWORK_VIEW) and
+ * `--network-gateway NAME=HOST:PORT` (repeatable; Istio's meshNetworks gateways): which endpoints
+ * this proxy reaches directly and through which gateway it reaches the others.
+ */
+export function networkOptions(flags: Flags): { network: string; networkGateways: Record<string, string[]> } {
+  const networkGateways: Record<string, string[]> = {};
+  for (const v of flags.all('network-gateway')) {
+    const eq = v.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--network-gateway expects NAME=HOST:PORT, got "${v}"`);
+    const { host, port } = parseHostPort(v.slice(eq + 1), 'network-gateway');
+    (networkGateways[v.slice(0, eq)] ??= []).push(`${host}:${port}`);
+  }
+  return { network: flags.get('network') ?? '', networkGateways };
+}
 
 export function runOptionsFrom(flags: Flags): RunOptions {
   const configPaths = flags.all('config');
@@ -135,6 +152,7 @@ export function runOptionsFrom(flags: Flags): RunOptions {
     outboundPort: intFlag(flags, 'outbound-port', 15001, 1),
     inboundPort: intFlag(flags, 'inbound-port', 15006, 1),
     certsDir: flags.get('certs') ?? '/etc/certs',
+    ...networkOptions(flags),
     outboundPolicy: policy as OutboundPolicy,
     accessLog: flags.get('access-log') ?? 'stdout',
     accessLogFormat: format,
@@ -172,7 +190,7 @@ async function cmdRun(argv: string[]): Promise<number> {
 }
 
 function cmdValidate(argv: string[]): number {
-  const flags = parseFlags(argv, ['config', 'namespace', 'role', 'labels', 'outbound-policy', 'certs']);
+  const flags = parseFlags(argv, ['config', 'namespace', 'role', 'labels', 'outbound-policy', 'certs', 'network', 'network-gateway']);
   const paths = flags.all('config');
   if (paths.length === 0) throw new UsageError('--config is required');
   const namespace = flags.get('namespace') ?? 'default';
@@ -184,7 +202,7 @@ function cmdValidate(argv: string[]): number {
     const roles: Role[] = flags.get('role') === undefined ? ['sidecar', 'gateway'] : [role(flags)];
     const seen = new Set(messages.map((m) => m.text));
     for (const r of roles) {
-      const snap = compile(loaded.resources, { role: r, namespace, labels: parseLabels(flags.get('labels')), outboundPolicy: 'ALLOW_ANY', certsDir: flags.get('certs') ?? '/etc/certs' });
+      const snap = compile(loaded.resources, { role: r, namespace, labels: parseLabels(flags.get('labels')), outboundPolicy: 'ALLOW_ANY', certsDir: flags.get('certs') ?? '/etc/certs', ...networkOptions(flags) });
       for (const m of snap.warnings) {
         if (seen.has(m.text)) continue;
         seen.add(m.text);
@@ -201,7 +219,7 @@ function cmdValidate(argv: string[]): number {
 }
 
 function cmdExplain(argv: string[]): number {
-  const flags = parseFlags(argv, ['config', 'namespace', 'role', 'labels', 'outbound-policy', 'certs', 'url', 'sni', 'port', 'tcp']);
+  const flags = parseFlags(argv, ['config', 'namespace', 'role', 'labels', 'outbound-policy', 'certs', 'url', 'sni', 'port', 'tcp', 'network', 'network-gateway']);
   const paths = flags.all('config');
   if (paths.length === 0) throw new UsageError('--config is required');
   const r = role(flags);
@@ -209,7 +227,7 @@ function cmdExplain(argv: string[]): number {
   const loaded = loadPaths(paths, { defaultNamespace: namespace });
   if (loaded.messages.some((m) => m.level === 'error')) throw new ConfigError(loaded.messages);
   const policy = (flags.get('outbound-policy') ?? 'ALLOW_ANY') as OutboundPolicy;
-  const snap = compile(loaded.resources, { role: r, namespace, labels: parseLabels(flags.get('labels')), outboundPolicy: policy, certsDir: flags.get('certs') ?? '/etc/certs' });
+  const snap = compile(loaded.resources, { role: r, namespace, labels: parseLabels(flags.get('labels')), outboundPolicy: policy, certsDir: flags.get('certs') ?? '/etc/certs', ...networkOptions(flags) });
   const target = parseExplainTarget({ url: flags.get('url'), sni: flags.get('sni'), port: flags.get('port'), tcp: flags.get('tcp') });
   if (target === null) throw new UsageError('explain needs --url URL, or --sni HOST --port N, or --tcp IP:PORT');
   process.stdout.write(explain(snap, target).join('\n') + '\n');

@@ -191,6 +191,37 @@ function gatewayHostCause(snap: Snapshot, host: string, port: number, block: 'ht
   return `VirtualService ${bound.map((vs) => `${vs.metadata.namespace}/${vs.metadata.name}`).join(', ')} is bound to ${names.join(', ')} but none of its ${block}: rules applies to this gateway on port ${port} (check match.gateways and match.port)`;
 }
 
+const SNI_FORM = /^outbound_\.(\d+)_\.([^.]*)_\.(.+)$/;
+
+/**
+ * Why an AUTO_PASSTHROUGH server has no chain for `sni` (config/compile/gateway.ts
+ * `autoPassthroughChains` builds them): the SNI is not `outbound_.PORT_.SUBSET_.HOST`, the host
+ * (or the local service a `.global` name maps to) is unknown, external, not covered by the
+ * server's hosts, lacks the port, or no local DestinationRule defines the subset.
+ */
+function autoPassthroughCause(snap: Snapshot, sni: string, port: number): string | null {
+  const servers = serversOnPort(snap, port).filter((r) => r.server.tls?.mode === 'AUTO_PASSTHROUGH');
+  if (servers.length === 0) return null;
+  const m = SNI_FORM.exec(sni);
+  const pre = `AUTO_PASSTHROUGH on port ${port} routes by SNI without a VirtualService`;
+  if (m === null) return `${pre}, and only SNI of the form outbound_.PORT_.SUBSET_.HOST (what an ISTIO_MUTUAL client sends); got ${sni}`;
+  const [, svcPort, subset, host] = m as unknown as [string, string, string, string];
+  const local = host.endsWith('.global') && host.split('.').length === 3 ? host.replace(/\.global$/, '.svc.cluster.local') : null;
+  const entries = snap.resources.serviceEntries;
+  const declares = (h: string) => entries.find((se) => se.spec.hosts.some((x) => x.toLowerCase() === h));
+  const se = (local !== null ? declares(local) : undefined) ?? declares(host);
+  const named = se !== undefined && local !== null && se.spec.hosts.some((x) => x.toLowerCase() === local) ? local : host;
+  const accepted = [...new Set(servers.flatMap((r) => serverDns(r.server)))];
+  if (se === undefined) {
+    return `${pre}; no ServiceEntry here declares ${host}${local !== null ? ` or ${local} (the local service a .global name maps to, as Istio 1.1's tcp_cluster_rewrite)` : ''}`;
+  }
+  if ((se.spec.location ?? 'MESH_EXTERNAL') === 'MESH_EXTERNAL') return `${pre}; ${named} is MESH_EXTERNAL (ServiceEntry ${se.metadata.namespace}/${se.metadata.name}), and only mesh-internal services are reachable this way`;
+  if (!accepted.some((d) => hostCovers(d, host))) return `${pre}; the server hosts (${accepted.join(', ')}) do not cover ${host}`;
+  if (!(se.spec.ports ?? []).some((p) => String(p.number) === svcPort)) return `${pre}; ${named} has no port ${svcPort}`;
+  if (subset !== '') return `${pre}; no DestinationRule of this cluster defines subset "${subset}" for ${named} (subsets resolve against the local DestinationRules)`;
+  return `${pre}; no chain for ${sni}`;
+}
+
 /** A terminating TLS server routes with `tcp:` rules only: find the `tls:` rules that were meant for it. */
 function tlsModeMismatchCause(snap: Snapshot, chain: FilterChain, port: number): string | null {
   if (chain.tls === null || snap.role !== 'gateway') return null;
@@ -281,11 +312,16 @@ function describeCluster(snap: Snapshot, name: string, weight: string, t: Trace,
       t.line('endpoints', c.endpoints.map((e) => `${e.address}:${e.port}` + (Object.keys(e.labels).length ? ` ${JSON.stringify(e.labels)}` : '')).join(', ') + (c.type === 'STRICT_DNS' || c.type === 'LOGICAL_DNS' ? ' (resolved by DNS at run time)' : ''));
     }
   }
-  t.line('tls', c.tls === null ? 'none (plaintext to the upstream)' : `originate ${c.tls.mode}, sni ${c.tls.sni ?? (c.tls.autoSni ? '(from Host)' : '(none)')}, ca ${c.tls.caFile ?? 'system roots'}${c.tls.insecureSkipVerify ? ', verification OFF' : ''}${c.tls.alpn.length ? ', alpn ' + c.tls.alpn.join(',') : ''}`);
+  const passedThrough = c.tls === null && c.sniName === c.name;
+  if (passedThrough) t.line('passthru', `AUTO_PASSTHROUGH: the SNI names this cluster; the client's TLS goes to ${c.host} untouched`);
+  t.line('tls', passedThrough ? 'none originated (the client\'s mTLS is relayed as is)' : c.tls === null ? 'none (plaintext to the upstream)' : `originate ${c.tls.mode}, sni ${c.tls.sni ?? (c.tls.autoSni ? '(from Host)' : '(none)')}, ca ${c.tls.caFile ?? 'system roots'}${c.tls.insecureSkipVerify ? ', verification OFF' : ''}${c.tls.alpn.length ? ', alpn ' + c.tls.alpn.join(',') : ''}`);
 }
 
 function explainTcp(snap: Snapshot, chain: FilterChain, filter: TcpProxy, dstIp: string, sni: string | null, port: number, t: Trace, live: LiveClusters | undefined): void {
   t.line('tcp', `tcp_proxy, stats tcp.${filter.statPrefix}.`);
+  if (sni !== null && /\.global$/.test(sni) && filter.routes.length === 1 && !filter.statPrefix.endsWith('.global') && filter.statPrefix.startsWith('outbound_.')) {
+    t.line('rewrite', `${sni} -> ${filter.statPrefix} (.global -> .svc.cluster.local, Istio 1.1's tcp_cluster_rewrite)`);
+  }
   const route = findTcpRoute(filter.routes, { dstIp, remoteIp: '0.0.0.0', sni });
   if (route === null) {
     t.line('route', `none of ${filter.routes.length} TCP/TLS route(s) matches`);
@@ -378,7 +414,7 @@ function explainListener(snap: Snapshot, listener: Listener, target: ExplainTarg
   if (chain === null) {
     t.line('chain', 'none matches');
     const cause = snap.role === 'gateway'
-      ? (sni !== null ? gatewayHostCause(snap, sni, port, 'tls') : `no Gateway server on port ${port} accepts ${isTls ? 'TLS without SNI' : 'plain text'}`)
+      ? (sni !== null ? autoPassthroughCause(snap, sni, port) ?? gatewayHostCause(snap, sni, port, 'tls') : `no Gateway server on port ${port} accepts ${isTls ? 'TLS without SNI' : 'plain text'}`)
       : `no filter chain of ${listener.name} accepts ${sni !== null ? 'SNI ' + sni : isTls ? 'TLS without SNI' : 'plain text'}`;
     t.fail(null, 'NR', 'filter_chain_not_found', cause);
     return;

@@ -49,6 +49,9 @@ export interface RunOptions {
   readonly outboundPort: number;
   readonly inboundPort: number;
   readonly certsDir: string;
+  /** `--network`, `--network-gateway`: the split-horizon view (config/compile/registry.ts). */
+  readonly network?: string;
+  readonly networkGateways?: Readonly<Record<string, readonly string[]>>;
   readonly outboundPolicy: OutboundPolicy;
   readonly accessLog: string;
   readonly accessLogFormat: 'istio' | 'envoy' | 'json';
@@ -119,7 +122,10 @@ export class Runtime {
 
   private compileOptions(): CompileOptions {
     const o = this.options;
-    return { role: o.role, namespace: o.namespace, labels: o.labels, outboundPolicy: o.outboundPolicy, certsDir: o.certsDir };
+    return {
+      role: o.role, namespace: o.namespace, labels: o.labels, outboundPolicy: o.outboundPolicy, certsDir: o.certsDir,
+      network: o.network, networkGateways: o.networkGateways,
+    };
   }
 
   /** Load + compile; throws ConfigError with all messages when anything is wrong. */

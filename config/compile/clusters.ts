@@ -7,7 +7,7 @@ import type { DestinationRule, ServicePort } from '../resources/types';
 import type { Cluster, DiscoveryType, Endpoint, Role } from './snapshot';
 import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER } from './snapshot';
 import { ConfigErrorCode } from '../errors';
-import { clusterName, sniName } from './names';
+import { clusterName, isClusterLocalHost, sniName } from './names';
 import { labelsSubsetOf } from './hosts';
 import { DEFAULT_DNS_REFRESH_MS, lbPolicy, mergeTrafficPolicy, poolSettings, upstreamTls } from './traffic-policy';
 import type { Registry, Service } from './registry';
@@ -30,7 +30,40 @@ interface EndpointSet {
   readonly emptyReason: string | null;
 }
 
-function serviceEndpoints(svc: Service, port: ServicePort, type: DiscoveryType): EndpointSet {
+/**
+ * Split-horizon endpoints (Istio `EndpointsByNetworkFilter`, the multicluster-gateways setup of seed
+ * S8): a proxy keeps the endpoints of its own network; each other network's endpoints are replaced
+ * by that network's gateways (`networkGateways`, Istio's meshNetworks), or dropped when none is
+ * known. So a ServiceEntry listing a remote gateway (`network: external`) and the local egress
+ * gateway sends everything from a sidecar through the egress gateway, never half of it straight
+ * out; the egress gateway, run with `--network external`, sees only the remote gateway.
+ */
+function networkView(reg: Registry, svc: Service, all: readonly Endpoint[]): EndpointSet {
+  const own = reg.opts.network ?? '';
+  const out: Endpoint[] = [];
+  const foreign = new Map<string, number>();
+  for (const e of all) {
+    if (e.network === own) out.push(e);
+    else foreign.set(e.network, (foreign.get(e.network) ?? 0) + e.weight);
+  }
+  if (foreign.size === 0) return { endpoints: all, emptyReason: null };
+  const unreachable: string[] = [];
+  for (const [network, weight] of foreign) {
+    const gws = reg.opts.networkGateways?.[network] ?? [];
+    if (gws.length === 0) unreachable.push(network === '' ? '(default)' : network);
+    for (const gw of gws) {
+      const colon = gw.lastIndexOf(':');
+      out.push({ address: gw.slice(0, colon), port: Number(gw.slice(colon + 1)), labels: {}, weight, locality: '', network });
+    }
+  }
+  if (out.length > 0) return { endpoints: out, emptyReason: null };
+  return {
+    endpoints: [],
+    emptyReason: `every endpoint of ${svc.host} is on another network (${unreachable.join(', ')}) than this proxy's (${own === '' ? 'the default network' : own}) and no gateway is known for it: run the proxy with --network NAME (Istio's REQUESTED_NETWORK_VIEW) or --network-gateway NAME=ADDRESS:PORT`,
+  };
+}
+
+function serviceEndpoints(reg: Registry, svc: Service, port: ServicePort, type: DiscoveryType): EndpointSet {
   if (type === 'ORIGINAL_DST') return { endpoints: [], emptyReason: null };
   if (svc.resolution === 'NONE' || svc.resolution === 'DYNAMIC_DNS') {
     return { endpoints: [], emptyReason: `resolution ${svc.resolution} on a gateway: no endpoints (Istio falls back to EDS, not passthrough)` };
@@ -48,7 +81,7 @@ function serviceEndpoints(svc: Service, port: ServicePort, type: DiscoveryType):
       network: we.network ?? '',
     });
   }
-  if (out.length > 0) return { endpoints: out, emptyReason: null };
+  if (out.length > 0) return networkView(reg, svc, out);
   if ((svc.resolution === 'DNS' || svc.resolution === 'DNS_ROUND_ROBIN') && !svc.host.startsWith('*')) {
     // DNS without endpoints resolves the host itself (service_entry.proto `resolution`).
     return { endpoints: [{ address: svc.host, port: defaultPort, labels: {}, weight: 1, locality: '', network: '' }], emptyReason: null };
@@ -64,7 +97,7 @@ function buildCluster(
   withTls: boolean,
 ): Cluster {
   const type = discoveryType(svc, reg.opts.role);
-  const base = serviceEndpoints(svc, port, type);
+  const base = serviceEndpoints(reg, svc, port, type);
   const subset = subsetIndex >= 0 ? dr!.spec.subsets![subsetIndex]! : null;
   let endpoints = base.endpoints;
   let emptyReason = base.emptyReason;
@@ -137,12 +170,28 @@ export function buildClusters(reg: Registry): Map<string, Cluster> {
 /**
  * AUTO_PASSTHROUGH "SNI-DNAT" clusters (ENVOY-ISTIO.md §4, Istio `buildOutboundSniDnatClusters`):
  * named by the SNI string, same endpoints as the outbound cluster, no TLS origination: the
- * client's mTLS bytes are passed through untouched. Built only for MESH_INTERNAL services.
+ * client's mTLS bytes are passed through untouched. Built only for MESH_INTERNAL services. Subsets
+ * are this proxy's DestinationRules' (null when none defines `subsetName`).
+ *
+ * A gateway never forwards to itself: an endpoint that is a Kubernetes service of this cluster on
+ * the listener's own port (the seed's S8 lists `istio-egressgateway.istio-system.svc.cluster.local`
+ * port 15443 beside the remote gateway) is this gateway or a replica of it, and connecting there
+ * would loop; it is dropped with a warning.
  */
-export function sniDnatCluster(reg: Registry, svc: Service, port: ServicePort, subsetName: string): Cluster | null {
+export function sniDnatCluster(reg: Registry, svc: Service, port: ServicePort, subsetName: string, listenerPort: number): Cluster | null {
   const dr = reg.destinationRuleFor(svc.host, svc.entry.metadata.namespace);
   const index = subsetName === '' ? -1 : (dr?.spec.subsets ?? []).findIndex((s) => s.name === subsetName);
   if (subsetName !== '' && index < 0) return null;
   const name = sniName(port.number, subsetName, svc.host);
-  return buildCluster(reg, svc, port, dr, index, name, name, false);
+  const c = buildCluster(reg, svc, port, dr, index, name, name, false);
+  const endpoints = c.endpoints.filter((e) => !(e.port === listenerPort && isClusterLocalHost(e.address) && reg.servicesByHost.has(e.address)));
+  if (endpoints.length === c.endpoints.length) return c;
+  // The gateway's own Service on its own port: nothing to say, it is simply not a destination.
+  if (!c.endpoints.some((e) => e.address === svc.host)) reg.warn(ConfigErrorCode.TRAP, svc.entry, 'spec.endpoints',
+    `endpoint ${c.endpoints.find((e) => !endpoints.includes(e))!.address}:${listenerPort} of ${svc.host} is a service of this cluster on this gateway's own port ${listenerPort}: the gateway would connect to itself, so ${name} leaves it out` +
+    (endpoints.length === 0 ? ' and has no endpoints (503 UH); run this gateway with --network NAME so that it sees the remote network\'s endpoints (Istio REQUESTED_NETWORK_VIEW)' : ''));
+  return {
+    ...c, endpoints,
+    emptyReason: endpoints.length > 0 ? null : `the only endpoints of ${svc.host} are this gateway itself (a service of this cluster on port ${listenerPort}); run the gateway with --network NAME to see the remote network's endpoints`,
+  };
 }

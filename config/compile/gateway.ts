@@ -12,7 +12,7 @@ import type { Gateway, Server, ServerTlsSettings, TlsProtocolVersion } from '../
 import type { Cluster, DownstreamTls, FilterChain, Listener, Route, TcpRoute, VirtualHost } from './snapshot';
 import { ConfigErrorCode } from '../errors';
 import {
-  gatewayPlainRouteName, gatewayTlsRouteName, httpStatPrefix, listenerName, WILDCARD_ADDRESS,
+  gatewayPlainRouteName, gatewayTlsRouteName, globalAliasOf, httpStatPrefix, listenerName, sniName, WILDCARD_ADDRESS,
 } from './names';
 import { buildHostSet, hostCovers, hostsOverlap, labelsSubsetOf, narrowerHost } from './hosts';
 import { buildHttpRoutes } from './http-routes';
@@ -21,7 +21,7 @@ import { buildTcpRoutes, buildTlsMatches, singleClusterRoute, tcpProxy } from '.
 import { needsInspection } from './sidecar';
 import { sniDnatCluster } from './clusters';
 import { workloadCerts } from './traffic-policy';
-import type { BoundVirtualService, Registry } from './registry';
+import type { BoundVirtualService, Registry, Service } from './registry';
 
 const HTTP_PROTOCOLS = new Set(['HTTP', 'HTTP2', 'GRPC', 'GRPC-WEB', 'HTTP_PROXY']);
 const TERMINATING = new Set(['SIMPLE', 'MUTUAL', 'ISTIO_MUTUAL', 'OPTIONAL_MUTUAL']);
@@ -143,28 +143,54 @@ function tcpRoutesFor(reg: Registry, ref: ServerRef, port: number): TcpRoute[] {
 
 const ANY_MATCH = { serverNames: null, transport: 'any', applicationProtocols: null, destinationPrefixes: null } as const;
 
-function autoPassthroughChains(reg: Registry, ref: ServerRef, name: string, extraClusters: Map<string, Cluster>): FilterChain[] {
-  const chains: FilterChain[] = [];
+/**
+ * AUTO_PASSTHROUGH (ENVOY-ISTIO.md §4): one chain per SNI `outbound_.PORT_.SUBSET_.HOST`, its
+ * cluster named by that SNI, no VirtualService. HOST is either a service here whose host the
+ * server's hosts cover (`*.local` -> `httpbin.bar.svc.cluster.local`), or the `.global` name of a
+ * local Kubernetes service when the server's hosts cover that name (`*.global`): the connection
+ * goes to the local service's cluster, as Istio 1.1's `tcp_cluster_rewrite` (`.global` ->
+ * `.svc.cluster.local`) did, so subsets are the local DestinationRules'. A ServiceEntry declaring
+ * the `.global` host itself (cluster1's egress gateway in S8) is routed as written, unless a local
+ * service claims the name through the rewrite (the rewrite ran on every connection in 1.1).
+ */
+function autoPassthroughChains(reg: Registry, ref: ServerRef, name: string, port: number, extraClusters: Map<string, Cluster>): FilterChain[] {
   const hosts = serverHosts(ref);
+  const covered = (svc: Service, host: string): boolean =>
+    hosts.some((h) => (h.ns === '*' || h.ns === svc.entry.metadata.namespace) && hostCovers(h.dns, host));
+  /** SNI -> cluster, in the order chains are built. */
+  const bySni = new Map<string, Cluster>();
+  const rewritten = new Set<string>();
   for (const svc of reg.services) {
     // SNI-DNAT is built only for mesh-internal services (§3.5 `location`, §4).
     if (svc.location === 'MESH_EXTERNAL') continue;
-    if (!hosts.some((h) => (h.ns === '*' || h.ns === svc.entry.metadata.namespace) && hostCovers(h.dns, svc.host))) continue;
+    const alias = globalAliasOf(svc.host);
+    const direct = covered(svc, svc.host);
+    const viaAlias = alias !== null && covered(svc, alias);
+    if (!direct && !viaAlias) continue;
     const dr = reg.destinationRuleFor(svc.host, svc.entry.metadata.namespace);
     const subsets = ['', ...(dr?.spec.subsets ?? []).map((s) => s.name)];
     for (const p of svc.ports) {
       for (const subset of subsets) {
-        const c = sniDnatCluster(reg, svc, p, subset);
+        const c = sniDnatCluster(reg, svc, p, subset, port);
         if (c === null) continue;
         extraClusters.set(c.name, c);
-        chains.push({
-          name: `${name}|${c.name}`,
-          match: { serverNames: buildHostSet([c.name]), transport: 'tls', applicationProtocols: null, destinationPrefixes: null },
-          tls: null,
-          filter: tcpProxy([singleClusterRoute(c.name, c.name, null)], c.name),
-        });
+        if (direct && !rewritten.has(c.name)) bySni.set(c.name, c);
+        if (viaAlias) {
+          const sni = sniName(p.number, subset, alias);
+          bySni.set(sni, c);
+          rewritten.add(sni);
+        }
       }
     }
+  }
+  const chains: FilterChain[] = [];
+  for (const [sni, c] of bySni) {
+    chains.push({
+      name: `${name}|${sni}`,
+      match: { serverNames: buildHostSet([sni]), transport: 'tls', applicationProtocols: null, destinationPrefixes: null },
+      tls: null,
+      filter: tcpProxy([singleClusterRoute(c.name, c.name, null)], c.name),
+    });
   }
   return chains;
 }
@@ -238,7 +264,7 @@ export function buildGatewayListeners(reg: Registry, extraClusters: Map<string, 
           plainTcp.push(...tcp);
         }
       } else {
-        tlsChains.push(...autoPassthroughChains(reg, ref, name, extraClusters));
+        tlsChains.push(...autoPassthroughChains(reg, ref, name, port, extraClusters));
       }
     }
 
@@ -253,7 +279,9 @@ export function buildGatewayListeners(reg: Registry, extraClusters: Map<string, 
       });
     }
     if (hasPlainTcp) chains.push({ name: `${name}|tcp`, match: ANY_MATCH, tls: null, filter: tcpProxy(plainTcp, statPrefix) });
-    const allHttp = chains.every((c) => c.filter.kind === 'http');
+    // A port with no chain at all (AUTO_PASSTHROUGH with nothing to route) closes every
+    // connection: it is not an HTTP listener.
+    const allHttp = chains.length > 0 && chains.every((c) => c.filter.kind === 'http');
     const allTcp = chains.every((c) => c.filter.kind === 'tcp');
     out.set(name, {
       name, address: WILDCARD_ADDRESS, port,

@@ -69,6 +69,7 @@ export function snapshotVersion(resources: Resources, opts: CompileOptions): str
   h.value({
     resources, role: opts.role, namespace: opts.namespace, labels: opts.labels,
     outboundPolicy: opts.outboundPolicy, certsDir: opts.certsDir,
+    network: opts.network, networkGateways: opts.networkGateways,
   });
   return h.digest();
 }

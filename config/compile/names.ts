@@ -72,6 +72,24 @@ export function resolveGatewayName(name: string, vsNamespace: string): string {
 }
 
 /**
+ * The `.global` name of a local Kubernetes service (`httpbin.bar.svc.cluster.local` ->
+ * `httpbin.bar.global`), null for any other host. Istio 1.1-1.7's multicluster gateways mapped the
+ * one to the other on port 15443 with `tcp_cluster_rewrite` (`cluster_pattern: "\\.global$"`,
+ * `cluster_replacement: ".svc.cluster.local"`): a remote cluster names the service `.global`, the
+ * gateway routes it to the local one.
+ */
+export function globalAliasOf(host: string): string | null {
+  if (!host.endsWith(CLUSTER_SUFFIX)) return null;
+  const parts = host.slice(0, -CLUSTER_SUFFIX.length).split('.');
+  return parts.length === 2 ? `${parts[0]}.${parts[1]}.global` : null;
+}
+
+/** A host of a Kubernetes service of this cluster (`*.svc.cluster.local`). */
+export function isClusterLocalHost(host: string): boolean {
+  return host.endsWith(CLUSTER_SUFFIX);
+}
+
+/**
  * Extra Host header spellings that reach a Kubernetes-style service: `name.ns.svc`, `name.ns`,
  * and bare `name` from the same namespace (Istio `generateVirtualHostDomains`).
  */

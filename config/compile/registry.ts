@@ -16,6 +16,14 @@ export interface CompileOptions {
   readonly labels: Readonly<Record<string, string>>;
   readonly outboundPolicy: OutboundPolicy;
   readonly certsDir: string;
+  /**
+   * The proxy's network (`--network`, Istio's ISTIO_META_NETWORK / REQUESTED_NETWORK_VIEW); absent
+   * = '' (the default network). Endpoints on another network are reached through that network's
+   * gateway (`networkGateways`), or not at all (clusters.ts `networkView`).
+   */
+  readonly network?: string;
+  /** Gateways of other networks, as Istio's meshNetworks: network name -> `address:port` list. */
+  readonly networkGateways?: Readonly<Record<string, readonly string[]>>;
 }
 
 /** One host of one visible ServiceEntry (Istio builds one model.Service per host). */

@@ -293,3 +293,24 @@ t.test('the other samples: S2m, S3, S5, S6, S7, S8, S9 give the path their scena
   }
   t.same(forwarded(explainDetailed(sampleSnap('s9', { role: 'sidecar' }), url('http://httpbin.bar.global:8000/ip'))), ['outbound|8000|beta|httpbin.bar.global'], 'S9 sidecar: the versioned subset');
 });
+
+t.test('S7-S9 gateways: AUTO_PASSTHROUGH by SNI, the .global rewrite, local subsets, the egress gateway\'s network', async (t) => {
+  const ingress = sampleSnap('s7/cluster2', { role: 'gateway', labels: { istio: 'ingressgateway' } });
+  const s7 = explainDetailed(ingress, sni('outbound_.8000_._.httpbin.bar.global', 15443));
+  t.same(s7.clusters, ['outbound_.8000_._.httpbin.bar.svc.cluster.local'], 'S7: the .global name maps to the local service');
+  t.match(s7.lines.join('\n'), /listener:  0\.0\.0\.0_15443 \(tcp, reads the TLS ClientHello\)[^]*rewrite:   outbound_\.8000_\._\.httpbin\.bar\.global -> outbound_\.8000_\._\.httpbin\.bar\.svc\.cluster\.local[^]*mTLS is relayed as is/);
+  t.same(explainDetailed(ingress, sni('outbound_.8000_.beta_.httpbin.bar.global', 15443)).clusters, ['outbound_.8000_.beta_.httpbin.bar.svc.cluster.local'], 'S9: subset beta from cluster2\'s DestinationRule');
+  const unknown = explainDetailed(ingress, sni('outbound_.8000_.v7_.httpbin.bar.global', 15443));
+  t.equal(unknown.outcome.flag, 'NR');
+  t.match(unknown.outcome.cause, /AUTO_PASSTHROUGH on port 15443 .*no DestinationRule of this cluster defines subset "v7" for httpbin\.bar\.svc\.cluster\.local/);
+  t.notMatch(unknown.outcome.cause, /only a VirtualService bound/, 'not the VirtualService story: AUTO_PASSTHROUGH needs none');
+  const egress = (network: string) => {
+    const ns = 'istio-system';
+    const r = loadPaths([path.join(SAMPLES, 's8')], { defaultNamespace: ns });
+    return compile(r.resources, { role: 'gateway', namespace: ns, labels: { istio: 'egressgateway' }, outboundPolicy: 'ALLOW_ANY', certsDir: '/etc/certs', network });
+  };
+  const s8 = explainDetailed(egress('external'), sni('outbound_.8000_._.httpbin.bar.global', 15443));
+  t.same(s8.clusters, ['outbound_.8000_._.httpbin.bar.global']);
+  t.match(s8.lines.join('\n'), /endpoints: 198\.18\.7\.10:15443 /, 'S8 egress gateway (--network external): the remote gateway, not itself');
+  t.match(explainDetailed(egress(''), sni('outbound_.8000_._.httpbin.bar.global', 15443)).outcome.cause, /only endpoints of httpbin\.bar\.global are this gateway itself/);
+});

@@ -12,7 +12,7 @@ const api = (extra: Partial<ServiceEntry['spec']> = {}) => se('api', 'default', 
   resolution: 'STATIC',
   endpoints: [
     { address: '198.18.10.1', labels: { version: 'v1' }, locality: 'eu/west/a', weight: 3 },
-    { address: '198.18.10.2', labels: { version: 'v2' }, ports: { https: 9443 }, network: 'n2' },
+    { address: '198.18.10.2', labels: { version: 'v2' }, ports: { https: 9443 } },
   ],
   ...extra,
 });
@@ -29,8 +29,11 @@ t.test('defaults: LEAST_REQUEST, 10s connect, 1h idle, MaxUint32 breakers, no TL
   t.equal(c.protocol, 'HTTP');
   t.same(c.endpoints, [
     { address: '198.18.10.1', port: 80, labels: { version: 'v1' }, weight: 3, locality: 'eu/west/a', network: '' },
-    { address: '198.18.10.2', port: 80, labels: { version: 'v2' }, weight: 1, locality: '', network: 'n2' },
+    { address: '198.18.10.2', port: 80, labels: { version: 'v2' }, weight: 1, locality: '', network: '' },
   ]);
+  // Another network's endpoint is not reached directly (test/unit/config/compile/multicluster.test.ts).
+  const split = compile(resources(api({ endpoints: [{ address: '198.18.10.1' }, { address: '198.18.10.2', network: 'n2' }] })), SIDECAR);
+  t.same(split.clusters.get('outbound|80||api.example.com')!.endpoints.map((e) => e.address), ['198.18.10.1']);
 });
 
 t.test('connection pool limits of 0 mean the default, as Istio applies only values > 0', async (t) => {
