@@ -2,14 +2,15 @@
 // cannot be captured by iptables (no root, e.g. `npm start`'s demo, or `http_proxy=` setups) send
 // absolute-form requests (`GET http://edition.cnn.com/politics HTTP/1.1`). Each request is routed
 // exactly as a captured one would be: by the URI's port to the sidecar's `0.0.0.0_<port>` HTTP
-// listener, then by Host. Unknown ports use the catch-all (allow_any / block_all). CONNECT is not
-// supported (HTTPS through this listener is refused).
+// listener, then by Host. Unknown ports use the catch-all (allow_any / block_all). CONNECT host:port
+// opens a tunnel routed as a captured connection to host:port would be (l7/connect.ts).
 
 import http from 'node:http';
 import type net from 'node:net';
 import type { HttpConnectionManager } from '../../config/compile/snapshot';
 import type { ProxyContext } from '../context';
-import { DownstreamInfo, routeRequest } from '../l7/http-connection';
+import { serveConnect } from '../l7/connect';
+import { DownstreamInfo, createHttpServer, routeRequest } from '../l7/http-connection';
 import { bareIp, formatSocketAddress, trackDownstream } from './connection-stats';
 import { dataPortListenOptions } from './listen-options';
 
@@ -23,6 +24,10 @@ export class HttpProxyListener {
     this.port = port;
     this.server = http.createServer({ requireHostHeader: false, noDelay: true, keepAlive: true }, (req, res) => this.onRequest(req, res));
     this.server.on('connection', (socket: net.Socket) => trackDownstream(socket, ctx.listenerStatsFor('0.0.0.0_' + port)));
+    const tunnelHttp = createHttpServer(ctx);
+    this.server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+      serveConnect(ctx, req, socket, head, { remoteIp: bareIp(socket.remoteAddress), remoteAddress: formatSocketAddress(socket.remoteAddress, socket.remotePort) }, tunnelHttp);
+    });
   }
 
   listen(host: string): Promise<number> {
