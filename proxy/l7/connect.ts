@@ -17,10 +17,10 @@
 
 import type http from 'node:http';
 import type net from 'node:net';
-import type { FilterChain, Snapshot } from '../../config/compile/snapshot';
-import { findListener, findTcpRoute, findVirtualHost, selectChain, type ChainInput } from '../../config/compile/lookup';
+import type { FilterChain, Snapshot, TcpProxy, TcpRoute } from '../../config/compile/snapshot';
+import { findListener, findTcpRoute, findVirtualHost, pickCluster, selectChain, type ChainInput } from '../../config/compile/lookup';
 import type { ProxyContext } from '../context';
-import { proxyTcp, proxyTcpToCluster, type L4Info } from '../l4/tcp-proxy';
+import { proxyTcp, type L4Info, type TcpPlan } from '../l4/tcp-proxy';
 import { recordFor } from '../observe/access-log-record';
 import { DownstreamInfo, handOverHttp } from './http-connection';
 import { parseRequestTarget, splitAuthority } from './request-target';
@@ -42,7 +42,7 @@ class ConnectChainQuery implements ChainInput {
 
 /** How a CONNECT to host:port is served on this snapshot. */
 export type ConnectDecision =
-  | { readonly kind: 'tcp'; readonly chain: FilterChain }
+  | { readonly kind: 'tcp'; readonly filter: TcpProxy; readonly route: TcpRoute }
   | { readonly kind: 'http'; readonly chain: FilterChain }
   | { readonly kind: 'catch-all'; readonly cluster: string }
   | { readonly kind: 'refused' };
@@ -56,7 +56,7 @@ export function decideConnect(snapshot: Snapshot, host: string, port: number, re
   if (chain !== null && chain.filter.kind === 'tcp') {
     const route = findTcpRoute(chain.filter.routes, { sni: host, dstIp, remoteIp });
     const catchAll = route === null || route.clusters.entries.every((e) => e.cluster === snapshot.catchAll.tcpCluster);
-    if (!catchAll) return { kind: 'tcp', chain };
+    if (!catchAll) return { kind: 'tcp', filter: chain.filter, route: route! };
   } else if (chain !== null && chain.filter.kind === 'http') {
     const vh = findVirtualHost(chain.filter.routeConfig, host + ':' + port);
     if (vh !== null && vh !== snapshot.catchAll.httpHost) return { kind: 'http', chain };
@@ -91,15 +91,17 @@ export function serveConnect(ctx: ProxyContext, req: http.IncomingMessage, socke
   };
   socket.write(ESTABLISHED);
   const early = head.length > 0 ? head : null;
+  // The one TCP decision (as listener/tcp-plan.ts makes it for accepted connections): route, then
+  // the weighted cluster pick; l4 executes it.
   if (decision.kind === 'catch-all') {
-    proxyTcpToCluster(ctx, socket, early, decision.cluster, l4);
+    proxyTcp(ctx, socket, early, planFor(ctx, decision.cluster, decision.cluster, null), l4);
+    return;
+  }
+  if (decision.kind === 'tcp') {
+    proxyTcp(ctx, socket, early, planFor(ctx, decision.filter.statPrefix, pickCluster(decision.route.clusters, Math.random()), decision.route.name), l4);
     return;
   }
   const f = decision.chain.filter;
-  if (f.kind === 'tcp') {
-    proxyTcp(ctx, socket, early, f, l4);
-    return;
-  }
   if (f.kind !== 'http') return;
   if (early !== null) socket.unshift(early);
   handOverHttp(httpServer, socket, new DownstreamInfo({
@@ -116,6 +118,10 @@ export function serveConnect(ctx: ProxyContext, req: http.IncomingMessage, socke
     absoluteForm: false,
   }));
   socket.resume();
+}
+
+function planFor(ctx: ProxyContext, statPrefix: string, clusterName: string, routeName: string | null): TcpPlan {
+  return { statPrefix, routeName, clusterName, cluster: ctx.clusters.get(clusterName) };
 }
 
 function refuse(ctx: ProxyContext, socket: net.Socket, client: ConnectClient, authority: string, status: number, text: string, flags: string, details: string): void {
