@@ -5,14 +5,14 @@
 // 2 usage error.
 
 import cluster from 'node:cluster';
-import os from 'node:os';
 import type { OutboundPolicy, Role } from '../config/compile/snapshot';
 import { ConfigError } from '../config/errors';
 import { validatePaths } from '../config/validate';
 import { loadPaths } from '../config/resources/load';
 import { compile } from '../config/compile/index';
 import { runIptablesCommand } from './iptables/command';
-import { Runtime, type RunOptions } from './runtime';
+import { DEFAULT_DRAIN_MS, Runtime, type RunOptions } from './runtime';
+import { defaultConcurrency } from './workers/cpu-limit';
 import { runDemo } from './demo';
 import { explain, parseExplainTarget } from './explain';
 import { DEFAULT_AUDIT_KEEP, DEFAULT_AUDIT_MAX_BYTES } from './observe/audit-log';
@@ -21,11 +21,12 @@ const USAGE = `usage:
   sluice run --role sidecar|gateway --config PATH [--config PATH ...] [--namespace NS] [--labels k=v,...]
              [--admin HOST:PORT] [--outbound-port 15001] [--inbound-port 15006] [--certs DIR]
              [--outbound-policy ALLOW_ANY|REGISTRY_ONLY] [--access-log stdout|off|PATH]
-             [--access-log-format istio|envoy|json] [--concurrency N (default: cores)] [--http-proxy-port PORT] [--no-capture]
+             [--access-log-format istio|envoy|json] [--concurrency N (default: the cgroup CPU limit, else cores)] [--http-proxy-port PORT] [--no-capture]
              [--prometheus-port 15090|off] [--health-port 15021|off]
              [--audit-log PATH [--audit-log-max-bytes 104857600] [--audit-log-keep 5]]
              [--dns-servers IP[:PORT],...]   DNS clusters: ask these (with TTLs) after /etc/hosts
              [--network NAME] [--network-gateway NAME=HOST:PORT ...]   multi-network endpoints (S8)
+             [--drain-duration 5s]   on SIGTERM: readiness 503, keep serving this long, then exit 0
   sluice validate --config PATH ... [--namespace NS] [--role R --labels ..]
   sluice explain --config PATH ... --role R [--labels ..] [--network NAME] (--url URL | --sni HOST --port N | --tcp IP:PORT)
   sluice iptables [--proxy-uid 1337] [--outbound-port 15001] [--inbound-port 15006] [--exclude-outbound-cidrs ..]
@@ -83,6 +84,14 @@ function intFlag(flags: Flags, name: string, dflt: number, min = 0, max = 65535)
   return n;
 }
 
+/** A Go-style duration as Istio writes terminationDrainDuration: `5s`, `500ms`, `1m`; a bare number is seconds. */
+export function parseDurationMs(s: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(s.trim());
+  const ms = m === null ? NaN : Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
+  if (!(ms >= 0 && ms <= 3_600_000)) throw new UsageError(`--${flag} expects a duration such as 5s, 500ms or 1m (at most 1h), got "${s}"`);
+  return Math.round(ms);
+}
+
 function optionalPort(flags: Flags, name: string, dflt: number | null): number | null {
   const v = flags.get(name);
   if (v === 'off') return null;
@@ -113,7 +122,7 @@ function role(flags: Flags): Role {
   return r;
 }
 
-const RUN_FLAGS = ['role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port', 'audit-log', 'audit-log-max-bytes', 'audit-log-keep', 'dns-servers', 'network', 'network-gateway'];
+const RUN_FLAGS = ['role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port', 'audit-log', 'audit-log-max-bytes', 'audit-log-keep', 'dns-servers', 'network', 'network-gateway', 'drain-duration'];
 
 /**
  * `--network NAME` (Istio's ISTIO_META_NETWORK; for a gateway also its REQUESTED_NETWORK_VIEW) and
@@ -162,8 +171,10 @@ export function runOptionsFrom(flags: Flags): RunOptions {
       maxBytes: intFlag(flags, 'audit-log-max-bytes', DEFAULT_AUDIT_MAX_BYTES, 1, Number.MAX_SAFE_INTEGER),
       keep: intFlag(flags, 'audit-log-keep', DEFAULT_AUDIT_KEEP, 0, 1000),
     },
-    // DESIGN.md: default = number of cores, as Envoy's --concurrency.
-    concurrency: intFlag(flags, 'concurrency', os.availableParallelism(), 1, 256),
+    // DESIGN.md: default = number of cores, as Envoy's --concurrency; in a container with a CPU
+    // limit, that limit (workers/cpu-limit.ts).
+    concurrency: intFlag(flags, 'concurrency', defaultConcurrency(), 1, 256),
+    drainDurationMs: parseDurationMs(flags.get('drain-duration') ?? `${DEFAULT_DRAIN_MS}ms`, 'drain-duration'),
     httpProxyPort: httpProxy === undefined ? null : intFlag(flags, 'http-proxy-port', 0),
     capture: r === 'sidecar' && flags.get('no-capture') !== 'true',
   };
@@ -175,17 +186,11 @@ async function cmdRun(argv: string[]): Promise<number> {
   // the workers, which re-run this same command and find themselves to be workers.
   const mode = cluster.isWorker ? 'worker' : base.concurrency > 1 ? 'primary' : 'single';
   const rt = await Runtime.start({ ...base, mode });
-  let stopping = false;
-  const shutdown = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    rt.log.info({ signal }, 'shutting down');
-    void rt.stop().then(() => process.exit(0));
-  };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  // First signal: drain (proxy/shutdown.ts); the next: close what is left now.
+  process.on('SIGTERM', () => rt.shutdown.signal('SIGTERM'));
+  process.on('SIGINT', () => rt.shutdown.signal('SIGINT'));
   // A worker whose primary is gone has nobody to answer to.
-  if (mode === 'worker') process.once('disconnect', () => shutdown('primary gone'));
+  if (mode === 'worker') process.once('disconnect', () => rt.shutdown.now('primary gone'));
   return -1; // keep running
 }
 

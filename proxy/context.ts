@@ -18,6 +18,12 @@ export class ProxyContext {
   readonly serverTls: ServerTlsContexts;
   /** Replaced atomically on reload; connections capture the value they started with. */
   snapshot: Snapshot;
+  /**
+   * Set when the proxy drains (SIGTERM, proxy/shutdown.ts): listeners still accept, but every
+   * HTTP/1.1 response from then on carries `Connection: close`, as Envoy's drain does, so clients
+   * move to another replica instead of reusing this one.
+   */
+  draining = false;
   private readonly listenerStats = new Map<string, ListenerStats>();
   private readonly httpStats = new Map<string, HttpStats>();
   private readonly tcpStats = new Map<string, TcpStats>();

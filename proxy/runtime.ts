@@ -30,7 +30,8 @@ import { configureDns } from './upstream/dns';
 import { ServerTlsContexts } from './tls/server-contexts';
 import { IpcAccessLog } from './workers/ipc-access-log';
 import { WorkerPool } from './workers/pool';
-import { announceLive, serveWorker } from './workers/worker-agent';
+import { announceLive, reportUnbound, serveWorker } from './workers/worker-agent';
+import { Shutdown, type Drainable } from './shutdown';
 
 export const SLUICE_VERSION = '0.1.0';
 
@@ -60,6 +61,10 @@ export interface RunOptions {
   /** DNS servers (`ip[:port]`) for DNS clusters, queried with TTLs after /etc/hosts; empty = getaddrinfo. */
   readonly dnsServers?: readonly string[];
   readonly concurrency: number;
+  /** `--drain-duration`: how long SIGTERM drains before exiting (proxy/shutdown.ts); default 5000 ms. */
+  readonly drainDurationMs?: number;
+  /** How the process ends after a shutdown (tests replace process.exit). */
+  readonly exit?: (code: number) => void;
   /** Sidecar: also serve an explicit HTTP proxy on this port (HTTP_PROXY); null = off. */
   readonly httpProxyPort: number | null;
   /** Sidecar: open the capture listener (needs the SO_ORIGINAL_DST addon). */
@@ -78,9 +83,14 @@ function compiledSnapshot(c: CompiledConfig): Snapshot {
   return c.snapshot;
 }
 
-export class Runtime {
+/** Istio's terminationDrainDuration default. */
+export const DEFAULT_DRAIN_MS = 5000;
+
+export class Runtime implements Drainable {
   readonly options: RunOptions;
   readonly log: Logger;
+  /** SIGTERM handling (cli.ts wires the signals to it). */
+  readonly shutdown: Shutdown;
   readonly stats = new StatsStore();
   private readonly clusters: ClusterManager;
   private ctx: ProxyContext | null = null;
@@ -98,6 +108,7 @@ export class Runtime {
   /** The config in force; in single/worker mode also ctx.snapshot. */
   private current: Snapshot | null = null;
   private workers: WorkerPool | null = null;
+  private stopReason = 'shutdown';
   adminPort = 0;
   httpProxyPort = 0;
 
@@ -106,6 +117,7 @@ export class Runtime {
     this.log = options.logger ?? createLogger();
     this.clusters = new ClusterManager(this.stats);
     this.mode = options.mode ?? 'single';
+    this.shutdown = new Shutdown(this, options.drainDurationMs ?? DEFAULT_DRAIN_MS, options.exit ?? ((code) => process.exit(code)));
   }
 
   /** Start a role; rejects (with every config problem listed) when the initial config is invalid. */
@@ -165,8 +177,8 @@ export class Runtime {
     this.current = snapshot;
     if (this.mode === 'primary') {
       this.workers = new WorkerPool(o.concurrency, s, this.log);
-      s.onResetCounters = () => this.workers?.broadcast({ t: 'reset-counters' });
-      this.closers.push(() => this.workers?.stop());
+      s.onResetCounters = () => this.workers?.resetCounters();
+      this.closers.push(() => this.workers?.stop(this.stopReason));
       await this.workers.start();
     } else {
       await this.startDataPlane(snapshot);
@@ -181,8 +193,11 @@ export class Runtime {
         listeners: () => this.listenerAddresses(),
         setLogLevel: (level) => (this.log.level = level),
         setHealthCheckFailed: (failed) => (this.healthFailed = failed),
+        drain: (ms) => this.shutdown.drain(ms, 'primary draining'),
+        closeNow: (reason) => this.shutdown.now(reason),
       });
       this.closers.push(stop);
+      reportUnbound(this.unbound());
       this.source?.start();
       this.serverState = 'LIVE';
       this.refreshServerStats();
@@ -290,6 +305,7 @@ export class Runtime {
       await this.clusters.update(snapshot);
       ctx.snapshot = snapshot;
       if (this.gateway !== null) await this.gateway.sync(snapshot);
+      if (this.mode === 'worker') reportUnbound(this.unbound());
     }
     this.current = snapshot;
     this.stats.counter('sluice.config.applied').inc();
@@ -341,10 +357,27 @@ export class Runtime {
     return out.sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
+  /** Configured listeners not listening, with why: readiness is 503 while there is one. */
+  unbound(): string[] {
+    return this.workers?.unbound() ?? this.gateway?.unbound() ?? [];
+  }
+
+  /** SIGTERM (proxy/shutdown.ts): readiness 503 from now, `Connection: close` on HTTP/1.1, workers told. Listeners stay open. */
+  beginDrain(ms: number): void {
+    this.serverState = 'DRAINING';
+    if (this.ctx !== null) this.ctx.draining = true;
+    this.workers?.drain(ms);
+  }
+
+  openConnections(): number | null {
+    return this.ctx === null ? null : this.ctx.activeDownstreamConnections();
+  }
+
   private adminContext(): AdminContext {
     return {
       stats: this.stats,
       snapshot: () => this.snapshot,
+      notReady: () => this.unbound(),
       state: () => (this.healthFailed ? 'DRAINING' : this.serverState),
       setHealthCheckFailed: (failed: boolean) => {
         this.healthFailed = failed;
@@ -371,8 +404,9 @@ export class Runtime {
     };
   }
 
-  /** Stop accepting, close admin and flush the access log. */
-  async stop(): Promise<void> {
+  /** Stop accepting, close admin and flush the access log (connections still open are the caller's: it exits). */
+  async stop(reason = 'shutdown'): Promise<void> {
+    this.stopReason = reason;
     this.serverState = 'DRAINING';
     this.source?.close();
     this.capture?.close();

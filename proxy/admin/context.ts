@@ -40,6 +40,8 @@ export interface AdminContext {
   readonly stats: StatsStore;
   snapshot(): Snapshot | null;
   state(): ServerState;
+  /** Why the proxy is not ready although LIVE (a configured listener not bound); readiness is 503 then. */
+  notReady?(): readonly string[];
   /** `/healthcheck/fail` -> true (state DRAINING), `/healthcheck/ok` -> false (back). */
   setHealthCheckFailed(failed: boolean): void;
   clusters(): readonly ClusterStatus[];

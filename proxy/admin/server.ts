@@ -186,7 +186,7 @@ export function startPrometheusListener(stats: StatsStore, host: string, port: n
   return listen(server, host, port, log, 'prometheus');
 }
 
-/** Istio's 15021: `GET /healthz/ready` 200 when LIVE, 503 with the state otherwise. */
+/** Istio's 15021: `GET /healthz/ready` 200 when LIVE with every configured listener bound, 503 with the state (and why) otherwise. */
 export function startHealthListener(ctx: AdminContext, host: string, port: number, options: { logger?: Logger } = {}): Promise<AdminServer> {
   const log = options.logger ?? createLogger();
   const server = http.createServer((req, res) => {
@@ -198,7 +198,8 @@ export function startHealthListener(ctx: AdminContext, host: string, port: numbe
     else {
       try {
         const state = ctx.state();
-        reply = state === 'LIVE' ? { status: 200, contentType: TEXT, body: '' } : text(state + '\n', 503);
+        const problems = ctx.notReady?.() ?? [];
+        reply = state === 'LIVE' && problems.length === 0 ? { status: 200, contentType: TEXT, body: '' } : text(state + '\n' + problems.map((p) => p + '\n').join(''), 503);
       } catch (err) {
         log.error({ err }, 'readiness check failed');
         reply = text('sluice: readiness check failed\n', 500);

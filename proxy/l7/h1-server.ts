@@ -32,6 +32,8 @@ export interface H1Hooks<O> {
   /** an invalid head (400) or one too large (431): answer with `reply` and log; the connection closes */
   protocolError(owner: O, status: 400 | 431, reply: (text: string) => void): void;
   closed(owner: O): void;
+  /** true while the proxy drains: the response being written closes its connection */
+  draining?(owner: O): boolean;
 }
 
 const STATUS_LINES: string[] = [];
@@ -250,6 +252,7 @@ export class H1Connection<O> implements IdleWatched {
         this.chunkedOut = true;
       } else this.closing = true; // close-delimited for HTTP/1.0
     }
+    if (!this.closing && this.hooks.draining?.(this.owner) === true) this.closing = true;
     if (this.closing) text += 'connection: close\r\n';
     this.pendingHead = text + '\r\n';
   }

@@ -84,6 +84,9 @@ const HOOKS: H1Hooks<ConnectionOwner> = {
   closed(owner: ConnectionOwner): void {
     owner.info.httpStats.downstream_cx_active.dec();
   },
+  draining(owner: ConnectionOwner): boolean {
+    return owner.ctx.draining;
+  },
 };
 
 const kContext = Symbol('sluice.httpContext');
@@ -138,7 +141,7 @@ class RequestViewImpl implements RequestView {
 
 /** Route a node:http request (the explicit proxy listener) exactly as a fast-path one. */
 export function routeRequest(ctx: ProxyContext, info: DownstreamInfo, req: IncomingMessage, res: ServerResponse): void {
-  routeStream(ctx, info, new NodeStream(req, res));
+  routeStream(ctx, info, new NodeStream(req, res, ctx));
 }
 
 const PROTOCOLS = ['HTTP/1.0', 'HTTP/1.1'];

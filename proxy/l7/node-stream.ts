@@ -16,10 +16,13 @@ export class NodeStream implements DownstreamStream {
   private readonly req: IncomingMessage;
   private readonly res: ServerResponse;
   private close = false;
+  /** while it drains, responses close their connection (ProxyContext.draining) */
+  private readonly proxy: { readonly draining: boolean } | null;
 
-  constructor(req: IncomingMessage, res: ServerResponse) {
+  constructor(req: IncomingMessage, res: ServerResponse, proxy: { readonly draining: boolean } | null = null) {
     this.req = req;
     this.res = res;
+    this.proxy = proxy;
     this.head = headFromNode(req);
     this.hasBody = this.head.chunked || this.head.contentLength > 0;
     res.on('close', this.onClose.bind(this));
@@ -52,7 +55,7 @@ export class NodeStream implements DownstreamStream {
     const out = headers.slice();
     if (length >= 0) out.push('content-length', String(length));
     else if (length === NO_BODY && status >= 200 && status !== 204 && status !== 304) out.push('content-length', '0');
-    if (this.close) out.push('connection', 'close');
+    if (this.close || this.proxy?.draining === true) out.push('connection', 'close');
     this.res.writeHead(status, out);
   }
   write(chunk: Buffer): boolean {

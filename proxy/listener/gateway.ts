@@ -1,7 +1,8 @@
 // Gateway role: one real listening socket per Gateway server port in the snapshot (`0.0.0.0_<port>`).
 // A reload opens sockets for new ports and closes those no longer configured (open connections on a
-// closed port finish undisturbed); a port that cannot be bound is reported and counted, and the rest
-// keep serving. Which listener config applies is read from the current snapshot at accept time.
+// closed port finish undisturbed); a port that cannot be bound is reported, counted and kept in
+// `unbound()` (readiness is 503 while there is one: Kubernetes must not send traffic to a gateway
+// that does not listen where its config says), the rest keep serving, and the next sync retries it. Which listener config applies is read from the current snapshot at accept time.
 //
 // Where Node gives bare TCP handles (proxy/transport/tcp-handle.ts), a port accepts handles
 // (accept-handles.ts) and handle-dispatch.ts decides: a plain-TCP connection whose plan bare handles
@@ -31,6 +32,8 @@ export class GatewayListeners {
   private readonly ctx: ProxyContext;
   private readonly httpServer: http.Server;
   private readonly bound = new Map<string, Bound>();
+  /** listener name -> why it is not bound (`listen EACCES: permission denied 0.0.0.0:80`) */
+  private readonly failed = new Map<string, string>();
 
   constructor(ctx: ProxyContext, httpServer: http.Server) {
     this.ctx = ctx;
@@ -47,6 +50,7 @@ export class GatewayListeners {
         stats.counter('listener_manager.listener_removed').inc();
       }
     }
+    for (const name of this.failed.keys()) if (!snapshot.listeners.has(name)) this.failed.delete(name);
     const opening: Promise<void>[] = [];
     for (const l of snapshot.listeners.values()) {
       if (this.bound.has(l.name)) continue;
@@ -63,6 +67,7 @@ export class GatewayListeners {
       server.once('error', (err: NodeJS.ErrnoException) => {
         ctx.stats.counter('listener_manager.listener_create_failure').inc();
         ctx.log.error({ listener: name, err: err.code ?? err.message }, `cannot listen on ${address}:${port}: ${err.message}`);
+        this.failed.set(name, `listener ${name} is not bound: ${err.message}`);
         resolve();
       });
       server.listen(dataPortListenOptions(address, port), () => {
@@ -70,6 +75,7 @@ export class GatewayListeners {
         server.on('error', (err) => ctx.log.error({ listener: name, err: err.message }, 'listener error'));
         if (tcpHandles() !== null) acceptHandles(server, (client) => this.onHandle(name, client));
         this.bound.set(name, { name, address, port, server });
+        this.failed.delete(name);
         ctx.stats.counter('listener_manager.listener_added').inc();
         ctx.stats.counter('listener_manager.listener_create_success').inc();
         resolve();
@@ -109,6 +115,11 @@ export class GatewayListeners {
 
   addresses(): { name: string; address: string }[] {
     return [...this.bound.values()].map((b) => ({ name: b.name, address: `${b.address}:${(b.server.address() as net.AddressInfo | null)?.port ?? b.port}` }));
+  }
+
+  /** Why each configured listener that is not listening is not; empty when all are. */
+  unbound(): string[] {
+    return [...this.failed.values()];
   }
 
   close(): void {

@@ -36,6 +36,8 @@ export class WorkerPool {
   private stopping = false;
   private lastClusters: ClusterStatus[] = [];
   private lastListeners: { name: string; address: string }[] = [];
+  /** per live worker: configured listeners it could not bind (readiness) */
+  private readonly unboundBy = new Map<number, readonly string[]>();
   private readonly stdoutDropped: Counter;
 
   constructor(size: number, store: StatsStore, log: Logger) {
@@ -73,10 +75,15 @@ export class WorkerPool {
       if (m.t === 'live') {
         isLive = true;
         onLive();
+      } else if (m.t === 'unbound') {
+        if (m.problems.length === 0) this.unboundBy.delete(index);
+        else this.unboundBy.set(index, m.problems);
       } else this.onMessage(index, m);
     });
     w.on('exit', (code, signal) => {
       this.workers.delete(index);
+      this.unboundBy.delete(index);
+      // Its counters stay in the totals (retired), so no counter goes backwards (Prometheus).
       this.merger.forget(index);
       this.settleGathersWithout(index);
       if (!isLive) {
@@ -84,7 +91,8 @@ export class WorkerPool {
         return;
       }
       if (this.stopping) return;
-      // A worker died under traffic: replace it so capacity comes back; its counters are lost.
+      // A worker died under traffic: replace it so capacity comes back; its counters up to the
+      // last gather are kept (what it counted after that is lost with it).
       this.log.error({ worker: index, code, signal }, 'worker exited unexpectedly; starting a new one');
       this.fork(index, () => this.log.info({ worker: index }, 'replacement worker is live'), (c) => this.log.error({ worker: index, code: c }, 'replacement worker failed to start'));
     });
@@ -107,6 +115,8 @@ export class WorkerPool {
 
   private settleGathersWithout(index: number): void {
     for (const g of this.pending.values()) {
+      // A report it sent before dying would be merged as a new worker's: its retired numbers stand instead.
+      g.results.delete(index);
       g.remaining.delete(index);
       if (g.remaining.size === 0) g.done();
     }
@@ -142,7 +152,24 @@ export class WorkerPool {
   }
 
   broadcast(msg: ToWorker): void {
-    for (const w of this.workers.values()) w.send(msg);
+    for (const w of this.workers.values()) if (w.isConnected()) w.send(msg);
+  }
+
+  /** /reset_counters: every worker's counters and those kept from dead workers. */
+  resetCounters(): void {
+    this.merger.resetRetired();
+    this.broadcast({ t: 'reset-counters' });
+  }
+
+  /** Why the data plane is not ready: listeners some worker could not bind (deduplicated). */
+  unbound(): string[] {
+    return [...new Set([...this.unboundBy.values()].flat())];
+  }
+
+  /** SIGTERM: every worker drains for `ms` (keeps accepting, `Connection: close`), no replacements. */
+  drain(ms: number): void {
+    this.stopping = true;
+    this.broadcast({ t: 'drain', ms });
   }
 
   clusterStatuses(): readonly ClusterStatus[] {
@@ -153,8 +180,12 @@ export class WorkerPool {
     return this.lastListeners;
   }
 
-  /** SIGTERM every worker (each drains and flushes its log), SIGKILL stragglers after 5 s. */
-  async stop(): Promise<void> {
+  /**
+   * Tell every worker to close what is left and exit (each flushes its log); SIGKILL stragglers
+   * after 5 s. A worker takes a signal as the start of a drain, so this goes over IPC; SIGTERM only
+   * when the channel is gone.
+   */
+  async stop(reason = 'shutdown'): Promise<void> {
     this.stopping = true;
     const exits = [...this.workers.values()].map((w) => new Promise<void>((resolve) => {
       if (w.isDead()) {
@@ -166,7 +197,8 @@ export class WorkerPool {
         clearTimeout(kill);
         resolve();
       });
-      w.process.kill('SIGTERM');
+      if (w.isConnected()) w.send({ t: 'close-now', reason } satisfies ToWorker);
+      else w.process.kill('SIGTERM');
     }));
     await Promise.all(exits);
   }

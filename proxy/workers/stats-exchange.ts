@@ -57,15 +57,44 @@ function gaugeAddsUp(name: string): boolean {
 export class StatsMerger {
   readonly store: StatsStore;
   private readonly perWorker = new Map<number, AnyStat[]>();
+  /** per live worker, the values of its last merged report (creation order, as `values`) */
+  private readonly lastValues = new Map<number, readonly number[]>();
+  /**
+   * Counters and histograms of workers that have exited, as they last reported them: added to
+   * every merge, so a worker's replacement (starting from zero) never makes a total go down.
+   */
+  private readonly retired = new Map<AnyStat, number[]>();
   private readonly sums = new Map<AnyStat, boolean>();
 
   constructor(store: StatsStore) {
     this.store = store;
   }
 
-  /** A worker restarted: its next report describes everything again. */
+  /** A worker exited: keep its counters (not its gauges: what it held open is gone); its replacement's next report describes everything again. */
   forget(worker: number): void {
+    const list = this.perWorker.get(worker);
+    const values = this.lastValues.get(worker);
     this.perWorker.delete(worker);
+    this.lastValues.delete(worker);
+    if (list === undefined || values === undefined) return;
+    let v = 0;
+    for (const s of list) {
+      const width = s.kind === 'histogram' ? HISTOGRAM_WIDTH : 1;
+      // A gauge only this worker had would otherwise keep its last value (merge recomputes only
+      // the stats some live worker reports).
+      if (s.kind === 'gauge') s.value = 0;
+      else {
+        let kept = this.retired.get(s);
+        if (kept === undefined) this.retired.set(s, (kept = new Array<number>(width).fill(0)));
+        for (let i = 0; i < width; i++) kept[i]! += values[v + i] ?? 0;
+      }
+      v += width;
+    }
+  }
+
+  /** /reset_counters: what dead workers counted goes too. */
+  resetRetired(): void {
+    this.retired.clear();
   }
 
   /** Replace the merged values with the combination of these reports (one per live worker). */
@@ -81,7 +110,17 @@ export class StatsMerger {
         s.count = 0;
       } else s.value = 0;
     };
+    for (const [s, kept] of this.retired) {
+      zero(s);
+      if (kept.some((x) => x !== 0)) s.used = true;
+      if (s.kind === 'histogram') {
+        for (let b = 0; b < s.counts.length; b++) s.counts[b]! += kept[b] ?? 0;
+        s.sum += kept[s.counts.length] ?? 0;
+        s.count += kept[s.counts.length + 1] ?? 0;
+      } else s.value += kept[0] ?? 0;
+    }
     for (const [worker, r] of reports) {
+      this.lastValues.set(worker, r.values);
       let list = this.perWorker.get(worker);
       if (list === undefined) this.perWorker.set(worker, (list = []));
       for (const [name, kind, prom] of r.added) {

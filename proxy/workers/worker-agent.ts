@@ -14,6 +14,8 @@ export interface WorkerHooks {
   listeners(): readonly { name: string; address: string }[];
   setLogLevel(level: string): void;
   setHealthCheckFailed(failed: boolean): void;
+  drain(ms: number): void;
+  closeNow(reason: string): void;
 }
 
 /** Start answering the primary; returns a function that stops listening. */
@@ -37,10 +39,24 @@ export function serveWorker(hooks: WorkerHooks): () => void {
       case 'health':
         hooks.setHealthCheckFailed(m.failed);
         break;
+      case 'drain':
+        hooks.drain(m.ms);
+        break;
+      case 'close-now':
+        hooks.closeNow(m.reason);
+        break;
     }
   };
   process.on('message', onMessage);
   return () => process.off('message', onMessage);
+}
+
+/** Tell the primary which configured listeners are not bound (its readiness depends on it). */
+export function reportUnbound(problems: readonly string[]): void {
+  if (process.send !== undefined && process.connected) {
+    const msg: ToPrimary = { t: 'unbound', problems };
+    process.send(msg);
+  }
 }
 
 export function announceLive(): void {

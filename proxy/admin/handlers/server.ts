@@ -18,10 +18,11 @@ export const serverEndpoints: readonly Endpoint[] = [
   {
     path: '/ready',
     mutates: false,
-    help: 'print server state, return 200 if LIVE, otherwise return 503',
+    help: 'print server state, return 200 if LIVE and every configured listener is bound, otherwise return 503 (with why)',
     handle(env) {
       const state = env.ctx.state();
-      return text(state + '\n', state === 'LIVE' ? 200 : 503);
+      const problems = env.ctx.notReady?.() ?? [];
+      return text(state + '\n' + problems.map((p) => p + '\n').join(''), state === 'LIVE' && problems.length === 0 ? 200 : 503);
     },
   },
   {

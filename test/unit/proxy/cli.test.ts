@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { parseFlags, parseLabels, runOptionsFrom } from '../../../proxy/cli';
+import { parseDurationMs, parseFlags, parseLabels, runOptionsFrom } from '../../../proxy/cli';
 
 const ROOT = path.join(__dirname, '..', '..', '..', '..');
 const CLI = path.join(ROOT, 'dist', 'proxy', 'cli.js');
@@ -65,4 +65,15 @@ t.test('npm start (sluice demo --once) prints the seed S2 path, the log lines an
   t.match(r.stdout, /gateway access log:\n {2}\[.*\] "GET \/politics HTTP\/1\.1" 301 - via_upstream .* outbound\|80\|\|edition\.cnn\.com /);
   t.match(r.stdout, /\ncluster\.outbound\|80\|\|edition\.cnn\.com\.upstream_cx_total: 1\n/, 'gateway: one pooled upstream connection');
   t.match(r.stdout, /\ncluster\.outbound\|80\|cnn\|istio-egressgateway\.istio-system\.svc\.cluster\.local\.upstream_cx_total: 1\n/, 'sidecar: one pooled connection to the gateway');
+});
+
+t.test('--drain-duration takes Istio-style durations', async (t) => {
+  t.equal(parseDurationMs('5s', 'drain-duration'), 5000);
+  t.equal(parseDurationMs('250ms', 'drain-duration'), 250);
+  t.equal(parseDurationMs('1m', 'drain-duration'), 60_000);
+  t.equal(parseDurationMs('2.5', 'drain-duration'), 2500, 'a bare number is seconds');
+  t.throws(() => parseDurationMs('5 parsecs', 'drain-duration'), { code: 'CLI_ERR_USAGE' });
+  t.throws(() => parseDurationMs('2h', 'drain-duration'), { code: 'CLI_ERR_USAGE' });
+  const o = runOptionsFrom(parseFlags(['--role', 'gateway', '--config', 'x'], ['role', 'config']));
+  t.equal(o.drainDurationMs, 5000, "default: Istio's terminationDrainDuration, 5 s");
 });
