@@ -26,6 +26,10 @@ export const ProxyErrorCode = {
   UPSTREAM_RESET_AFTER_RESPONSE: 'PRX_ERR_UPSTREAM_RESET_AFTER_RESPONSE',
   /** Route timeout elapsed before the response. */
   UPSTREAM_TIMEOUT: 'PRX_ERR_UPSTREAM_TIMEOUT',
+  /** `retries.perTryTimeout` elapsed on the last attempt. */
+  UPSTREAM_PER_TRY_TIMEOUT: 'PRX_ERR_UPSTREAM_PER_TRY_TIMEOUT',
+  /** VirtualService `fault.abort` answered the request (the status is the fault's). */
+  FAULT_ABORT: 'PRX_ERR_FAULT_ABORT',
   /** Upstream spoke malformed HTTP. */
   UPSTREAM_PROTOCOL: 'PRX_ERR_UPSTREAM_PROTOCOL',
   /** Downstream closed before the exchange completed. */
@@ -94,6 +98,8 @@ const RESCUE: Readonly<Record<ProxyErrorCodeValue, Rescue>> = {
   },
   PRX_ERR_UPSTREAM_RESET_AFTER_RESPONSE: { status: 0, flags: 'UC', details: 'upstream_reset_after_response_started{connection_termination}', body: '', retryable: false },
   PRX_ERR_UPSTREAM_TIMEOUT: { status: 504, flags: 'UT', details: 'upstream_response_timeout', body: 'upstream request timeout', retryable: false },
+  PRX_ERR_UPSTREAM_PER_TRY_TIMEOUT: { status: 504, flags: 'UT', details: 'upstream_per_try_timeout', body: 'upstream request timeout', retryable: true },
+  PRX_ERR_FAULT_ABORT: { status: 503, flags: 'FI', details: 'fault_filter_abort', body: 'fault filter abort', retryable: false },
   PRX_ERR_UPSTREAM_PROTOCOL: { status: 502, flags: 'UPE', details: 'upstream_reset_before_response_started{protocol_error}', body: 'upstream connect error or disconnect/reset before headers. reset reason: protocol error', retryable: false },
   PRX_ERR_DOWNSTREAM_DISCONNECT: { status: 0, flags: 'DC', details: 'downstream_remote_disconnect', body: '', retryable: false },
   PRX_ERR_DOWNSTREAM_PROTOCOL: { status: 400, flags: 'DPE', details: 'http1.codec_error', body: 'Bad Request', retryable: false },

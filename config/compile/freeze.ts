@@ -47,7 +47,8 @@ export function frozenSet<T>(values: Iterable<T>): ReadonlySet<T> {
 
 /**
  * Freeze `root` and everything reachable from it (objects, arrays, Map/Set values). RegExps are
- * left alone: they are never global/sticky here, so matching does not write `lastIndex`.
+ * left alone: matchers are never global/sticky, and the one global kind (a `uriRegexRewrite`) is
+ * only used by String.replace, which resets `lastIndex` itself.
  * A plain object or array that is already frozen is taken as deep-frozen and not walked: only
  * frozenMap/frozenSet freeze shallowly (they are walked, once each), and the loaded Resources the
  * snapshot carries were deep-frozen by the loader; re-walking them was most of this function's

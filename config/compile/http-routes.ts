@@ -5,10 +5,11 @@
 // it must name the current gateway (sourceLabels are then ignored), else sourceLabels ⊆ proxy
 // labels and sourceNamespace equals the proxy namespace.
 
-import type { HTTPMatchRequest, HTTPRoute, HeaderOperations, StringMatch } from '../resources/types';
+import type { HTTPMatchRequest, HTTPRoute, HeaderOperations, Headers, StringMatch } from '../resources/types';
 import type {
-  HeaderMatcher, HeaderOps, Route, RouteAction, RouteMatch, RuleSource, StringMatcher, WeightedClusters,
+  HeaderMatcher, HeaderOps, MirrorPolicy, Route, RouteAction, RouteMatch, RuleSource, StringMatcher, WeightedCluster, WeightedClusters,
 } from './snapshot';
+import { corsPolicy, faultPolicy, percentOf, retryPolicy, routeRewrite } from './route-policies';
 import { ConfigErrorCode } from '../errors';
 import { compileStringMatch } from './string-match';
 import { labelsSubsetOf } from './hosts';
@@ -72,25 +73,43 @@ function headerOps(h: HeaderOperations | undefined): HeaderOps | null {
 }
 
 /**
+ * A destination's own header operations merged with its rule's, as Envoy applies them (weighted
+ * cluster level first, then route level): a rule `set` wins over the destination's for the same
+ * name; adds and removes accumulate. null when the destination has none (the rule's apply alone).
+ */
+function mergedOps(dest: HeaderOps | null, rule: HeaderOps | null): HeaderOps | null {
+  if (dest === null) return null;
+  if (rule === null) return dest;
+  const set = new Map<string, string>(dest.set);
+  for (const [k, v] of rule.set) set.set(k, v);
+  return { set: [...set], add: [...dest.add, ...rule.add], remove: [...new Set([...dest.remove, ...rule.remove])] };
+}
+
+/**
  * Weighted destinations. One destination gets everything; weights 0 get nothing; when no
- * weight is given at all the destinations share equally.
+ * weight is given at all the destinations share equally. `headers` (HTTP routes): the rule's
+ * header operations, merged into each destination that has its own.
  */
 export function weightedClusters(
-  reg: Registry, b: BoundVirtualService, dests: readonly { destination: { host: string; subset?: string; port?: { number: number } }; weight?: number }[],
-  path: string, port: number,
+  reg: Registry, b: BoundVirtualService, dests: readonly { destination: { host: string; subset?: string; port?: { number: number } }; weight?: number; headers?: Headers }[],
+  path: string, port: number, headers: { request: HeaderOps | null; response: HeaderOps | null } | null = null,
 ): WeightedClusters {
   const anyWeight = dests.some((d) => d.weight !== undefined && d.weight > 0);
-  const entries: { cluster: string; weight: number }[] = [];
+  const entries: WeightedCluster[] = [];
   dests.forEach((d, i) => {
     const cluster = reg.destinationCluster(d.destination, b.vs, `${path}[${i}].destination`, port);
     const weight = dests.length === 1 || !anyWeight ? 1 : d.weight ?? 0;
-    if (weight > 0) entries.push({ cluster, weight });
+    if (weight <= 0) return;
+    if (headers !== null && d.headers !== undefined) {
+      entries.push({
+        cluster, weight,
+        requestHeaders: mergedOps(headerOps(d.headers.request), headers.request) ?? headers.request,
+        responseHeaders: mergedOps(headerOps(d.headers.response), headers.response) ?? headers.response,
+      });
+    } else entries.push({ cluster, weight });
   });
   return { entries, totalWeight: entries.reduce((s, e) => s + e.weight, 0) };
 }
-
-/** Istio's retry default when `retries` is absent (§3.7, 1.24+: 503 no longer retried). */
-const DEFAULT_RETRY = { attempts: 2, perTryTimeoutMs: 0, retryOn: ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'retriable-status-codes'] };
 
 function buildAction(reg: Registry, b: BoundVirtualService, rule: HTTPRoute, m: HTTPMatchRequest | null, path: string, port: number): RouteAction | null {
   if (rule.directResponse !== undefined) {
@@ -106,40 +125,31 @@ function buildAction(reg: Registry, b: BoundVirtualService, rule: HTTPRoute, m: 
     };
   }
   if (rule.route === undefined || rule.route.length === 0) return null;
-  const clusters = weightedClusters(reg, b, rule.route, `${path}.route`, port);
-  const rw = rule.rewrite;
-  let rewrite = null;
-  if (rw !== undefined && (rw.uri !== undefined || rw.authority !== undefined)) {
-    // Istio emits Envoy `prefix_rewrite`: it replaces the matched prefix (the whole path for an
-    // exact match, `/` when the rule has no uri match). A regex uri match has no prefix: full path.
-    const u = m?.uri;
-    const prefixable = u === undefined || u.prefix !== undefined || u.exact !== undefined;
-    rewrite = {
-      uriPrefix: rw.uri !== undefined && prefixable ? rw.uri : null,
-      uri: rw.uri !== undefined && !prefixable ? rw.uri : null,
-      authority: rw.authority ?? null,
-    };
+  const requestHeaders = headerOps(rule.headers?.request);
+  const responseHeaders = headerOps(rule.headers?.response);
+  const clusters = weightedClusters(reg, b, rule.route, `${path}.route`, port, { request: requestHeaders, response: responseHeaders });
+  const rw = routeRewrite(rule.rewrite, m);
+  if (rw.error !== null) reg.warn(ConfigErrorCode.INVALID_FIELD, b.vs, `${path}.rewrite.uriRegexRewrite.match`, `${rw.error}: the path is not rewritten`);
+  const fault = faultPolicy(rule.fault);
+  const mirrors: MirrorPolicy[] = [];
+  if (rule.mirror !== undefined) {
+    mirrors.push({ cluster: reg.destinationCluster(rule.mirror, b.vs, `${path}.mirror`, port), percent: percentOf(rule.mirrorPercentage) });
   }
-  const retries = rule.retries;
-  let retry: { attempts: number; perTryTimeoutMs: number; retryOn: string[] } | null = DEFAULT_RETRY;
-  if (retries !== undefined) {
-    const attempts = retries.attempts ?? 0;
-    retry = attempts === 0 ? null : {
-      attempts,
-      perTryTimeoutMs: retries.perTryTimeoutMs ?? 0,
-      retryOn: (retries.retryOn ?? DEFAULT_RETRY.retryOn.join(',')).split(',').map((s) => s.trim()).filter((s) => s !== ''),
-    };
-  }
-  // "timeouts or retries will not be enabled when faults are enabled" (§3.7)
-  if (rule.fault !== undefined) retry = null;
+  (rule.mirrors ?? []).forEach((mp, i) => {
+    mirrors.push({ cluster: reg.destinationCluster(mp.destination, b.vs, `${path}.mirrors[${i}].destination`, port), percent: percentOf(mp.percentage) });
+  });
   return {
     kind: 'forward',
     clusters,
-    timeoutMs: rule.fault !== undefined ? 0 : rule.timeoutMs ?? 0,
-    rewrite,
-    requestHeaders: headerOps(rule.headers?.request),
-    responseHeaders: headerOps(rule.headers?.response),
-    retry,
+    // "timeouts or retries will not be enabled when faults are enabled" (§3.7)
+    timeoutMs: fault !== null ? 0 : rule.timeoutMs ?? 0,
+    rewrite: rw.rewrite,
+    requestHeaders,
+    responseHeaders,
+    retry: fault !== null ? null : retryPolicy(rule.retries),
+    fault,
+    mirrors,
+    cors: corsPolicy(rule.corsPolicy),
   };
 }
 

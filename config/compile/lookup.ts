@@ -4,7 +4,7 @@
 // spelled out, so what explain prints is what the proxy does.
 
 import type {
-  FilterChain, HostSet, Listener, Route, RouteConfig, RouteMatch, Snapshot, StringMatcher, TcpRoute, VirtualHost, WeightedClusters,
+  FilterChain, HostSet, Listener, Route, RouteConfig, RouteMatch, Snapshot, StringMatcher, TcpRoute, VirtualHost, WeightedCluster, WeightedClusters,
 } from './snapshot';
 import { cidrContains } from './cidr';
 import { hostSetMatches } from './hosts';
@@ -285,13 +285,17 @@ export function findTcpRoute(routes: readonly TcpRoute[], c: TcpRouteInput): Tcp
 }
 
 /** Weighted pick; one entry (the common case) needs no draw. `random` in [0, 1). */
-export function pickCluster(w: WeightedClusters, random: number): string {
+export function pickDestination(w: WeightedClusters, random: number): WeightedCluster | null {
   const e = w.entries;
-  if (e.length === 1) return e[0]!.cluster;
+  if (e.length === 1) return e[0]!;
   let target = random * w.totalWeight;
   for (let i = 0; i < e.length; i++) {
     target -= e[i]!.weight;
-    if (target < 0) return e[i]!.cluster;
+    if (target < 0) return e[i]!;
   }
-  return e.length > 0 ? e[e.length - 1]!.cluster : '';
+  return e.length > 0 ? e[e.length - 1]! : null;
+}
+
+export function pickCluster(w: WeightedClusters, random: number): string {
+  return pickDestination(w, random)?.cluster ?? '';
 }

@@ -8,6 +8,7 @@
 // Bind: `<ip>_P` when the ServiceEntry has exactly one plain IP address, else `0.0.0.0_P` with
 // CIDR/multiple addresses as destination prefixes on the chain.
 
+import { DEFAULT_RETRY_POLICY } from './route-policies';
 import type { Protocol } from '../resources/types';
 import type { Cidr, FilterChain, Listener, Route, VirtualHost } from './snapshot';
 import { ConfigErrorCode } from '../errors';
@@ -58,7 +59,7 @@ function defaultRoute(svc: Service, port: number): Route {
     action: {
       kind: 'forward', clusters: { entries: [{ cluster: clusterName(port, '', svc.host), weight: 1 }], totalWeight: 1 },
       timeoutMs: 0, rewrite: null, requestHeaders: null, responseHeaders: null,
-      retry: { attempts: 2, perTryTimeoutMs: 0, retryOn: ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'retriable-status-codes'] },
+      retry: DEFAULT_RETRY_POLICY,
     },
   };
 }

@@ -222,9 +222,17 @@ export interface RouteMatch {
 
 export type RouteAction = ForwardAction | RedirectAction | DirectResponseAction;
 
+export interface WeightedCluster {
+  readonly cluster: string;
+  readonly weight: number;
+  /** HTTP only: the destination's own `headers` (VS `route[].headers`), applied after the rule's. */
+  readonly requestHeaders?: HeaderOps | null;
+  readonly responseHeaders?: HeaderOps | null;
+}
+
 export interface WeightedClusters {
   /** One entry is the common case: no random draw needed. */
-  readonly entries: readonly { readonly cluster: string; readonly weight: number }[];
+  readonly entries: readonly WeightedCluster[];
   readonly totalWeight: number;
 }
 
@@ -234,15 +242,92 @@ export interface HeaderOps {
   readonly remove: readonly string[];
 }
 
+/**
+ * The path part of `rewrite` as Istio emits it: `prefix_rewrite` replaces the matched prefix
+ * (`matchedLength` characters of the path; -1 = the whole path before `?`, for an exact match);
+ * `regex_rewrite` (`uriRegexRewrite`, or `uri` after a regex match) substitutes in the path.
+ */
+export type PathRewrite =
+  | { readonly kind: 'prefix'; readonly replacement: string; readonly matchedLength: number }
+  | { readonly kind: 'regex'; readonly regex: RegExp; readonly substitution: string };
+
+export interface RouteRewrite {
+  readonly path: PathRewrite | null;
+  readonly authority: string | null;
+}
+
+/**
+ * Envoy's retry policy as Istio builds it (route/retry/retry.go). `retryOn` is the list as written
+ * (for explain); the booleans and `statusCodes` are what the proxy tests per attempt.
+ */
+export interface RetryPolicy {
+  readonly attempts: number;
+  /** 0 = none: each try may take the whole route timeout. */
+  readonly perTryTimeoutMs: number;
+  readonly retryOn: readonly string[];
+  readonly on: RetryOn;
+  /** retriable-status-codes (and bare codes in retryOn) */
+  readonly statusCodes: readonly number[];
+  /** Envoy's base back-off interval (25 ms); the maximum is 10 times it. */
+  readonly backoffBaseMs: number;
+  readonly retryRemoteLocalities: boolean;
+  /** Istio default true: a retry prefers a host other than those already tried. */
+  readonly ignorePreviousHosts: boolean;
+}
+
+export interface RetryOn {
+  readonly fiveXx: boolean;
+  readonly gatewayError: boolean;
+  readonly reset: boolean;
+  readonly resetBeforeRequest: boolean;
+  readonly connectFailure: boolean;
+  readonly retriable4xx: boolean;
+  readonly refusedStream: boolean;
+  readonly retriableStatusCodes: boolean;
+  readonly envoyRateLimited: boolean;
+  /** gRPC statuses from the `grpc-status` response header (cancelled 1, deadline-exceeded 4, resource-exhausted 8, internal 13, unavailable 14). */
+  readonly grpcStatuses: readonly number[];
+}
+
+/** VS `fault`: percentages are 0..100 (Istio `percentage.value`, default 100). */
+export interface FaultPolicy {
+  readonly delay: { readonly ms: number; readonly percent: number } | null;
+  /** grpcStatus set: a gRPC reply (HTTP 200, `grpc-status`); else `httpStatus`. */
+  readonly abort: { readonly httpStatus: number; readonly grpcStatus: number | null; readonly percent: number } | null;
+}
+
+/** VS `mirror` / `mirrors`: each a shadow copy of the request to `cluster`, `percent` of the time. */
+export interface MirrorPolicy {
+  readonly cluster: string;
+  readonly percent: number;
+}
+
+/** VS `corsPolicy` as Envoy's CORS filter applies it. */
+export interface CorsPolicy {
+  readonly allowOrigins: readonly StringMatcher[];
+  /** joined with `,` once, as Envoy writes them */
+  readonly allowMethods: string | null;
+  readonly allowHeaders: string | null;
+  readonly exposeHeaders: string | null;
+  /** seconds, as text; null = not sent */
+  readonly maxAge: string | null;
+  readonly allowCredentials: boolean;
+  /** a preflight from an origin not allowed: FORWARD it upstream (Istio's default) or IGNORE (answer without CORS headers) */
+  readonly unmatchedPreflights: 'FORWARD' | 'IGNORE';
+}
+
 export interface ForwardAction {
   readonly kind: 'forward';
   readonly clusters: WeightedClusters;
   /** 0 = no timeout (Istio's default). */
   readonly timeoutMs: number;
-  readonly rewrite: { readonly uriPrefix: string | null; readonly uri: string | null; readonly authority: string | null } | null;
+  readonly rewrite: RouteRewrite | null;
   readonly requestHeaders: HeaderOps | null;
   readonly responseHeaders: HeaderOps | null;
-  readonly retry: { readonly attempts: number; readonly perTryTimeoutMs: number; readonly retryOn: readonly string[] } | null;
+  readonly retry: RetryPolicy | null;
+  readonly fault?: FaultPolicy | null;
+  readonly mirrors?: readonly MirrorPolicy[];
+  readonly cors?: CorsPolicy | null;
 }
 
 export interface RedirectAction {

@@ -1,15 +1,19 @@
 // One proxied HTTP exchange: takes a pooled upstream connection (h1-upstream.ts), writes the request
-// head and streams the body with backpressure both ways, streams the response back, retries connect
-// failures as Istio's default retry policy does, and completes the access-log record. One object per
-// request holds all state (fields initialised in the constructor); its methods are the callbacks of
-// both sides (StreamHandler downstream, UpstreamHandler upstream), so no closure is made per request.
+// head and streams the body with backpressure both ways, streams the response back, retries per the
+// route's policy (retry-policy.ts: retryOn, perTryTimeout, jittered back-off, x-envoy-attempt-count),
+// applies a fault delay first (fault.ts), tees the request to mirrors (mirror.ts), adds CORS
+// response headers (cors.ts), and completes the access-log record. One object per request holds
+// all state (fields initialised in the constructor); its methods are the callbacks of both sides
+// (StreamHandler downstream, UpstreamHandler upstream), so no closure is made per request.
 //
 // The request body is only read once the upstream connection is ready, so a connect failure can be
-// retried with nothing lost. After the response has started, an upstream failure resets the
-// downstream connection; it never appends text to a truncated body (STYLE.md rule 12).
+// retried with nothing lost. A request whose body has started is not retried (sluice does not
+// buffer bodies for replay; Envoy buffers up to its connection buffer limit). After the response
+// has started, an upstream failure resets the downstream connection; it never appends text to a
+// truncated body (STYLE.md rule 12).
 
 import { performance } from 'node:perf_hooks';
-import type { ForwardAction } from '../../config/compile/snapshot';
+import type { ForwardAction, HeaderOps, RetryPolicy } from '../../config/compile/snapshot';
 import type { ProxyContext } from '../context';
 import { ProxyError, ProxyErrorCode, rescue } from '../errors';
 import type { AccessLogRecord } from '../observe/access-log-record';
@@ -22,14 +26,14 @@ import type { ResponseHead } from './h1-head';
 import { poolFor, type H1Pool, type UpstreamConnection, type UpstreamHandler } from './h1-upstream';
 import { downstreamResponseHeaders } from './headers';
 import { sendRescue } from './local-reply';
+import { sendFaultAbort, type FaultDecision, type FaultStats } from './fault';
+import type { ShadowRequest } from './mirror';
+import { backoffMs, retriableFailure, retriableResponse, retryStatsFor, type RetryStats } from './retry-policy';
 import { NO_BODY, UNKNOWN_LENGTH, type DownstreamStream, type StreamHandler } from './stream';
 import type { ResponseReader } from './response-reader';
 import { relayUpgraded, switchingProtocolsHead, type TunnelOwner } from './upgrade';
 import type { RelayResult } from '../l4/relay';
 import type net from 'node:net';
-
-/** Envoy's default retry back-off base interval. */
-const RETRY_BACKOFF_MS = 25;
 
 export interface ForwardInit {
   readonly ctx: ProxyContext;
@@ -45,6 +49,15 @@ export interface ForwardInit {
   readonly sni: string | null;
   /** a WebSocket upgrade was offered and forwarded: a 101 turns the exchange into a relay (upgrade.ts) */
   readonly upgrade?: boolean;
+  /** the chosen destination's response header operations (its own merged with the rule's) */
+  readonly responseHeaders: HeaderOps | null;
+  /** a drawn fault with a delay (an abort alone is answered before any exchange) */
+  readonly fault: FaultDecision | null;
+  readonly faultStats: FaultStats | null;
+  /** CORS headers for the response ([name, value, ...]), or null */
+  readonly corsHeaders: readonly string[] | null;
+  /** starts the request's shadows (mirror.ts) when the exchange begins; null = no mirrors */
+  readonly startShadows: (() => ShadowRequest[] | null) | null;
 }
 
 export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOwner {
@@ -59,6 +72,22 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
   private readonly originalDst: OriginalDestination | null;
   private readonly sni: string | null;
   private readonly upgrade: boolean;
+  private readonly responseHeaders: HeaderOps | null;
+  private readonly fault: FaultDecision | null;
+  private readonly faultStats: FaultStats | null;
+  private readonly corsHeaders: readonly string[] | null;
+  private readonly startShadows: (() => ShadowRequest[] | null) | null;
+  private shadows: ShadowRequest[] | null = null;
+  private readonly retryPolicy: RetryPolicy | null;
+  private retryStats: RetryStats | null = null;
+  /** x-envoy-attempt-count of the current try (1 = the first) */
+  private attemptCount = 0;
+  /** hosts already tried (retryIgnorePreviousHosts); null until a retry needs it */
+  private triedHosts: UpstreamHost[] | null = null;
+  private perTryTimer: NodeJS.Timeout | null = null;
+  /** a retry is scheduled or running: counted against maxRetries */
+  private retryActive = false;
+  private limitExceeded = false;
   private host: UpstreamHost | null = null;
   private pool: H1Pool | null = null;
   private conn: UpstreamConnection | null = null;
@@ -86,27 +115,69 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     this.originalDst = init.originalDst;
     this.sni = init.sni;
     this.upgrade = init.upgrade === true;
+    this.responseHeaders = init.responseHeaders;
+    this.fault = init.fault;
+    this.faultStats = init.faultStats;
+    this.corsHeaders = init.corsHeaders;
+    this.startShadows = init.startShadows;
     // null: the route has no retry policy (`retries.attempts: 0`, or faults configured), so none.
+    this.retryPolicy = init.action.retry;
     this.attemptsLeft = init.action.retry === null ? 0 : init.action.retry.attempts;
     this.record.upstreamCluster = this.cluster.name;
   }
 
   start(): void {
     this.stream.handler = this;
+    const fault = this.fault;
+    if (fault !== null && fault.delayMs > 0) {
+      // The fault filter runs before the router: the route timeout starts after the delay.
+      this.record.addFlag('DI');
+      this.faultStats?.delays_injected.inc();
+      this.timer = setTimeout(onFaultDelayed, fault.delayMs, this);
+      return;
+    }
+    this.begin();
+  }
+
+  /** After the fault filter: abort, or the router's work (timeout, mirrors, first attempt). */
+  afterDelay(): void {
+    this.timer = null;
+    if (this.finished) return;
+    const abort = this.fault?.abort ?? null;
+    if (abort !== null) {
+      this.faultStats?.aborts_injected.inc();
+      sendFaultAbort(this.stream, this.record, abort);
+      this.finish();
+      return;
+    }
+    this.begin();
+  }
+
+  private begin(): void {
     if (this.action.timeoutMs > 0) this.timer = setTimeout(onRouteTimeout, this.action.timeoutMs, this);
+    if (this.startShadows !== null) this.shadows = this.startShadows();
     this.attempt();
   }
 
   private attempt(): void {
     if (this.finished) return;
     const cluster = this.cluster;
-    const host = cluster.pick(this.pickCtx, this.originalDst);
+    let host = cluster.pick(this.pickCtx, this.originalDst);
+    // retryIgnorePreviousHosts (Istio's default): a retry re-picks up to 5 times to avoid the hosts
+    // already tried (Envoy's previous_hosts predicate, host_selection_retry_max_attempts 5).
+    const tried = this.triedHosts;
+    if (tried !== null && host !== null) {
+      for (let i = 0; i < 5 && tried.includes(host); i++) host = cluster.pick(this.pickCtx, this.originalDst) ?? host;
+    }
     if (host === null) {
       cluster.stats.upstream_cx_none_healthy.inc();
       this.fail(new ProxyError(ProxyErrorCode.NO_HEALTHY_UPSTREAM, cluster.noHostsReason ?? 'no healthy upstream'));
       return;
     }
     this.host = host;
+    this.attemptCount++;
+    const p = this.retryPolicy;
+    if (p !== null && p.perTryTimeoutMs > 0) this.perTryTimer = setTimeout(onPerTryTimeout, p.perTryTimeoutMs, this);
     this.record.upstreamHost = host.key;
     const pool = poolFor(cluster, host, this.sni, this.ctx.stats);
     this.pool = pool;
@@ -136,7 +207,8 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     let framing = '';
     if (head.chunked) framing = 'transfer-encoding: chunked\r\n';
     else if (head.contentLength >= 0) framing = 'content-length: ' + head.contentLength + '\r\n';
-    conn.begin(this, this.headText + framing + '\r\n', head.method === 'HEAD', head.chunked, this.upgrade);
+    // Istio turns on Envoy's include_request_attempt_count: every try says which it is.
+    conn.begin(this, this.headText + 'x-envoy-attempt-count: ' + this.attemptCount + '\r\n' + framing + '\r\n', head.method === 'HEAD', head.chunked, this.upgrade);
     if (stream.hasBody) stream.startBody();
     else conn.endRequest();
   }
@@ -151,15 +223,34 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
       this.conn?.abort();
       return;
     }
-    this.responseStarted = true;
     const status = head.status;
+    const p = this.retryPolicy;
+    if (p !== null && retriableResponse(p, head)) {
+      if (this.retryAllowed()) {
+        // This try's response is dropped with its connection (Envoy resets the upstream stream).
+        this.cluster.stats.upstream_rq_completed.inc();
+        this.cluster.stats.responseCode(status);
+        this.host!.counters.rq_error++;
+        const conn = this.conn;
+        this.conn = null;
+        conn?.abort();
+        this.endTry();
+        this.scheduleRetry();
+        return;
+      }
+      if (this.retried) this.retryLimitExceeded();
+    }
+    this.clearPerTry();
+    this.responseStarted = true;
     const record = this.record;
     record.responseCode = status;
     record.responseCodeDetails = 'via_upstream';
     const serviceTime = Math.round(performance.now() - record.startHr);
     record.upstreamServiceTimeMs = serviceTime;
-    const out = downstreamResponseHeaders(head, this.action.responseHeaders);
+    const out = downstreamResponseHeaders(head, this.responseHeaders);
     out.push('x-envoy-upstream-service-time', String(serviceTime));
+    const cors = this.corsHeaders;
+    if (cors !== null) for (let i = 0; i < cors.length; i++) out.push(cors[i]!);
     let length: number;
     if (stream.head.method === 'HEAD') length = head.contentLength >= 0 && !head.chunked ? head.contentLength : NO_BODY;
     else if (status === 204 || status === 304) length = NO_BODY;
@@ -225,6 +316,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     host.counters.rq_success++;
     cluster.stats.upstream_rq_completed.inc();
     if (this.retried) cluster.stats.upstream_rq_retry_success.inc();
+    this.endRetry();
     cluster.stats.responseCode(this.record.responseCode);
     const now = performance.now();
     cluster.stats.upstream_rq_time.record(now - this.record.startHr);
@@ -234,7 +326,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
 
   onResponseError(err: ProxyError, retryable: boolean): void {
     this.conn = null;
-    this.endRequestStats();
+    this.endTry();
     if (this.finished) return;
     const code = err.code;
     const host = this.host;
@@ -243,21 +335,95 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     if (retryable && this.staleRetryLeft && untouched && !this.stream.hasBody) {
       // A keep-alive connection the upstream had already closed: not a failure of this request.
       this.staleRetryLeft = false;
+      this.attemptCount--;
       this.attempt();
       return;
     }
-    if (code === ProxyErrorCode.UPSTREAM_CONNECT || code === ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT || code === ProxyErrorCode.UPSTREAM_TLS) {
-      if (this.attemptsLeft > 0 && untouched) {
-        this.attemptsLeft--;
-        this.retried = true;
-        this.cluster.stats.upstream_rq_retry.inc();
-        setTimeout(retryAttempt, RETRY_BACKOFF_MS, this).unref();
+    if (!this.responseStarted && this.retryPolicy !== null && retriableFailure(this.retryPolicy, code, code === ProxyErrorCode.UPSTREAM_RESET)) {
+      if (this.retryAllowed()) {
+        this.scheduleRetry();
         return;
       }
-      if (this.retried) this.cluster.stats.upstream_rq_retry_limit_exceeded.inc();
+      if (this.retried) this.retryLimitExceeded();
     }
     if (code === ProxyErrorCode.UPSTREAM_RESET || code === ProxyErrorCode.UPSTREAM_RESET_AFTER_RESPONSE) this.cluster.stats.upstream_rq_rx_reset.inc();
     this.fail(this.responseStarted && code === ProxyErrorCode.UPSTREAM_RESET ? new ProxyError(ProxyErrorCode.UPSTREAM_RESET_AFTER_RESPONSE, err.message, { transportReason: err.transportReason }) : err);
+  }
+
+  /**
+   * May this request try again? Attempts left, nothing sent downstream, no body that would have
+   * to be replayed, and the cluster's retry budget (connectionPool.http.maxRetries: Envoy's
+   * max_retries breaker, upstream_rq_retry_overflow) not spent.
+   */
+  private retryAllowed(): boolean {
+    if (this.attemptsLeft <= 0 || this.responseStarted || this.stream.headersSent) return false;
+    if (this.stream.hasBody && this.stream.bodyStarted) return false;
+    const rs = this.retryStatsOf();
+    if (!this.retryActive && rs.active >= this.cluster.config.circuitBreakers.maxRetries) {
+      rs.upstream_rq_retry_overflow.inc();
+      return false;
+    }
+    return true;
+  }
+
+  private scheduleRetry(): void {
+    const p = this.retryPolicy!;
+    this.attemptsLeft--;
+    this.retried = true;
+    if (!this.retryActive) {
+      this.retryActive = true;
+      this.retryStatsOf().active++;
+    }
+    if (p.ignorePreviousHosts && this.host !== null) (this.triedHosts ??= []).push(this.host);
+    this.cluster.stats.upstream_rq_retry.inc();
+    this.retryStatsOf().upstream_rq_retry_backoff_exponential.inc();
+    const n = p.attempts - this.attemptsLeft;
+    setTimeout(retryAttempt, backoffMs(p.backoffBaseMs, n), this).unref();
+  }
+
+  private retryLimitExceeded(): void {
+    this.cluster.stats.upstream_rq_retry_limit_exceeded.inc();
+    // Envoy flags the request URX when its retries ran out, whatever the final answer was
+    // (added at the end, after the failure's own flag: `UF,URX`, Envoy's order).
+    this.limitExceeded = true;
+    this.retried = false;
+    this.endRetry();
+  }
+
+  private endRetry(): void {
+    if (!this.retryActive) return;
+    this.retryActive = false;
+    this.retryStatsOf().active--;
+  }
+
+  private retryStatsOf(): RetryStats {
+    return (this.retryStats ??= retryStatsFor(this.ctx.stats, this.cluster.name, this.cluster.stats));
+  }
+
+  /** One try is over (answered, failed, dropped for a retry): its request counts and per-try timer end. */
+  private endTry(): void {
+    this.endRequestStats();
+    this.clearPerTry();
+  }
+
+  private clearPerTry(): void {
+    if (this.perTryTimer !== null) {
+      clearTimeout(this.perTryTimer);
+      this.perTryTimer = null;
+    }
+  }
+
+  /** perTryTimeout elapsed before this try's response: Envoy counts it and may retry. */
+  onPerTryTimeout(): void {
+    this.perTryTimer = null;
+    if (this.finished || this.responseStarted) return;
+    this.retryStatsOf().upstream_rq_per_try_timeout.inc();
+    if (this.host !== null) this.host.counters.rq_timeout++;
+    const conn = this.conn;
+    this.conn = null;
+    if (conn !== null) conn.abort();
+    else if (this.pool !== null) this.pool.cancel(this);
+    this.onResponseError(new ProxyError(ProxyErrorCode.UPSTREAM_PER_TRY_TIMEOUT, 'per-try timeout'), false);
   }
 
   writePending(): boolean {
@@ -280,11 +446,15 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
 
   onBodyData(chunk: Buffer): void {
     this.record.bytesReceived += chunk.length;
+    const shadows = this.shadows;
+    if (shadows !== null) for (const s of shadows) s.body(chunk);
     const conn = this.conn;
     if (conn !== null && !conn.writeBody(chunk)) this.stream.pauseBody();
   }
 
   onBodyEnd(): void {
+    const shadows = this.shadows;
+    if (shadows !== null) for (const s of shadows) s.bodyEnd();
     this.conn?.endRequest();
   }
 
@@ -309,6 +479,8 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     this.cluster.stats.upstream_rq_tx_reset.inc();
     this.finish();
     this.abortUpstream();
+    const shadows = this.shadows;
+    if (shadows !== null && this.stream.hasBody) for (const s of shadows) s.giveUp();
   }
 
   // ---- internals
@@ -346,7 +518,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     const r = rescue(err);
     const record = this.record;
     record.addFlag(r.flags);
-    if (this.retried && r.retryable) record.addFlag('URX');
+    if (this.retried && r.retryable) this.limitExceeded = true;
     record.upstreamTransportFailureReason = err.transportReason;
     record.responseCodeDetails = r.details;
     if (this.responseStarted || this.stream.headersSent) {
@@ -364,6 +536,9 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     if (this.finished) return;
     this.finished = true;
     if (this.timer !== null) clearTimeout(this.timer);
+    this.clearPerTry();
+    this.endRetry();
+    if (this.limitExceeded) this.record.addFlag('URX');
     completeRequest(this.ctx, this.httpStats, this.record, now);
   }
 }
@@ -374,4 +549,12 @@ function onRouteTimeout(ex: ForwardExchange): void {
 
 function retryAttempt(ex: ForwardExchange): void {
   ex.retry();
+}
+
+function onFaultDelayed(ex: ForwardExchange): void {
+  ex.afterDelay();
+}
+
+function onPerTryTimeout(ex: ForwardExchange): void {
+  ex.onPerTryTimeout();
 }

@@ -58,6 +58,9 @@ export const H = {
   KEEP_ALIVE: 10,
   /** the other hop-by-hop names (RFC 9110 §7.6.1): proxy-connection, te, trailer, upgrade, proxy-authenticate, proxy-authorization */
   HOP: 11,
+  /** set by the proxy itself on the way out (Envoy overwrites them): never copied through */
+  X_ENVOY_ATTEMPT_COUNT: 12,
+  X_ENVOY_UPSTREAM_SERVICE_TIME: 13,
 } as const;
 
 const KNOWN = new Map<string, number>([
@@ -66,6 +69,7 @@ const KNOWN = new Map<string, number>([
   ['x-forwarded-for', H.X_FORWARDED_FOR], ['x-forwarded-proto', H.X_FORWARDED_PROTO], ['user-agent', H.USER_AGENT],
   ['keep-alive', H.KEEP_ALIVE], ['proxy-connection', H.HOP], ['te', H.HOP], ['trailer', H.HOP], ['upgrade', H.HOP],
   ['proxy-authenticate', H.HOP], ['proxy-authorization', H.HOP],
+  ['x-envoy-attempt-count', H.X_ENVOY_ATTEMPT_COUNT], ['x-envoy-upstream-service-time', H.X_ENVOY_UPSTREAM_SERVICE_TIME],
 ]);
 
 // Names are matched in the buffer, by length then bytes, ignoring case: no lower-cased copy and no

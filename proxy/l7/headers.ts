@@ -15,6 +15,10 @@ DROP[H.CONNECTION] = 1;
 DROP[H.KEEP_ALIVE] = 1;
 DROP[H.EXPECT] = 1;
 DROP[H.HOP] = 1;
+// Envoy sets these on each hop (x-envoy-attempt-count on the upstream request, the service time on
+// the response): a copy from the previous hop would make two (sidecar -> gateway -> upstream).
+DROP[H.X_ENVOY_ATTEMPT_COUNT] = 1;
+DROP[H.X_ENVOY_UPSTREAM_SERVICE_TIME] = 1;
 
 /** Names listed in Connection (other than close / keep-alive), lower-cased; null when none. */
 export function connectionDrops(connection: string | null): Set<string> | null {

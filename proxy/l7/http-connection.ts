@@ -13,7 +13,8 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import type { HttpConnectionManager } from '../../config/compile/snapshot';
-import { findRoute, findVirtualHost, pickCluster, type RequestView } from '../../config/compile/lookup';
+import { findRoute, findVirtualHost, pickDestination, type RequestView } from '../../config/compile/lookup';
+import { rewritePath } from '../../config/compile/route-policies';
 import type { ProxyContext } from '../context';
 import { ProxyErrorCode, rescueFor } from '../errors';
 import { recordFor } from '../observe/access-log-record';
@@ -21,7 +22,10 @@ import { hashValueFor } from './hash-key';
 import type { HttpStats } from '../observe/stats';
 import type { OriginalDestination } from '../upstream/cluster';
 import { completeRequest } from './complete';
+import { corsDecision } from './cors';
+import { drawFault, faultStatsFor, sendFaultAbort } from './fault';
 import { ForwardExchange } from './forward';
+import { startMirrors, type ShadowRequest } from './mirror';
 import { H, type RequestHead } from './h1-head';
 import { H1Connection, type H1Hooks, type H1Stream } from './h1-server';
 import { upstreamHeaderLines } from './headers';
@@ -223,7 +227,28 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
     completeRequest(ctx, stats, record);
     return;
   }
-  const clusterName = pickCluster(action.clusters, Math.random());
+  // Istio's HTTP filter order: CORS, fault, router (which mirrors and forwards).
+  let corsHeaders: readonly string[] | null = null;
+  if (action.cors !== undefined && action.cors !== null) {
+    const d = corsDecision(action.cors, head.method, view.header('origin'), view.header('access-control-request-method'));
+    if (d.kind === 'preflight') {
+      stream.discardBody();
+      sendLocalReply(stream, record, 200, '', '-', 'cors_response', d.headers);
+      completeRequest(ctx, stats, record);
+      return;
+    }
+    if (d.kind === 'actual') corsHeaders = d.headers;
+  }
+  const fault = action.fault !== undefined && action.fault !== null ? drawFault(action.fault) : null;
+  const faultStats = fault === null ? null : faultStatsFor(ctx.stats, hcm.statPrefix);
+  if (fault !== null && fault.delayMs === 0 && fault.abort !== null) {
+    faultStats!.aborts_injected.inc();
+    sendFaultAbort(stream, record, fault.abort);
+    completeRequest(ctx, stats, record);
+    return;
+  }
+  const entry = pickDestination(action.clusters, Math.random());
+  const clusterName = entry === null ? '' : entry.cluster;
   record.upstreamCluster = clusterName;
   const cluster = ctx.clusters.get(clusterName);
   if (cluster === undefined) {
@@ -232,23 +257,25 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
     completeRequest(ctx, stats, record);
     return;
   }
-  let upstreamPath = path;
   const rw = action.rewrite;
-  if (rw !== null) {
-    if (rw.uri !== null) upstreamPath = rw.uri;
-    else if (rw.uriPrefix !== null && route.match.uri !== null && route.match.uri.kind === 'prefix') upstreamPath = rw.uriPrefix + path.slice(route.match.uri.value.length);
-  }
+  const upstreamPath = rw !== null && rw.path !== null ? rewritePath(rw.path, path) : path;
   // Forwarded in origin form: an absolute-form target's authority becomes the upstream Host.
   const newHost = rw !== null && rw.authority !== null ? rw.authority : target.form === TargetForm.ABSOLUTE ? authority : null;
-  let text = head.method + ' ' + upstreamPath + ' HTTP/1.1\r\n' +
-    upstreamHeaderLines(head, action.requestHeaders, info.appendXff ? H.X_FORWARDED_FOR : -1, newHost !== null ? H.HOST : -1);
-  if (newHost !== null) text += 'host: ' + newHost + '\r\n';
-  if (generatedId) text += 'x-request-id: ' + requestId + '\r\n';
-  if (info.appendXff) text += 'x-forwarded-for: ' + xff + '\r\n';
-  if (head.xfp === null) text += 'x-forwarded-proto: ' + info.scheme + '\r\n';
-  if (upstreamPath !== path) text += 'x-envoy-original-path: ' + path + '\r\n';
+  const requestOps = entry!.requestHeaders ?? action.requestHeaders;
+  // Host goes first (as Envoy's codec writes :authority); the rest as they came, then what the proxy adds.
+  const requestLine = head.method + ' ' + upstreamPath + ' HTTP/1.1\r\n';
+  let rest = upstreamHeaderLines(head, requestOps, info.appendXff ? H.X_FORWARDED_FOR : -1, H.HOST);
+  if (generatedId) rest += 'x-request-id: ' + requestId + '\r\n';
+  if (info.appendXff) rest += 'x-forwarded-for: ' + xff + '\r\n';
+  if (head.xfp === null) rest += 'x-forwarded-proto: ' + info.scheme + '\r\n';
+  if (upstreamPath !== path) rest += 'x-envoy-original-path: ' + path + '\r\n';
+  const upstreamAuthority = newHost ?? (head.host ?? authority);
   const upgrade = offer === UpgradeOffer.WEBSOCKET && stream.canTakeOver;
-  if (upgrade) text += WEBSOCKET_REQUEST_LINES;
+  const text = requestLine + 'host: ' + upstreamAuthority + '\r\n' + rest + (upgrade ? WEBSOCKET_REQUEST_LINES : '');
+  const mirrors = action.mirrors;
+  // An upgrade is not mirrored (a shadow cannot take over a connection).
+  const startShadows = mirrors === undefined || mirrors.length === 0 || upgrade ? null : (): ShadowRequest[] | null =>
+    startMirrors(ctx, mirrors, upstreamAuthority, stripPort(upstreamAuthority), (h) => requestLine + 'host: ' + h + '\r\n' + rest, head, stream.hasBody, action.timeoutMs);
 
   new ForwardExchange({
     ctx, stream, record, cluster, action, httpStats: stats, headText: text,
@@ -257,6 +284,8 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
     // Only a TLS-originating cluster uses it (its pools and handshakes are per SNI).
     sni: cluster.originatesTls ? stripPort(authority) : null,
     upgrade,
+    responseHeaders: entry!.responseHeaders ?? action.responseHeaders,
+    fault, faultStats, corsHeaders, startShadows,
   }).start();
 }
 
