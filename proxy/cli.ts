@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `sluice` command (DESIGN.md, "CLI"): run | validate | explain | iptables | demo.
+// The `sluice` command (DESIGN.md, "CLI"): run | validate | explain | iptables | inject | demo.
 // Every flag can also come from the environment as SLUICE_<FLAG> (`--outbound-port` ->
 // SLUICE_OUTBOUND_PORT), for containers. Exit codes: 0 ok, 1 invalid config / runtime failure,
 // 2 usage error.
@@ -14,6 +14,8 @@ import { runIptablesCommand } from './iptables/command';
 import { DEFAULT_DRAIN_MS, Runtime, type RunOptions } from './runtime';
 import { defaultConcurrency } from './workers/cpu-limit';
 import { runDemo } from './demo';
+import { DEFAULT_INJECT_OPTIONS, inject } from './inject/inject';
+import { InjectError } from './inject/annotations';
 import { explain, parseExplainTarget } from './explain';
 import { DEFAULT_AUDIT_KEEP, DEFAULT_AUDIT_MAX_BYTES } from './observe/audit-log';
 
@@ -31,6 +33,8 @@ const USAGE = `usage:
   sluice explain --config PATH ... --role R [--labels ..] [--network NAME] (--url URL | --sni HOST --port N | --tcp IP:PORT)
   sluice iptables [--proxy-uid 1337] [--outbound-port 15001] [--inbound-port 15006] [--exclude-outbound-cidrs ..]
                   [--exclude-outbound-ports ..] [--inbound-ports '*'|list] [--dry-run] [--clean]
+  sluice inject [--image sluice:0.1.0] [--config kubernetes|PATH] [--config-map NAME] [--drain-duration 5s]
+                [--image-pull-policy IfNotPresent] < app.yaml > injected.yaml   (as istioctl kube-inject)
   sluice demo [--once]     a self-contained sidecar -> egress gateway -> external demo on loopback`;
 
 export class UsageError extends Error {
@@ -239,6 +243,30 @@ function cmdExplain(argv: string[]): number {
   return 0;
 }
 
+/** `sluice inject`: YAML on stdin, injected YAML on stdout, one report line per pod template on stderr. */
+async function cmdInject(argv: string[]): Promise<number> {
+  const flags = parseFlags(argv, ['image', 'config', 'config-map', 'drain-duration', 'image-pull-policy']);
+  const pull = flags.get('image-pull-policy') ?? DEFAULT_INJECT_OPTIONS.imagePullPolicy;
+  if (pull !== 'Always' && pull !== 'IfNotPresent' && pull !== 'Never') throw new UsageError(`--image-pull-policy must be Always, IfNotPresent or Never, got "${pull}"`);
+  const configMap = flags.get('config-map') ?? null;
+  const config = flags.get('config') ?? (configMap === null ? DEFAULT_INJECT_OPTIONS.config : '/etc/sluice/config');
+  if (configMap !== null && config === 'kubernetes') throw new UsageError('--config-map mounts a ConfigMap at a path: give --config PATH (default /etc/sluice/config), not kubernetes');
+  const drain = flags.get('drain-duration') ?? DEFAULT_INJECT_OPTIONS.drainDuration;
+  parseDurationMs(drain, 'drain-duration');
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  try {
+    const r = inject(Buffer.concat(chunks).toString('utf8'), { image: flags.get('image') ?? DEFAULT_INJECT_OPTIONS.image, config, configMap, drainDuration: drain, imagePullPolicy: pull });
+    process.stdout.write(r.yaml);
+    for (const line of r.report) process.stderr.write(line + '\n');
+    return 0;
+  } catch (e) {
+    if (!(e instanceof InjectError)) throw e;
+    process.stderr.write(`sluice inject: ${e.message}\n`);
+    return 1;
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
@@ -250,6 +278,8 @@ export async function main(argv: string[]): Promise<number> {
       return cmdExplain(rest);
     case 'iptables':
       return runIptablesCommand(rest);
+    case 'inject':
+      return cmdInject(rest);
     case 'demo':
       return runDemo(parseFlags(rest, ['once']).has('once'));
     case undefined:
