@@ -17,7 +17,7 @@ import { startAdmin, startHealthListener, startPrometheusListener } from './admi
 import { ProxyContext } from './context';
 import { createHttpServer } from './l7/http-connection';
 import { CaptureListener } from './listener/capture';
-import { tcpHandles, tcpHandlesUnavailableReason } from './transport/tcp-handle';
+import { probeTcpHandles, tcpHandles, tcpHandlesUnavailableReason } from './transport/tcp-handle';
 import { GatewayListeners } from './listener/gateway';
 import { HttpProxyListener } from './listener/http-proxy';
 import { originalDstSupport } from './transport/original-dst';
@@ -235,6 +235,7 @@ export class Runtime implements Drainable {
     const s = this.stats;
     if (o.dnsServers !== undefined && o.dnsServers.length > 0) configureDns({ servers: o.dnsServers });
     await this.clusters.update(snapshot);
+    await probeTcpHandles();
     // Workers share stdout through the primary (lines from several processes would interleave).
     const accessLog = withAudit(this.mode === 'worker' && o.accessLog === 'stdout' ? new IpcAccessLog(o.accessLogFormat, s) : createAccessLog({ target: o.accessLog, format: o.accessLogFormat }, s), o.auditLog, s);
     this.accessLog = accessLog;

@@ -10,13 +10,25 @@ import type { ProxyContext } from '../context';
 import type { ProxyError } from '../errors';
 import type { AccessLogRecord } from '../observe/access-log-record';
 import type { TcpStats } from '../observe/stats';
-import { closeTracked, type TrackedDownstream } from '../listener/connection-stats';
 import type { UpstreamHandle } from '../upstream/handle-connect';
 import type { UpstreamHost } from '../upstream/host';
 import { EARLY_READ_LIMIT, relayHandles, type EarlyRead, type HandleRelay } from './handle-relay';
 import type { RelayResult } from './relay';
 import { tcpHandles, type TcpHandle } from '../transport/tcp-handle';
 import { L4Session, routePlan, type L4Info, type TcpPlan } from './tcp-proxy';
+import { slotOf } from '../transport/socket-slot';
+
+declare module '../transport/socket-slot' {
+  interface SocketSlot {
+    /** the session reading this handle while its upstream connects */
+    earlySession: HandleSession | null;
+  }
+}
+
+/** The listener's accounting of the connection (listener/connection-stats.ts), closed when it ends. */
+export interface TrackedConnection {
+  close(): void;
+}
 
 /** What inspecting the handle read before the plan was made: the relay's first write. */
 export interface EarlyBytes {
@@ -26,11 +38,11 @@ export interface EarlyBytes {
 }
 
 /** Execute a plan on bare handles (the caller checked handlesCarry); `first`: what inspection read, if any. */
-export function proxyTcpHandle(ctx: ProxyContext, down: TcpHandle, plan: TcpPlan, info: L4Info, tracked: TrackedDownstream, first: EarlyBytes | null): void {
+export function proxyTcpHandle(ctx: ProxyContext, down: TcpHandle, plan: TcpPlan, info: L4Info, tracked: TrackedConnection, first: EarlyBytes | null): void {
   const routed = routePlan(ctx, plan, info);
   if (routed === null) {
     down.close();
-    closeTracked(tracked);
+    tracked.close();
     return;
   }
   handleSessions++;
@@ -45,8 +57,6 @@ let handleSessions = 0;
 export function handleSessionCount(): number {
   return handleSessions;
 }
-
-type EarlyHandle = TcpHandle & { sluiceSession?: HandleSession };
 
 /** The early read of a client that has sent nothing yet (most connections of server-first protocols). */
 const NOTHING_READ_YET: EarlyRead = Object.freeze({ chunks: Object.freeze([]), bytes: 0, eof: false, reading: true });
@@ -72,7 +82,7 @@ class HandleSession extends L4Session {
   constructor(
     ctx: ProxyContext,
     private readonly down: TcpHandle,
-    private readonly tracked: TrackedDownstream,
+    private readonly tracked: TrackedConnection,
     record: AccessLogRecord | null,
     stats: TcpStats,
     host: UpstreamHost,
@@ -85,9 +95,9 @@ class HandleSession extends L4Session {
   protected closeDownstream(): void {
     if (this.downstreamGone) return;
     this.downstreamGone = true;
-    (this.down as EarlyHandle).sluiceSession = undefined;
+    slotOf(this.down).earlySession = null;
     this.down.close();
-    closeTracked(this.tracked);
+    this.tracked.close();
   }
 
   /** Start reading the downstream while the upstream connects, after what inspection read (`first`). */
@@ -99,8 +109,8 @@ class HandleSession extends L4Session {
       // After a FIN libuv reads no more.
       if (first.eof) return;
     }
-    const down = this.down as EarlyHandle;
-    down.sluiceSession = this;
+    const down = this.down;
+    slotOf(down).earlySession = this;
     down.onread = onEarlyRead;
     // A failure shows again when the relay starts reading.
     this.earlyReading = down.readStart() === 0;
@@ -126,7 +136,7 @@ class HandleSession extends L4Session {
   }
 
   private connected(err: ProxyError | null, conn: UpstreamHandle | null): void {
-    (this.down as EarlyHandle).sluiceSession = undefined;
+    slotOf(this.down).earlySession = null;
     if (err !== null || conn === null) {
       this.connectFailed(err);
       return;
@@ -150,12 +160,12 @@ class HandleSession extends L4Session {
     const relay = this.relay as HandleRelay;
     // What the upstream sent is what the relay read from it; what it was sent, what was read downstream.
     this.upstream!.closed(!relay.upstreamEnded, r.bytesFromUpstream, r.bytesFromDownstream);
-    closeTracked(this.tracked);
+    this.tracked.close();
     super.onClose(r);
   }
 }
 
-function onEarlyRead(this: EarlyHandle, arrayBuffer: ArrayBuffer | undefined): undefined {
-  this.sluiceSession?.earlyRead(arrayBuffer);
+function onEarlyRead(this: TcpHandle, arrayBuffer: ArrayBuffer | undefined): undefined {
+  slotOf(this).earlySession?.earlyRead(arrayBuffer);
   return undefined;
 }

@@ -32,6 +32,14 @@
 
 import type { RelayHooks } from './relay';
 import { tcpHandles, uvError, type TcpHandle, type TcpHandles, type WriteReq } from '../transport/tcp-handle';
+import { slotOf } from '../transport/socket-slot';
+
+declare module '../transport/socket-slot' {
+  interface SocketSlot {
+    /** the relay side this handle is */
+    side: Side | null;
+  }
+}
 
 /** libuv's read size: a read this large says the direction carries bulk. */
 const BULK_READ = 64 * 1024;
@@ -53,7 +61,6 @@ export interface EarlyRead {
   readonly reading: boolean;
 }
 
-type SideHandle = TcpHandle & { sluiceSide?: Side };
 type SideWriteReq = WriteReq & { side?: Side };
 
 /** One end of the relay. */
@@ -72,8 +79,8 @@ class Side {
   /** this direction's own read buffer, once it carries bulk */
   ownBuffer: Buffer | null = null;
 
-  constructor(readonly relay: HandleRelay, readonly handle: SideHandle, readonly isDown: boolean) {
-    handle.sluiceSide = this;
+  constructor(readonly relay: HandleRelay, readonly handle: TcpHandle, readonly isDown: boolean) {
+    slotOf(handle).side = this;
   }
 }
 
@@ -240,7 +247,7 @@ export class HandleRelay {
 
   private closed(side: Side): void {
     side.closed = true;
-    side.handle.sluiceSide = undefined;
+    slotOf(side.handle).side = null;
     side.ownBuffer = null;
     if (this.reported || !this.down.closed || !this.up.closed) return;
     this.reported = true;
@@ -258,9 +265,9 @@ export class HandleRelay {
 let spareWriteReq: SideWriteReq | null = null;
 
 // Handle and request callbacks shared by every relay: no closure per connection or chunk.
-function onRead(this: SideHandle, arrayBuffer: ArrayBuffer | undefined): Buffer | undefined {
-  const side = this.sluiceSide;
-  return side === undefined ? undefined : side.relay.read(side, arrayBuffer);
+function onRead(this: TcpHandle, arrayBuffer: ArrayBuffer | undefined): Buffer | undefined {
+  const side = slotOf(this).side;
+  return side === null ? undefined : side.relay.read(side, arrayBuffer);
 }
 function onWritten(this: SideWriteReq, status: number): void {
   const side = this.side!;

@@ -32,6 +32,13 @@ import tls from 'node:tls';
 import { slotOf } from '../transport/socket-slot';
 import type { UpstreamSink } from './upstream-reader';
 
+declare module '../transport/socket-slot' {
+  interface SocketSlot {
+    /** the relay joining this socket to its peer */
+    relay: Relay | null;
+  }
+}
+
 /**
  * Where the upstream's bytes come from when the socket was opened with its own `onread` (no 'data'
  * events): l4's UpstreamReader, or an upgraded HTTP connection's reader (l7/response-reader.ts).

@@ -7,6 +7,7 @@ import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ProxyContext } from '../context';
 import { slotOf } from '../transport/socket-slot';
+import { formatSocketAddress } from '../transport/socket-addresses';
 import { ProxyErrorCode, rescueFor, type ProxyError } from '../errors';
 import { recordFor, type AccessLogRecord } from '../observe/access-log-record';
 import type { TcpStats } from '../observe/stats';
@@ -16,6 +17,13 @@ import type { UpstreamHost } from '../upstream/host';
 import { relay, type RelayHooks, type RelayResult } from './relay';
 import { UpstreamReader } from './upstream-reader';
 import { unwatchIdle, watchIdle, type IdleWatched } from './idle-sweep';
+
+declare module '../transport/socket-slot' {
+  interface SocketSlot {
+    /** the TCP proxy session while its upstream connects */
+    session: TcpSession | null;
+  }
+}
 
 /**
  * What the listener learnt about a downstream connection. The address fields may be getters that
@@ -280,7 +288,7 @@ export class TcpSession extends L4Session {
       this.downstreamLeft();
       return;
     }
-    if (record !== null) record.upstreamLocalAddress = upstream.localAddress === undefined ? null : formatAddress(upstream.localAddress, upstream.localPort ?? 0);
+    if (record !== null) record.upstreamLocalAddress = upstream.localAddress === undefined ? null : formatSocketAddress(upstream.localAddress, upstream.localPort);
     this.relaying(relay(downstream, upstream, this.head, this, this.reader));
   }
 }
@@ -299,8 +307,5 @@ function finishRelay(ctx: ProxyContext, record: AccessLogRecord | null, stats: T
   ctx.accessLog.log(record);
 }
 
-export function formatAddress(ip: string, port: number): string {
-  return (ip.includes(':') ? '[' + ip + ']' : ip) + ':' + port;
-}
 
 function noop(): void {}

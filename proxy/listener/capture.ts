@@ -15,11 +15,11 @@ import { AccessLogRecord } from '../observe/access-log-record';
 import { proxyTcp } from '../l4/tcp-proxy';
 import { planToCluster } from './tcp-plan';
 import { dispatchConnection } from './dispatch';
-import { formatSocketAddress, openTracked, trackDownstream } from './connection-stats';
+import { openTracked, trackDownstream } from './connection-stats';
 import { getOriginalDst, getOriginalDstOf, type OriginalDst } from '../transport/original-dst';
 import { acceptHandles, socketFor } from '../transport/accept-handles';
 import { tcpHandles, type TcpHandle } from '../transport/tcp-handle';
-import { HandleAddresses, SocketAddresses } from '../transport/socket-addresses';
+import { formatSocketAddress, HandleAddresses, SocketAddresses } from '../transport/socket-addresses';
 import { dispatchHandle, dispatchHandleToCluster } from './handle-dispatch';
 import { dataPortListenOptions } from './listen-options';
 

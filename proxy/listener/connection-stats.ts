@@ -5,28 +5,39 @@ import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ListenerStats } from '../observe/stats';
 import { slotOf } from '../transport/socket-slot';
+import { socketFor } from '../transport/accept-handles';
+import type { TcpHandle } from '../transport/tcp-handle';
+
+declare module '../transport/socket-slot' {
+  interface SocketSlot {
+    /** listener accounting of an accepted connection */
+    tracked: TrackedDownstream | null;
+  }
+}
 
 export class TrackedDownstream {
   constructor(readonly stats: ListenerStats, readonly start: number) {}
+
+  /** The connection has closed (whichever layer closed it). */
+  close(): void {
+    this.stats.downstream_cx_active.dec();
+    this.stats.downstream_cx_destroy.inc();
+    this.stats.downstream_cx_length_ms.record(performance.now() - this.start);
+  }
 }
 
-/** Count a connection the listener accepted; `closeTracked` when it has closed. */
+/** Count a connection the listener accepted; `close()` it when it has closed. */
 export function openTracked(stats: ListenerStats): TrackedDownstream {
   stats.downstream_cx_total.inc();
   stats.downstream_cx_active.inc();
   return new TrackedDownstream(stats, performance.now());
 }
 
-export function closeTracked(t: TrackedDownstream): void {
-  t.stats.downstream_cx_active.dec();
-  t.stats.downstream_cx_destroy.inc();
-  t.stats.downstream_cx_length_ms.record(performance.now() - t.start);
-}
 
 // One shared 'close' listener ('on': close fires once, and once() allocates a wrapper); the
 // per-connection state is in the socket's slot (socket-slot.ts): no closure per accepted connection.
 function onClose(this: net.Socket): void {
-  closeTracked(slotOf(this).tracked!);
+  slotOf(this).tracked!.close();
 }
 
 /** The socket's close ends the tracked connection. */
@@ -39,13 +50,12 @@ export function trackDownstream(socket: net.Socket, stats: ListenerStats): void 
   trackSocket(socket, openTracked(stats));
 }
 
-export function formatSocketAddress(ip: string | undefined, port: number | undefined): string {
-  if (ip === undefined) return '-';
-  const bare = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
-  return (bare.includes(':') ? '[' + bare + ']' : bare) + ':' + (port ?? 0);
+/** The net.Socket path for a handle the listener has already counted (`openTracked`). */
+export function trackedSocketFor(client: TcpHandle, tracked: TrackedDownstream): net.Socket {
+  const socket = socketFor(client);
+  socket.on('error', noop);
+  trackSocket(socket, tracked);
+  return socket;
 }
 
-export function bareIp(ip: string | undefined): string {
-  if (ip === undefined) return '';
-  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
-}
+function noop(): void {}

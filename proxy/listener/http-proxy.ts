@@ -11,7 +11,8 @@ import type { HttpConnectionManager } from '../../config/compile/snapshot';
 import type { ProxyContext } from '../context';
 import { serveConnect } from '../l7/connect';
 import { DownstreamInfo, createHttpServer, routeRequest } from '../l7/http-connection';
-import { bareIp, formatSocketAddress, trackDownstream } from './connection-stats';
+import { trackDownstream } from './connection-stats';
+import { bareIp, formatSocketAddress } from '../transport/socket-addresses';
 import { dataPortListenOptions } from './listen-options';
 
 export class HttpProxyListener {

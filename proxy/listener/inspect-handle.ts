@@ -13,6 +13,14 @@
 import { ProxyErrorCode, type ProxyError } from '../errors';
 import { tcpHandles, type TcpHandle } from '../transport/tcp-handle';
 import { FirstBytesInspector, type Decided, type Inspection, type InspectOptions } from './inspect';
+import { slotOf } from '../transport/socket-slot';
+
+declare module '../transport/socket-slot' {
+  interface SocketSlot {
+    /** the first-bytes inspector reading this handle */
+    inspector: HandleInspector | null;
+  }
+}
 
 export interface HandleInspection extends Inspection {
   /** the downstream's FIN came with the bytes (libuv stopped reading it) */
@@ -21,16 +29,14 @@ export interface HandleInspection extends Inspection {
 
 export type HandleInspectCallback = (err: ProxyError | null, r: HandleInspection | null) => void;
 
-type InspectedHandle = TcpHandle & { sluiceInspector?: HandleInspector };
-
 /** The bare-handle transport of inspect.ts's FirstBytesInspector. */
 class HandleInspector extends FirstBytesInspector<HandleInspection> {
-  constructor(private readonly handle: InspectedHandle, opts: InspectOptions, cb: HandleInspectCallback) {
+  constructor(private readonly handle: TcpHandle, opts: InspectOptions, cb: HandleInspectCallback) {
     super(opts, cb);
   }
 
   start(): void {
-    this.handle.sluiceInspector = this;
+    slotOf(this.handle).inspector = this;
     this.handle.onread = onInspectRead;
     if (this.handle.readStart() !== 0) {
       process.nextTick(() => this.fail(ProxyErrorCode.DOWNSTREAM_DISCONNECT, 'downstream closed before sending anything'));
@@ -48,7 +54,7 @@ class HandleInspector extends FirstBytesInspector<HandleInspection> {
   }
 
   protected release(): void {
-    this.handle.sluiceInspector = undefined;
+    slotOf(this.handle).inspector = null;
     // After a FIN libuv has stopped reading already.
     if (!this.eof) this.handle.readStop();
   }
@@ -58,8 +64,8 @@ class HandleInspector extends FirstBytesInspector<HandleInspection> {
   }
 }
 
-function onInspectRead(this: InspectedHandle, arrayBuffer: ArrayBuffer | undefined): undefined {
-  this.sluiceInspector?.read(arrayBuffer);
+function onInspectRead(this: TcpHandle, arrayBuffer: ArrayBuffer | undefined): undefined {
+  slotOf(this).inspector?.read(arrayBuffer);
   return undefined;
 }
 

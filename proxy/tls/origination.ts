@@ -14,7 +14,6 @@
 import fs from 'node:fs';
 import tls from 'node:tls';
 import type { Cluster, UpstreamTls } from '../../config/compile/snapshot';
-import type { TlsOrigination } from '../upstream/connect';
 import { fileStamp, RECHECK_MS } from './file-stamp';
 
 function readOptional(file: string | null): Buffer | undefined {
@@ -27,6 +26,24 @@ function buildContext(t: UpstreamTls): tls.SecureContext {
     cert: readOptional(t.certFile),
     key: readOptional(t.keyFile),
   });
+}
+
+/** What upstream/connect.ts needs to originate TLS to a cluster's hosts. */
+export interface TlsOrigination {
+  readonly secureContext: tls.SecureContext;
+  readonly rejectUnauthorized: boolean;
+  readonly alpn: readonly string[];
+  /** Verifies the peer certificate beyond the CA chain (SAN list); undefined = Node's hostname check. */
+  readonly checkServerIdentity: ((host: string, cert: tls.PeerCertificate) => Error | undefined) | undefined;
+  readonly sessions: Map<string, Buffer>;
+  /**
+   * The upstream verifies a client certificate (DR MUTUAL / ISTIO_MUTUAL). In TLS 1.3 the client's
+   * handshake completes before the server has judged the client's certificate; its verdict (a session
+   * ticket, or an alert such as certificate_required) arrives one flight later. With this set, a new
+   * TLS 1.3 connection is handed over only once that verdict is in, so a refused certificate is a
+   * connect failure (503 UF + UPSTREAM_TRANSPORT_FAILURE_REASON, retried) and not a reset mid-request.
+   */
+  readonly awaitPeerVerdict: boolean;
 }
 
 class Origination implements TlsOrigination {

@@ -9,13 +9,14 @@
 // Why a bare TLSSocket rather than tls.Server: the filter chain (and so the certificate and the
 // verification mode) is chosen per connection after the ClientHello was inspected. The price is that
 // Node's tls.Server-only check is ours to make: with requestCert, OpenSSL accepts any chain and Node
-// reports the verdict through the handle's verifyError(), which only tls.Server's own connection
-// listener consults (lib/_tls_wrap.js onServerSocketSecure). Without it a certificate from any CA passes.
+// reports the verdict on the native handle (transport/tls-internals.ts), which only tls.Server's own
+// connection listener consults. Without it a certificate from any CA passes.
 
 import type net from 'node:net';
 import tls from 'node:tls';
 import type { DownstreamTls } from '../../config/compile/snapshot';
 import type { ListenerStats } from '../observe/stats';
+import { peerVerifyError } from '../transport/tls-internals';
 
 /** Why a downstream handshake failed: the Envoy-style reason for the log (`TLS_error:<code>`). */
 export interface DownstreamTlsFailure {
@@ -28,8 +29,6 @@ export interface TerminatedCallbacks {
   /** The handshake or a peer check failed; the socket is already destroyed. */
   failed(f: DownstreamTlsFailure): void;
 }
-
-type HandleWithVerify = { verifyError(): (Error & { code?: string }) | null };
 
 /** One per terminated connection; handlers are methods bound once (no per-chunk closures). */
 class Termination {
@@ -48,8 +47,7 @@ class Termination {
     const cert = requested ? s.getPeerCertificate() : null;
     const hasCert = cert !== null && cert.raw !== undefined;
     if (requested && hasCert) {
-      const handle = (s as unknown as { _handle: HandleWithVerify | null })._handle;
-      const verifyError = handle === null ? null : handle.verifyError();
+      const verifyError = peerVerifyError(s);
       if (verifyError !== null) {
         // Every mode, OPTIONAL_MUTUAL included: Envoy (require_client_certificate false) still
         // rejects a certificate that is presented and does not verify.

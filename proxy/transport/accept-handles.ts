@@ -11,7 +11,6 @@
 
 import net from 'node:net';
 import { uvError, type TcpHandle } from './tcp-handle';
-import { trackSocket, type TrackedDownstream } from '../listener/connection-stats';
 
 type AcceptingHandle = { onconnection?: unknown; setNoDelay?: unknown };
 
@@ -45,13 +44,3 @@ export function socketFor(client: TcpHandle): net.Socket {
   const options = { handle: client, allowHalfOpen: true, readable: true, writable: true, noDelay: true };
   return new net.Socket(options as net.SocketConstructorOpts);
 }
-
-/** The net.Socket path for a handle the listener has already counted (`openTracked`). */
-export function trackedSocketFor(client: TcpHandle, tracked: TrackedDownstream): net.Socket {
-  const socket = socketFor(client);
-  socket.on('error', noop);
-  trackSocket(socket, tracked);
-  return socket;
-}
-
-function noop(): void {}

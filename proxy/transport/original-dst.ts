@@ -10,6 +10,12 @@ import type * as net from 'node:net';
 import * as path from 'node:path';
 import { ProxyError, ProxyErrorCode } from '../errors';
 
+/** Where a captured connection was going: what routing and ORIGINAL_DST clusters read. */
+export interface OriginalDestination {
+  readonly address: string;
+  readonly port: number;
+}
+
 export interface OriginalDst {
   readonly family: 4 | 6;
   readonly address: string;

@@ -7,16 +7,17 @@
 // `--access-log off` a plain TCP connection costs neither the syscalls nor the memory (issue 6:
 // CPU per short connection and RSS per idle connection).
 //
+// These classes are the L4Info (l4/tcp-proxy.ts) of an accepted connection, structurally: the
+// transport imports nothing above it.
+//
 // When records are kept, `prime()` reads both addresses at accept: Node caches them on the socket,
 // so a record made after the socket has gone (a failed TLS handshake) still has them.
 
 import type net from 'node:net';
-import type { L4Info } from '../l4/tcp-proxy';
 import type { AddressOut, TcpHandle } from './tcp-handle';
-import type { OriginalDestination } from '../upstream/cluster';
-import { bareIp, formatSocketAddress } from '../listener/connection-stats';
+import type { OriginalDestination } from './original-dst';
 
-export class SocketAddresses implements L4Info {
+export class SocketAddresses {
   sni: string | null = null;
   peerUriSan: string | null = null;
 
@@ -54,7 +55,7 @@ export class SocketAddresses implements L4Info {
  * getsockname/getpeername on first use, kept for the connection's life (`prime()` reads them at
  * accept when records are kept, so a record made after the handle closed still has them).
  */
-export class HandleAddresses implements L4Info {
+export class HandleAddresses {
   sni: string | null = null;
   peerUriSan: string | null = null;
   private local: AddressOut | null = null;
@@ -101,4 +102,20 @@ export class HandleAddresses implements L4Info {
     const a = this.remoteOut();
     return formatSocketAddress(a.address, a.port);
   }
+}
+
+/**
+ * The one address formatter: `ip:port`, `[ip6]:port`, '-' for none. An IPv4 peer of a dual-stack
+ * socket shows as `::ffff:a.b.c.d` in Node; Envoy logs it as `a.b.c.d`, so both transports strip it.
+ */
+export function formatSocketAddress(ip: string | undefined, port: number | undefined): string {
+  if (ip === undefined) return '-';
+  const bare = bareIp(ip);
+  return (bare.includes(':') ? '[' + bare + ']' : bare) + ':' + (port ?? 0);
+}
+
+/** The IP as Envoy prints it (an IPv4-mapped IPv6 address as IPv4). */
+export function bareIp(ip: string | undefined): string {
+  if (ip === undefined) return '';
+  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
 }

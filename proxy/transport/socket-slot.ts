@@ -1,38 +1,42 @@
-// Per-socket state for the socket listeners that every connection shares (no closures per
-// connection: an idle proxied connection's memory is a target). An EventEmitter calls a listener with
-// the socket as `this`, and the listener finds its state in the socket's slot.
+// Per-connection state for the socket listeners and handle callbacks that every connection shares
+// (no closures per connection: an idle proxied connection's memory is a target). An EventEmitter
+// calls a listener with the socket as `this`, libuv's callbacks a handle's `onread` with the handle
+// as `this`, and the function finds its state in the object's slot.
 //
 // One slot object under one symbol, added once, rather than a property per module: every property
-// added to a net.Socket after construction gives it a new hidden class, and Node's stream and event
-// code that all sockets run (emit, Readable.on, read, flow...) turns polymorphic and then megamorphic
-// with each extra shape. With one slot a socket has two shapes, before and after.
+// added to a net.Socket (or a handle) after construction gives it a new hidden class, and Node's
+// stream and event code that all sockets run (emit, Readable.on, read, flow...) turns polymorphic and
+// then megamorphic with each extra shape. With one slot an object has two shapes, before and after.
+//
+// Each field is declared, with its type, by the module that owns it, by declaration merging:
+//   declare module '../transport/socket-slot' { interface SocketSlot { relay: Relay | null } }
+// so this file imports none of them (the transport is the bottom layer; no import cycles). Their
+// names are listed in newSlot() so that every slot is made with the same shape.
 
 import type net from 'node:net';
-import type { Relay } from '../l4/relay';
-import type { TcpSession } from '../l4/tcp-proxy';
-import type { UpstreamConnection } from '../upstream/connect';
-import type { TrackedDownstream } from '../listener/connection-stats';
+import type { TcpHandle } from './tcp-handle';
 
-export class SocketSlot {
-  /** listener accounting of an accepted connection (listener/connection-stats.ts) */
-  tracked: TrackedDownstream | null = null;
-  /** the TCP proxy session while its upstream connects (l4/tcp-proxy.ts) */
-  session: TcpSession | null = null;
-  /** an upstream connection's bookkeeping (upstream/connect.ts) */
-  connection: UpstreamConnection | null = null;
-  /** the relay joining this socket to its peer (l4/relay.ts) */
-  relay: Relay | null = null;
+/** One connection end's state, its fields declared by their owners (see above); null when unused. */
+export interface SocketSlot {}
+
+/**
+ * Every owner's field, in one order: one shape for all slots. tracked: listener/connection-stats.ts;
+ * session: l4/tcp-proxy.ts; connection: upstream/connect.ts; relay: l4/relay.ts; inspector:
+ * listener/inspect-handle.ts; earlySession: l4/handle-proxy.ts; side: l4/handle-relay.ts.
+ */
+function newSlot(): SocketSlot {
+  return { tracked: null, session: null, connection: null, relay: null, inspector: null, earlySession: null, side: null };
 }
 
 const kSlot = Symbol('sluice.slot');
-type SlottedSocket = net.Socket & { [kSlot]?: SocketSlot };
+type Slotted = { [kSlot]?: SocketSlot };
 
-/** The socket's slot, created on first use. */
-export function slotOf(socket: net.Socket): SocketSlot {
-  const s = socket as SlottedSocket;
+/** The socket's or handle's slot, created on first use. */
+export function slotOf(owner: net.Socket | TcpHandle): SocketSlot {
+  const s = owner as unknown as Slotted;
   let slot = s[kSlot];
   if (slot === undefined) {
-    slot = new SocketSlot();
+    slot = newSlot();
     s[kSlot] = slot;
   }
   return slot;

@@ -168,6 +168,81 @@ export function uvError(errno: number, syscall: string): NodeJS.ErrnoException {
   return e;
 }
 
+const PROBE_BYTES = Buffer.from('sluice-probe');
+const PROBE_TIMEOUT_MS = 2000;
+
+/**
+ * The start-up behaviour probe: that the methods exist (load) says little about what they do on
+ * this Node, so before any listener opens, one loopback connection is made on the handles the way
+ * the fast path uses them: listen, accept (onconnection), connect (oncomplete), a write from the
+ * client, a read on the accepted side with the byte count and offset from streamBaseState, an EOF
+ * after a shutdown, then close. Any difference (an exception, an error code, other bytes, no
+ * callback within 2 s) turns the fast path off for the process, with the reason
+ * (`tcpHandlesUnavailableReason()`), and every connection takes the net.Socket path.
+ */
+export async function probeTcpHandles(): Promise<void> {
+  const h = tcpHandles();
+  if (h === null) return;
+  const failure = await roundTrip(h).catch((e: unknown) => (e as Error).message);
+  if (failure !== null) loaded = { handles: null, reason: `bare TCP handles failed the start-up probe: ${failure}` };
+}
+
+function roundTrip(h: TcpHandles): Promise<string | null> {
+  return new Promise((resolve) => {
+    const opened: TcpHandle[] = [];
+    const done = (failure: string | null): void => {
+      clearTimeout(timer);
+      for (const o of opened.splice(0)) o.close();
+      resolve(failure);
+    };
+    const timer = setTimeout(() => done('no answer on loopback within ' + PROBE_TIMEOUT_MS + ' ms'), PROBE_TIMEOUT_MS);
+    const check = (rc: number, what: string): boolean => {
+      if (rc === 0) return true;
+      done(`${what}: ${uvError(rc, what).code}`);
+      return false;
+    };
+    const server = h.newServer();
+    opened.push(server);
+    if (!check(server.bind('127.0.0.1', 0), 'bind') || !check(server.listen(1), 'listen')) return;
+    const addr: AddressOut = {};
+    if (!check(server.getsockname(addr), 'getsockname') || typeof addr.port !== 'number') return done('no listening port');
+    let got = Buffer.alloc(0);
+    server.onconnection = (status, accepted) => {
+      if (status < 0 || accepted === undefined) return done(`accept: ${status}`);
+      opened.push(accepted);
+      accepted.onread = (ab) => {
+        // A throw here would be uncaught (libuv's callback): a failed probe instead.
+        try {
+          const n = h.readResult();
+          if (n > 0) got = Buffer.concat([got, Buffer.from(ab!, h.readOffset(), n)]);
+          else if (n === h.UV_EOF) done(got.equals(PROBE_BYTES) ? null : `read ${JSON.stringify(got.toString('latin1'))}, wrote ${JSON.stringify(PROBE_BYTES.toString())}`);
+          else if (n < 0) done(`read: ${uvError(n, 'read').code}`);
+        } catch (e) {
+          done(`read: ${(e as Error).message}`);
+        }
+        return undefined;
+      };
+      check(accepted.readStart(), 'readStart');
+    };
+    const client = h.newSocket();
+    opened.push(client);
+    const req = h.newConnectReq();
+    req.oncomplete = (status) => {
+      if (!check(status, 'connect')) return;
+      const w = h.newWriteReq();
+      w.handle = client;
+      w.buffer = PROBE_BYTES;
+      w.oncomplete = () => {};
+      if (!check(client.writeBuffer(w, PROBE_BYTES), 'write')) return;
+      const sd = h.newShutdownReq();
+      sd.handle = client;
+      sd.oncomplete = () => {};
+      check(client.shutdown(sd), 'shutdown');
+    };
+    check(client.connect(req, '127.0.0.1', addr.port), 'connect');
+  });
+}
+
 /** Test seam: read SLUICE_TCP_HANDLES and the bindings again on next use. */
 export function resetTcpHandlesForTests(): void {
   loaded = null;

@@ -6,6 +6,7 @@ import type net from 'node:net';
 import { ISTIO_MAX_UINT32, type Cluster } from '../../config/compile/snapshot';
 import { ProxyError, ProxyErrorCode } from '../errors';
 import type { ClusterStats } from '../observe/stats';
+import type { OriginalDestination } from '../transport/original-dst';
 import { buildTlsOrigination } from '../tls/origination';
 import { connectUpstream, type ConnectCallback, type ConnectOptions, type TlsOrigination } from './connect';
 import { dnsConfig, resolveName } from './dns';
@@ -13,10 +14,7 @@ import { connectHandle, type HandleConnectCallback } from './handle-connect';
 import { UpstreamHost } from './host';
 import { createLoadBalancer, type LoadBalancer, type PickContext } from './lb';
 
-export interface OriginalDestination {
-  readonly address: string;
-  readonly port: number;
-}
+export type { OriginalDestination } from '../transport/original-dst';
 
 export class UpstreamCluster {
   readonly config: Cluster;

@@ -16,26 +16,20 @@ import { performance } from 'node:perf_hooks';
 import { ProxyError, ProxyErrorCode, connectErrorCode } from '../errors';
 import type { ClusterStats } from '../observe/stats';
 import { slotOf } from '../transport/socket-slot';
+import { wireOf, type ByteCounters } from '../transport/tls-internals';
 import { countClosed, countConnected, countConnectFailure, countOpened } from './cx-accounting';
-import { resumableSession } from '../tls/origination';
+import { resumableSession, type TlsOrigination } from '../tls/origination';
+
+export type { TlsOrigination } from '../tls/origination';
 import type { UpstreamHost } from './host';
 
-export interface TlsOrigination {
-  readonly secureContext: tls.SecureContext;
-  readonly rejectUnauthorized: boolean;
-  readonly alpn: readonly string[];
-  /** Verifies the peer certificate beyond the CA chain (SAN list); undefined = Node's hostname check. */
-  readonly checkServerIdentity: ((host: string, cert: tls.PeerCertificate) => Error | undefined) | undefined;
-  readonly sessions: Map<string, Buffer>;
-  /**
-   * The upstream verifies a client certificate (DR MUTUAL / ISTIO_MUTUAL). In TLS 1.3 the client's
-   * handshake completes before the server has judged the client's certificate; its verdict (a session
-   * ticket, or an alert such as certificate_required) arrives one flight later. With this set, a new
-   * TLS 1.3 connection is handed over only once that verdict is in, so a refused certificate is a
-   * connect failure (503 UF + UPSTREAM_TRANSPORT_FAILURE_REASON, retried) and not a reset mid-request.
-   */
-  readonly awaitPeerVerdict: boolean;
+declare module '../transport/socket-slot' {
+  interface SocketSlot {
+    /** an upstream connection's bookkeeping */
+    connection: UpstreamConnection | null;
+  }
 }
+
 
 /**
  * Upper bound (ms) on waiting for a mutual-TLS server's verdict after our TLS 1.3 Finished. Servers
@@ -45,11 +39,6 @@ export interface TlsOrigination {
 const PEER_VERDICT_MAX_MS = 250;
 
 export type ConnectCallback = (err: ProxyError | null, socket: net.Socket | null) => void;
-
-interface ByteCounters {
-  readonly bytesRead: number;
-  readonly bytesWritten: number;
-}
 
 /** Per-connection bookkeeping, one object, fields set in the constructor (no closures per chunk). */
 export class UpstreamConnection {
@@ -258,14 +247,9 @@ function watch(stats: ClusterStats, host: UpstreamHost, opts: ConnectOptions, so
 type TlsConnectOptions = tls.ConnectionOptions & { allowHalfOpen: boolean; onread?: net.OnReadOpts };
 
 /** What Node's TLSSocket has and @types/node does not declare: tls.connect sets sessions with it. */
-type TlsSocketInternals = tls.TLSSocket & { setSession?(session: Buffer): void; _handle?: { _parent?: ByteCounters } };
+type TlsSocketInternals = tls.TLSSocket & { setSession?(session: Buffer): void };
 
 const canSetSession = typeof (tls.TLSSocket.prototype as TlsSocketInternals).setSession === 'function';
-
-/** The socket's TCP handle under its TLS layer (TLSWrap keeps it as `_parent`; Node 12-24). */
-function wireOf(secure: tls.TLSSocket): ByteCounters | null {
-  return (secure as TlsSocketInternals)._handle?._parent ?? null;
-}
 
 function connectTls(stats: ClusterStats, host: UpstreamHost, opts: ConnectOptions, t: TlsOrigination, cb: ConnectCallback, onread: net.OnReadOpts | null): void {
   const sessionKey = opts.sni ?? host.key;

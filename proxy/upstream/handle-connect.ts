@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { ProxyError, ProxyErrorCode } from '../errors';
 import type { ClusterStats } from '../observe/stats';
 import { tcpHandles, uvError, type AddressOut, type ConnectReq, type TcpHandle, type TcpHandles } from '../transport/tcp-handle';
-import { formatSocketAddress } from '../listener/connection-stats';
+import { formatSocketAddress } from '../transport/socket-addresses';
 import { countClosed, countConnected, countConnectFailure, countOpened } from './cx-accounting';
 import type { ConnectOptions } from './connect';
 import type { UpstreamHost } from './host';

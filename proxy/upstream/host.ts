@@ -2,7 +2,6 @@
 // (shown by /clusters) and the load-balancer state (active requests for LEAST_REQUEST).
 
 import type { Endpoint } from '../../config/compile/snapshot';
-import { hashKey } from './lb';
 
 export class HostCounters {
   cx_active = 0;
@@ -45,4 +44,14 @@ export class UpstreamHost {
     this.key = (address.includes(':') ? '[' + address + ']' : address) + ':' + port;
     this.keyHash = hashKey(this.key);
   }
+}
+
+/** FNV-1a over the UTF-16 code units: a stable 32-bit hash of the key, no allocation. */
+export function hashKey(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
 }

@@ -8,7 +8,7 @@
 // (the original destination is used; no host list is consulted), see UpstreamCluster.pick.
 
 import type { LbPolicy } from '../../config/compile/snapshot';
-import type { UpstreamHost } from './host';
+import { hashKey, type UpstreamHost } from './host';
 
 export interface PickContext {
   /** downstream remote IP (consistentHash useSourceIp) */
@@ -82,15 +82,6 @@ class LeastRequest implements LoadBalancer {
   }
 }
 
-/** FNV-1a over the UTF-16 code units: a stable 32-bit hash of the key, no allocation. */
-export function hashKey(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
 
 /** murmur3's finaliser: spreads a combined key/host hash over all 32 bits. */
 function mix(h: number): number {
