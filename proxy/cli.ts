@@ -13,6 +13,7 @@ import { compile } from '../config/compile/index';
 import { runIptablesCommand } from './iptables/command';
 import { DEFAULT_DRAIN_MS, Runtime, type RunOptions } from './runtime';
 import { defaultConcurrency } from './workers/cpu-limit';
+import { KUBERNETES_CONFIG } from '../config/sources/kubernetes/source';
 import { runDemo } from './demo';
 import { DEFAULT_INJECT_OPTIONS, inject } from './inject/inject';
 import { InjectError } from './inject/annotations';
@@ -21,6 +22,7 @@ import { DEFAULT_AUDIT_KEEP, DEFAULT_AUDIT_MAX_BYTES } from './observe/audit-log
 
 const USAGE = `usage:
   sluice run --role sidecar|gateway --config PATH [--config PATH ...] [--namespace NS] [--labels k=v,...]
+             (--config kubernetes [--kubeconfig FILE] [--watch-namespaces NS,...]: config from the API server)
              [--admin HOST:PORT] [--outbound-port 15001] [--inbound-port 15006] [--certs DIR]
              [--outbound-policy ALLOW_ANY|REGISTRY_ONLY] [--access-log stdout|off|PATH]
              [--access-log-format istio|envoy|json] [--concurrency N (default: the cgroup CPU limit, else cores)] [--http-proxy-port PORT] [--no-capture]
@@ -126,7 +128,7 @@ function role(flags: Flags): Role {
   return r;
 }
 
-const RUN_FLAGS = ['role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port', 'audit-log', 'audit-log-max-bytes', 'audit-log-keep', 'dns-servers', 'network', 'network-gateway', 'drain-duration'];
+const RUN_FLAGS = ['kubeconfig', 'watch-namespaces', 'role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port', 'audit-log', 'audit-log-max-bytes', 'audit-log-keep', 'dns-servers', 'network', 'network-gateway', 'drain-duration'];
 
 /**
  * `--network NAME` (Istio's ISTIO_META_NETWORK; for a gateway also its REQUESTED_NETWORK_VIEW) and
@@ -146,7 +148,9 @@ export function networkOptions(flags: Flags): { network: string; networkGateways
 
 export function runOptionsFrom(flags: Flags): RunOptions {
   const configPaths = flags.all('config');
-  if (configPaths.length === 0) throw new UsageError('--config is required (a file, a directory, or several --config flags)');
+  if (configPaths.length === 0) throw new UsageError('--config is required (a file, a directory, several --config flags, or kubernetes)');
+  if (configPaths.includes(KUBERNETES_CONFIG) && configPaths.length > 1) throw new UsageError('--config kubernetes reads everything from the API server: it cannot be combined with files');
+  const watchNamespaces = flags.all('watch-namespaces').flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
   const policy = flags.get('outbound-policy') ?? 'ALLOW_ANY';
   if (policy !== 'ALLOW_ANY' && policy !== 'REGISTRY_ONLY') throw new UsageError(`--outbound-policy must be ALLOW_ANY or REGISTRY_ONLY, got "${policy}"`);
   const format = flags.get('access-log-format') ?? 'istio';
@@ -156,6 +160,7 @@ export function runOptionsFrom(flags: Flags): RunOptions {
   return {
     role: r,
     configPaths,
+    kubernetes: { kubeconfig: flags.get('kubeconfig') ?? null, watchNamespaces: watchNamespaces.length > 0 ? watchNamespaces : null },
     embeddedConfig: null,
     namespace: flags.get('namespace') ?? (r === 'gateway' ? 'istio-system' : 'default'),
     labels: parseLabels(flags.get('labels')),

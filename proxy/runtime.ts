@@ -11,6 +11,8 @@ import type { OutboundPolicy, Role, Snapshot } from '../config/compile/snapshot'
 import { ConfigError } from '../config/errors';
 import { loadText, type LoadResult } from '../config/resources/load';
 import { FileSource } from '../config/sources/files';
+import { resolveAccess } from '../config/sources/kubernetes/kubeconfig';
+import { KUBERNETES_CONFIG, KubernetesSource, type SourceTiming } from '../config/sources/kubernetes/source';
 import type { CompiledConfig } from '../config/sources/compile-worker';
 import type { AdminContext, ClusterStatus, ServerState } from './admin/context';
 import { startAdmin, startHealthListener, startPrometheusListener } from './admin/server';
@@ -37,8 +39,10 @@ export const SLUICE_VERSION = '0.1.0';
 
 export interface RunOptions {
   readonly role: Role;
-  /** Files or directories; ignored when `embeddedConfig` is given. */
+  /** Files or directories, or the one word `kubernetes` (the API server); ignored when `embeddedConfig` is given. */
   readonly configPaths: readonly string[];
+  /** With `--config kubernetes`: credentials (--kubeconfig; null = $KUBECONFIG, in-cluster, ~/.kube/config) and --watch-namespaces (null = all). */
+  readonly kubernetes?: { readonly kubeconfig: string | null; readonly watchNamespaces: readonly string[] | null; readonly timing?: Partial<SourceTiming> };
   /** Config text used instead of files (the demo's embedded default). */
   readonly embeddedConfig: { readonly name: string; readonly text: string } | null;
   readonly namespace: string;
@@ -94,7 +98,7 @@ export class Runtime implements Drainable {
   readonly stats = new StatsStore();
   private readonly clusters: ClusterManager;
   private ctx: ProxyContext | null = null;
-  private source: FileSource | null = null;
+  private source: FileSource | KubernetesSource | null = null;
   private gateway: GatewayListeners | null = null;
   private capture: CaptureListener | null = null;
   private httpProxy: HttpProxyListener | null = null;
@@ -166,6 +170,14 @@ export class Runtime implements Drainable {
     let initial: LoadResult;
     if (o.embeddedConfig !== null) {
       initial = loadText(o.embeddedConfig.text, o.embeddedConfig.name, { defaultNamespace: o.namespace });
+    } else if (o.configPaths.includes(KUBERNETES_CONFIG)) {
+      const k = o.kubernetes ?? { kubeconfig: null, watchNamespaces: null };
+      const source = new KubernetesSource({
+        access: resolveAccess({ kubeconfig: k.kubeconfig }), namespaces: k.watchNamespaces, load: { defaultNamespace: o.namespace },
+        log: this.log, onChange: (r) => this.onConfigChange(r), ...(k.timing !== undefined ? { timing: k.timing } : {}),
+      });
+      this.source = source;
+      initial = await source.load();
     } else {
       this.source = new FileSource(o.configPaths, { defaultNamespace: o.namespace }, (r) => this.onConfigChange(r));
       // Reloads load + compile on a worker thread: at 10,000 services that is seconds of CPU the

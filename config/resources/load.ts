@@ -149,18 +149,23 @@ export function loadFiles(files: readonly SourceFile[], opts: LoadOptions): Load
   return finish(ctx);
 }
 
-/** Objects already parsed (sources/kubernetes/): the same kind dispatch, validation and cross-checks as files. */
-export function loadObjects(objects: readonly SourceObject[], opts: LoadOptions): LoadResult {
+/**
+ * Objects already parsed (sources/kubernetes/): the same kind dispatch, validation and
+ * cross-checks as files. `known`: resources made by the source itself (ServiceEntries from
+ * Kubernetes Services), valid by construction: not validated, placed first, and part of the
+ * cross-checks (a VirtualService may route to them).
+ */
+export function loadObjects(objects: readonly SourceObject[], opts: LoadOptions, known: readonly Resource[] = []): LoadResult {
   const ctx = newContext(opts);
   for (const o of objects) parseResource(o.value, o.origin, '', ctx);
-  return finish(ctx);
+  return finish(ctx, known);
 }
 
-function finish(ctx: LoadContext): LoadResult {
+function finish(ctx: LoadContext, known: readonly Resource[] = []): LoadResult {
   const { out: all, messages, loc } = ctx;
 
   const seen = new Map<string, Origin>();
-  const unique: Resource[] = [];
+  const unique: Resource[] = [...known];
   for (const r of all) {
     const key = `${r.kind}/${r.metadata.namespace}/${r.metadata.name}`;
     const first = seen.get(key);
