@@ -1,0 +1,60 @@
+// Services + EndpointSlices -> mesh services, as Istio's Kubernetes registry makes them.
+import t from 'tap';
+import { meshServices, portProtocol, slimEndpointSlice, slimService } from '../../../../../config/sources/kubernetes/services';
+import type { KubeObject } from '../../../../../config/sources/kubernetes/client';
+
+t.test('port protocol: UDP, then appProtocol, then the port name (whole or its prefix), else auto-detect', async (t) => {
+  const cases: [object, string | undefined][] = [
+    [{ name: 'http' }, 'HTTP'], [{ name: 'http-web' }, 'HTTP'], [{ name: 'HTTP2-x' }, 'HTTP2'], [{ name: 'https' }, 'HTTPS'],
+    [{ name: 'grpc' }, 'GRPC'], [{ name: 'grpc-web' }, 'GRPC-WEB'], [{ name: 'tcp-db' }, 'TCP'], [{ name: 'tls-x' }, 'TLS'],
+    [{ name: 'mongo' }, 'MONGO'], [{ name: 'redis-cache' }, 'REDIS'], [{ name: 'mysql' }, 'MYSQL'],
+    [{ name: 'web' }, undefined], [{ name: 'httpx' }, undefined], [{}, undefined],
+    [{ name: 'tcp', appProtocol: 'http' }, 'HTTP'], [{ name: 'x', appProtocol: 'kubernetes.io/h2c' }, 'HTTP2'],
+    [{ name: 'x', appProtocol: 'kubernetes.io/ws' }, 'HTTP'], [{ name: 'x', appProtocol: 'kubernetes.io/wss' }, 'HTTPS'],
+    [{ name: 'http', appProtocol: 'something/else' }, 'HTTP'],
+    [{ name: 'http', protocol: 'UDP' }, 'UDP'],
+  ];
+  for (const [port, want] of cases) t.equal(portProtocol(port), want, JSON.stringify(port));
+});
+
+const svc = (name: string, spec: object, extra: object = {}): KubeObject => ({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'shop', resourceVersion: '1', managedFields: [{ big: 'x' }], ...extra }, spec });
+const slice = (name: string, service: string, ports: object[], endpoints: object[], addressType = 'IPv4'): KubeObject => ({
+  apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name, namespace: 'shop', labels: { 'kubernetes.io/service-name': service } }, addressType, ports, endpoints,
+});
+
+t.test('a Service with its slices is a MESH_INTERNAL STATIC ServiceEntry of NAME.NS.svc.cluster.local', async (t) => {
+  const services = [
+    svc('cart', { clusterIP: '10.96.0.7', clusterIPs: ['10.96.0.7'], ports: [{ name: 'http-api', port: 80, targetPort: 8080 }, { name: 'grpc', port: 9000, targetPort: 'grpc-port' }] },
+      { annotations: { 'networking.istio.io/exportTo': '., istio-system', other: 'dropped' }, labels: { app: 'cart' } }),
+    svc('db', { clusterIP: 'None', ports: [{ name: 'tcp', port: 5432 }] }),
+    svc('ext', { type: 'ExternalName', externalName: 'db.example.com', ports: [{ name: 'tls', port: 443 }] }),
+  ].map(slimService);
+  const slices = [
+    slice('cart-1', 'cart', [{ name: 'http-api', port: 8080 }, { name: 'grpc', port: 9001 }], [
+      { addresses: ['10.1.0.1'], conditions: { ready: true }, targetRef: { kind: 'Pod', name: 'cart-a', namespace: 'shop' } },
+      { addresses: ['10.1.0.2'], conditions: { ready: false } },
+      { addresses: ['10.1.0.3'] },
+    ]),
+    slice('cart-2', 'cart', [{ name: 'http-api', port: 8081 }], [{ addresses: ['10.1.0.4', '10.1.0.44'], conditions: { ready: null } }]),
+    slice('cart-fqdn', 'cart', [], [{ addresses: ['x.example'] }], 'FQDN'),
+    slice('db-1', 'db', [{ name: 'tcp', port: 5432 }], [{ addresses: ['10.1.1.1'] }]),
+  ].map(slimEndpointSlice);
+  t.notOk('managedFields' in (services[0]!.metadata ?? {}), 'the store keeps only what the translation reads');
+  const out = meshServices({ services, endpointSlices: slices, podLabels: new Map([['shop/cart-a', { version: 'v1' }]]) });
+  t.same(out.map((s) => s.spec.hosts), [['cart.shop.svc.cluster.local'], ['db.shop.svc.cluster.local'], ['ext.shop.svc.cluster.local']]);
+  const cart = out[0]!;
+  t.match(cart, { kind: 'ServiceEntry', metadata: { name: 'cart', namespace: 'shop', labels: { app: 'cart' } }, origin: { file: 'api/v1/namespaces/shop/services/cart', doc: 1 } });
+  t.same(cart.spec.ports, [{ number: 80, name: 'http-api', protocol: 'HTTP', targetPort: 8080 }, { number: 9000, name: 'grpc', protocol: 'GRPC' }]);
+  t.same(cart.spec.addresses, ['10.96.0.7']);
+  t.equal(cart.spec.location, 'MESH_INTERNAL');
+  t.equal(cart.spec.resolution, 'STATIC');
+  t.same(cart.spec.exportTo, ['.', 'istio-system']);
+  t.same(cart.spec.endpoints, [
+    { address: '10.1.0.1', ports: { 'http-api': 8080, grpc: 9001 }, labels: { version: 'v1' } },
+    { address: '10.1.0.3', ports: { 'http-api': 8080, grpc: 9001 } },
+    { address: '10.1.0.4', ports: { 'http-api': 8081 } },
+  ], 'not-ready left out, absent/null ready counts, first address, ports from the slice, pod labels, FQDN slices skipped');
+  t.same(out[1]!.spec.addresses, [], 'headless: no address');
+  t.same(out[1]!.spec.endpoints, [{ address: '10.1.1.1', ports: { tcp: 5432 } }]);
+  t.match(out[2]!.spec, { resolution: 'DNS', location: 'MESH_EXTERNAL', endpoints: [{ address: 'db.example.com' }] });
+});
