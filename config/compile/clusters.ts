@@ -9,7 +9,7 @@ import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER } from './snapshot';
 import { ConfigErrorCode } from '../errors';
 import { clusterName, isClusterLocalHost, sniName } from './names';
 import { labelsSubsetOf } from './hosts';
-import { DEFAULT_DNS_REFRESH_MS, lbPolicy, mergeTrafficPolicy, poolSettings, upstreamTls } from './traffic-policy';
+import { DEFAULT_DNS_REFRESH_MS, lbPolicy, mergeTrafficPolicy, outlierConfig, poolSettings, upstreamTls, warmupConfig } from './traffic-policy';
 import type { Registry, Service } from './registry';
 
 /**
@@ -129,6 +129,8 @@ function buildCluster(
     circuitBreakers: pool.circuitBreakers,
     tls: withTls ? upstreamTls(policy.tls, reg.opts.certsDir, sni, svc.entry.spec.subjectAltNames ?? []) : null,
     emptyReason: endpoints.length === 0 ? emptyReason : null,
+    outlierDetection: outlierConfig(policy.outlierDetection),
+    warmup: warmupConfig(policy.loadBalancer),
   };
 }
 

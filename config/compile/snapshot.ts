@@ -422,6 +422,38 @@ export interface Cluster {
   readonly tls: UpstreamTls | null;
   /** Why this cluster has no endpoints, for explain/UH messages (`subset cnn selects no endpoints`). */
   readonly emptyReason: string | null;
+  /** DestinationRule `outlierDetection`; absent/null = none (no host is ever ejected). */
+  readonly outlierDetection?: OutlierConfig | null;
+  /** `loadBalancer.warmup`: Envoy's slow_start_config for hosts added after the cluster began. */
+  readonly warmup?: WarmupConfig | null;
+}
+
+/** Envoy's outlier_detection as Istio fills it (cluster_traffic_policy.go applyOutlierDetection). */
+export interface OutlierConfig {
+  /** 0 = off */
+  readonly consecutive5xx: number;
+  /** 0 = off (Envoy's enforcing_consecutive_gateway_failure stays 0 unless Istio sets it) */
+  readonly consecutiveGatewayErrors: number;
+  /** split_external_local_origin_errors: connect failures, resets and timeouts count apart */
+  readonly splitLocalOrigin: boolean;
+  /** consecutive local-origin failures (only with splitLocalOrigin); 0 = off */
+  readonly consecutiveLocalOrigin: number;
+  readonly intervalMs: number;
+  readonly baseEjectionMs: number;
+  /** Envoy's max_ejection_time (default 300 s): the ejection time stops growing there */
+  readonly maxEjectionMs: number;
+  readonly maxEjectionPercent: number;
+  /** Envoy's healthy_panic_threshold: below this share of healthy hosts, all hosts are used; 0 = never */
+  readonly minHealthPercent: number;
+}
+
+/** Envoy's slow_start_config (Istio `warmup`). */
+export interface WarmupConfig {
+  readonly durationMs: number;
+  /** min_weight_percent (default 10) */
+  readonly minWeightPercent: number;
+  /** aggression (default 1.0: linear) */
+  readonly aggression: number;
 }
 
 export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';

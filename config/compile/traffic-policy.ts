@@ -9,7 +9,7 @@
 import type {
   ClientTLSSettings, ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection, TrafficPolicy,
 } from '../resources/types';
-import type { CircuitBreakers, LbPolicy, UpstreamTls } from './snapshot';
+import type { CircuitBreakers, LbPolicy, OutlierConfig, UpstreamTls, WarmupConfig } from './snapshot';
 import { ISTIO_MAX_UINT32 } from './snapshot';
 
 export interface EffectivePolicy {
@@ -58,6 +58,37 @@ export function lbPolicy(lb: LoadBalancerSettings | undefined): LbPolicy {
     case 'PASSTHROUGH': return { kind: 'PASSTHROUGH' };
     default: return { kind: 'LEAST_REQUEST' };
   }
+}
+
+/**
+ * outlierDetection -> Envoy's, with Istio's and Envoy's defaults (§3.8): consecutive5xxErrors 5
+ * (0 disables), consecutiveGatewayErrors off unless set, interval 10 s, baseEjectionTime 30 s,
+ * maxEjectionPercent 10, minHealthPercent 0 (panic mode off); local-origin failures count apart
+ * only with splitExternalLocalOriginErrors (then consecutiveLocalOriginFailures, default 5).
+ */
+export function outlierConfig(od: OutlierDetection | undefined): OutlierConfig | null {
+  if (od === undefined) return null;
+  return {
+    consecutive5xx: od.consecutive5xxErrors ?? 5,
+    consecutiveGatewayErrors: od.consecutiveGatewayErrors ?? 0,
+    splitLocalOrigin: od.splitExternalLocalOriginErrors === true,
+    consecutiveLocalOrigin: od.splitExternalLocalOriginErrors === true ? od.consecutiveLocalOriginFailures ?? 5 : 0,
+    intervalMs: od.intervalMs ?? 10_000,
+    baseEjectionMs: od.baseEjectionTimeMs ?? 30_000,
+    maxEjectionMs: 300_000,
+    maxEjectionPercent: od.maxEjectionPercent ?? 10,
+    minHealthPercent: od.minHealthPercent ?? 0,
+  };
+}
+
+/** `warmup` (or the deprecated `warmupDurationSecs`) -> slow start, Envoy's defaults for the rest. */
+export function warmupConfig(lb: LoadBalancerSettings | undefined): WarmupConfig | null {
+  const w = lb?.warmup;
+  if (w !== undefined && w.durationMs !== undefined && w.durationMs > 0) {
+    return { durationMs: w.durationMs, minWeightPercent: w.minimumPercent ?? 10, aggression: w.aggression ?? 1 };
+  }
+  if (lb?.warmupDurationSecs !== undefined && lb.warmupDurationSecs > 0) return { durationMs: lb.warmupDurationSecs * 1000, minWeightPercent: 10, aggression: 1 };
+  return null;
 }
 
 export interface PoolSettings {

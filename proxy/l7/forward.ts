@@ -224,6 +224,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
       return;
     }
     const status = head.status;
+    this.host!.outlier?.httpStatus(status);
     const p = this.retryPolicy;
     if (p !== null && retriableResponse(p, head)) {
       if (this.retryAllowed()) {
@@ -338,6 +339,11 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
       this.attemptCount--;
       this.attempt();
       return;
+    }
+    // Connect failures were counted by the connect (cx-accounting.ts); a reset or a per-try
+    // timeout is a local-origin failure of this host for outlier detection.
+    if (host !== null && (code === ProxyErrorCode.UPSTREAM_RESET || code === ProxyErrorCode.UPSTREAM_PER_TRY_TIMEOUT)) {
+      host.outlier?.localOriginFailure(code === ProxyErrorCode.UPSTREAM_PER_TRY_TIMEOUT);
     }
     if (!this.responseStarted && this.retryPolicy !== null && retriableFailure(this.retryPolicy, code, code === ProxyErrorCode.UPSTREAM_RESET)) {
       if (this.retryAllowed()) {
@@ -489,6 +495,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     if (this.finished) return;
     this.cluster.stats.upstream_rq_timeout.inc();
     if (this.host) this.host.counters.rq_timeout++;
+    if (this.rqOpen) this.host?.outlier?.localOriginFailure(true);
     this.abortUpstream();
     this.fail(new ProxyError(ProxyErrorCode.UPSTREAM_TIMEOUT, 'route timeout'));
   }

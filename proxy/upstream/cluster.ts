@@ -13,6 +13,8 @@ import { dnsConfig, resolveName } from './dns';
 import { connectHandle, type HandleConnectCallback } from './handle-connect';
 import { UpstreamHost } from './host';
 import { createLoadBalancer, type LoadBalancer, type PickContext } from './lb';
+import { OutlierDetector } from './outlier';
+import type { StatsStore } from '../observe/stats';
 
 export type { OriginalDestination } from '../transport/original-dst';
 
@@ -31,6 +33,8 @@ export class UpstreamCluster {
   /** ORIGINAL_DST hosts, created per destination and kept (bounded) so /clusters can show them. */
   private readonly originalDstHosts = new Map<string, UpstreamHost>();
   private refreshTimer: NodeJS.Timeout | null = null;
+  /** DestinationRule outlierDetection; null = every host always in */
+  readonly outlier: OutlierDetector | null;
   private readonly onRefresh = (): void => this.resolveOnce(null);
   /** Per endpoint, the hosts of its last successful resolution. */
   private readonly lastResolved: UpstreamHost[][] = [];
@@ -38,10 +42,12 @@ export class UpstreamCluster {
   nextRefreshMs: number | null = null;
   private closed = false;
 
-  constructor(config: Cluster, stats: ClusterStats) {
+  constructor(config: Cluster, stats: ClusterStats, store: StatsStore | null = null) {
     this.config = config;
     this.name = config.name;
     this.stats = stats;
+    const od = config.outlierDetection ?? null;
+    this.outlier = od !== null && store !== null && config.type !== 'ORIGINAL_DST' ? new OutlierDetector(od, store, config.name, stats) : null;
     this.lb = createLoadBalancer(config.lb);
     this.tlsOrigination = config.tls === null ? null : buildTlsOrigination(config);
     this.noHostsReason = config.emptyReason;
@@ -119,6 +125,7 @@ export class UpstreamCluster {
     this.noHostsReason = reason;
     this.stats.membership_total.set(merged.length);
     this.stats.membership_healthy.set(merged.length);
+    if (this.outlier !== null) this.outlier.setHosts(merged);
     if (changed) this.stats.membership_change.inc();
   }
 
@@ -136,8 +143,13 @@ export class UpstreamCluster {
       }
       return h;
     }
-    const hosts = this.hosts;
+    let hosts = this.hosts;
     if (hosts.length === 0) return null;
+    const od = this.outlier;
+    if (od !== null && od.ejectedCount > 0 && !od.panic()) {
+      hosts = hosts.filter(isHealthy);
+      if (hosts.length === 0) return null;
+    }
     return this.lb.pick(hosts, ctx);
   }
 
@@ -211,6 +223,11 @@ export class UpstreamCluster {
     if (this.closed) return;
     this.closed = true;
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.outlier?.close();
     for (const fn of this.closeHooks.splice(0)) fn();
   }
+}
+
+function isHealthy(h: UpstreamHost): boolean {
+  return h.healthy;
 }

@@ -21,11 +21,12 @@ export function countConnectFailure(stats: ClusterStats, host: UpstreamHost, err
   if (err.code === ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT) stats.upstream_cx_connect_timeout.inc();
   stats.upstream_cx_connect_fail.inc();
   host.counters.cx_connect_fail++;
-  host.healthy = false;
+  // Envoy's LOCAL_ORIGIN_CONNECT_FAILED (a timeout is LOCAL_ORIGIN_TIMEOUT) for outlier detection.
+  host.outlier?.localOriginFailure(err.code === ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT);
 }
 
 export function countConnected(stats: ClusterStats, host: UpstreamHost, startHr: number): void {
-  host.healthy = true;
+  host.outlier?.localOriginSuccess();
   stats.upstream_cx_connect_ms.record(performance.now() - startHr);
 }
 

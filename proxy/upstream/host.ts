@@ -2,6 +2,7 @@
 // (shown by /clusters) and the load-balancer state (active requests for LEAST_REQUEST).
 
 import type { Endpoint } from '../../config/compile/snapshot';
+import type { HostMonitor } from './outlier';
 
 export class HostCounters {
   cx_active = 0;
@@ -28,8 +29,12 @@ export class UpstreamHost {
   readonly counters = new HostCounters();
   /** hash of `key`, precomputed for consistent hashing */
   readonly keyHash: number;
-  /** Set when a connect to it failed recently; cleared on success (crude passive health). */
+  /** false while outlier detection has it ejected (outlier.ts): out of load balancing. */
   healthy = true;
+  /** its outlier-detection counters, when the cluster has outlierDetection */
+  outlier: HostMonitor | null = null;
+  /** performance.now() when it joined a running cluster (slow start, warmup.ts); -Infinity = from the start */
+  addedAt = -Infinity;
   /** smooth weighted round robin state (lb.ts), only used when weights differ */
   lbCurrentWeight = 0;
 
