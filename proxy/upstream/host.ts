@@ -2,7 +2,13 @@
 // (shown by /clusters) and the load-balancer state (active requests for LEAST_REQUEST).
 
 import type { Endpoint } from '../../config/compile/snapshot';
-import type { HostMonitor } from './outlier';
+
+/** What a host reports to its cluster's outlier detection (outlier.ts HostMonitor). */
+export interface OutlierMonitor {
+  httpStatus(status: number): void;
+  localOriginFailure(timeout: boolean): void;
+  localOriginSuccess(): void;
+}
 
 export class HostCounters {
   cx_active = 0;
@@ -32,7 +38,7 @@ export class UpstreamHost {
   /** false while outlier detection has it ejected (outlier.ts): out of load balancing. */
   healthy = true;
   /** its outlier-detection counters, when the cluster has outlierDetection */
-  outlier: HostMonitor | null = null;
+  outlier: OutlierMonitor | null = null;
   /** performance.now() when it joined a running cluster (slow start, warmup.ts); -Infinity = from the start */
   addedAt = -Infinity;
   /** smooth weighted round robin state (lb.ts), only used when weights differ */

@@ -20,7 +20,7 @@
 import { performance } from 'node:perf_hooks';
 import type { OutlierConfig } from '../../config/compile/snapshot';
 import { sanitizeStatSegment, type ClusterStats, type Counter, type Gauge, type StatsStore } from '../observe/stats';
-import type { UpstreamHost } from './host';
+import type { OutlierMonitor, UpstreamHost } from './host';
 
 type EjectionKind = 'consecutive_5xx' | 'consecutive_gateway_failure' | 'consecutive_local_origin_failure';
 
@@ -45,7 +45,7 @@ class OutlierStats {
 }
 
 /** One host's counters and ejection state. */
-export class HostMonitor {
+export class HostMonitor implements OutlierMonitor {
   private readonly detector: OutlierDetector;
   readonly host: UpstreamHost;
   consecutive5xx = 0;
@@ -118,8 +118,9 @@ export class OutlierDetector {
   setHosts(hosts: readonly UpstreamHost[]): void {
     const next: HostMonitor[] = [];
     for (const h of hosts) {
-      if (h.outlier === null) h.outlier = new HostMonitor(this, h);
-      next.push(h.outlier);
+      let m = h.outlier as HostMonitor | null;
+      if (m === null) h.outlier = m = new HostMonitor(this, h);
+      next.push(m);
     }
     for (const m of this.monitors) if (!hosts.includes(m.host) && !m.host.healthy) this.ejectedCount--;
     this.monitors = next;
