@@ -29,6 +29,18 @@ export const ConfigErrorCode = {
   SEMANTIC: 'CFG_ERR_SEMANTIC',
   /** Cross-resource problems Istio accepts but that will not do what the user expects. */
   TRAP: 'CFG_WARN_TRAP',
+  /**
+   * Config Istio rejects but sluice can run as written (e.g. a Gateway server port without a name):
+   * a warning when loaded, an error in `sluice validate`, whose answer is "would Istio accept it".
+   */
+  ISTIO_REJECTS: 'CFG_WARN_ISTIO_REJECTS',
+  /**
+   * A certificate, key or CA file that does not exist or does not parse: an error in `sluice validate`,
+   * a warning when loaded (the file may appear later, e.g. a mounted secret; handshakes fail until it does).
+   */
+  CERT_FILE: 'CFG_WARN_CERT_FILE',
+  /** A field sluice reads and keeps but does not act on yet (not-acted-on.ts lists them, README too). */
+  NOT_ACTED_ON: 'CFG_WARN_NOT_ACTED_ON',
   /** A VirtualService/DestinationRule refers to a host no ServiceEntry declares (503 NC at runtime). */
   UNKNOWN_HOST: 'CFG_WARN_UNKNOWN_HOST',
 } as const;

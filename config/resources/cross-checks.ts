@@ -6,6 +6,7 @@ import { ConfigErrorCode } from '../errors';
 import type { ConfigMessage } from '../compile/snapshot';
 import { fqdn } from './common';
 import { terminatesTls } from './gateway';
+import { checkResource } from './resource-checks';
 import { Reporter, type Locator } from './schema';
 import type { ClientTLSSettings, Destination, DestinationRule, Gateway, Resource, Resources, ServiceEntry, TrafficPolicy, VirtualService } from './types';
 
@@ -29,6 +30,7 @@ export function crossCheck(res: Resources, loc: Locator, out: ConfigMessage[]): 
   const entries = entryIndex(res.serviceEntries);
   const subsets = subsetIndex(res.destinationRules);
 
+  for (const r of [...res.serviceEntries, ...res.gateways, ...res.virtualServices, ...res.destinationRules]) checkResource(r, loc, reporter(r));
   checkDelegateHosts(res.virtualServices, loc, reporter);
   for (const vs of res.virtualServices) {
     checkGatewayRefs(vs, gateways, loc, reporter(vs));
@@ -164,8 +166,9 @@ function checkDelegateHosts(all: readonly VirtualService[], loc: Locator, report
   }
   for (const vs of all) {
     if ((vs.spec.hosts?.length ?? 0) > 0 || delegates.has(`${vs.metadata.namespace}/${vs.metadata.name}`)) continue;
-    reporter(vs).error(ConfigErrorCode.REQUIRED, loc.at(vs.spec, 'hosts'),
-      'missing required field (only a VirtualService used as a delegate may omit hosts)');
+    // Istio takes a VirtualService without hosts for a delegate, and accepts it; unused, it routes nothing.
+    reporter(vs).warn(ConfigErrorCode.TRAP, loc.at(vs.spec, 'hosts'),
+      'no hosts: a VirtualService without hosts is a delegate, and no VirtualService delegates to this one, so it routes nothing');
   }
 }
 

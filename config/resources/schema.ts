@@ -19,6 +19,12 @@ import { PROTOCOLS } from './types';
 
 export type FieldType =
   | { readonly kind: 'string' }
+  /**
+   * A string in a flow sequence that a YAML 1.2 parser may read as a mapping: `[1.2.3.4, 001:db8::]`
+   * parses `001:db8::` as the key `001:db8:` with no value, where Go's YAML (Istio's) reads a
+   * string. Such a one-key, valueless mapping is read back as the string it was written as.
+   */
+  | { readonly kind: 'flowString' }
   | { readonly kind: 'int'; readonly min: number; readonly max: number }
   | { readonly kind: 'number'; readonly min: number; readonly max: number }
   | { readonly kind: 'bool' }
@@ -60,6 +66,7 @@ export interface ObjectSchema {
 // ------------------------------------------------------------------ builders (the table DSL)
 
 export const str = (): FieldType => STRING;
+export const flowString = (): FieldType => ({ kind: 'flowString' });
 const STRING: FieldType = { kind: 'string' };
 export const int = (min = 0, max = 4294967295): FieldType => ({ kind: 'int', min, max });
 export const num = (min: number, max: number): FieldType => ({ kind: 'number', min, max });
@@ -227,6 +234,12 @@ function normaliseValue(raw: unknown, t: FieldType, path: string, loc: Locator, 
     case 'string':
       if (typeof raw === 'string') return raw;
       return fail(report, path, `expected a string, got ${describe(raw)}`);
+    case 'flowString': {
+      if (typeof raw === 'string') return raw;
+      const keys = isMapping(raw) ? Object.keys(raw) : [];
+      if (keys.length === 1 && raw !== null && (raw as Record<string, unknown>)[keys[0]!] === null) return keys[0] + ':';
+      return fail(report, path, `expected a string, got ${describe(raw)}`);
+    }
     case 'int': {
       const n = typeof raw === 'string' && /^-?\d+$/.test(raw) ? Number(raw) : raw; // proto JSON allows quoted ints
       if (typeof n === 'number' && Number.isInteger(n) && n >= t.min && n <= t.max) return n;

@@ -37,7 +37,7 @@ t.test('tls: routes on TLS-terminating servers: per port, suggesting tcp: or htt
 
 t.test('resolution NONE only matters for destinations a gateway forwards to', async (t) => {
   const none = doc('ServiceEntry', 'a', '  hosts: ["*.example.com"]');
-  const gw = doc('Gateway', 'egress', '  servers: [{port: {number: 80, protocol: HTTP}, hosts: [a.example.com]}]');
+  const gw = doc('Gateway', 'egress', '  servers: [{port: {number: 80, name: p80, protocol: HTTP}, hosts: [a.example.com]}]');
   const meshOnly = doc('VirtualService', 'v', '  hosts: [a.example.com]\n  http: [{route: [{destination: {host: a.example.com}}]}]');
   t.same(messages(join(none, gw, meshOnly)), [], 'sidecars forward NONE to the original destination');
   const viaGw = doc('VirtualService', 'v', '  hosts: [a.example.com]\n  gateways: [mesh, egress]\n  http:\n  - match: [{gateways: [mesh]}]\n    route: [{destination: {host: egress.default.svc.cluster.local}}]\n  - match: [{gateways: [egress]}]\n    route: [{destination: {host: a.example.com}}]');
@@ -67,7 +67,7 @@ t.test('TCP ports without addresses: only address-bound protocols warn', async (
 });
 
 t.test('match-level gateway references are checked too', async (t) => {
-  t.same(messages(doc('VirtualService', 'v', '  hosts: [a.example.com]\n  tcp: [{match: [{gateways: [mesh, ./nope]}], route: [{destination: {host: a.example.com}}]}]')), [
+  t.same(messages(doc('VirtualService', 'v', '  hosts: [a.example.com]\n  tcp: [{match: [{gateways: [mesh, nope]}], route: [{destination: {host: a.example.com}}]}]')), [
     'warning CFG_WARN_TRAP f.yaml:1: VirtualService/v: spec.tcp[0].match[0].gateways[1]: Gateway default/nope is not defined: rules bound to it apply nowhere',
   ]);
 });

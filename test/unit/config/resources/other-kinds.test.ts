@@ -36,7 +36,7 @@ t.test('one warning per kind and load, also inside a List; a non-string kind sta
   const bad = load('apiVersion: v1\nkind: 7\nmetadata: {name: x}\n');
   t.same(bad.messages.map((m) => `${m.level} ${m.code}`), ['error CFG_ERR_UNKNOWN_KIND']);
   // An Istio kind with a wrong apiVersion is still read, so the mistake is an error, not a silent skip.
-  const wrong = load('apiVersion: v1\nkind: VirtualService\nmetadata: {name: x}\nspec: {hosts: [a]}\n');
+  const wrong = load('apiVersion: v1\nkind: VirtualService\nmetadata: {name: x}\nspec: {hosts: [a], tcp: [{route: [{destination: {host: a}}]}]}\n');
   t.same(wrong.messages.map((m) => m.code), ['CFG_ERR_API_VERSION']);
 });
 

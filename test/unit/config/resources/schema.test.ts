@@ -17,14 +17,14 @@ t.test('duration fields become integer ms under their Ms names (sub-ms rounds up
   http:
   - route: [{destination: {host: a.example.com}}]
     timeout: 1.5s
-    retries: {attempts: 2, perTryTimeout: 10us, backoff: 25ms}
+    retries: {attempts: 2, perTryTimeout: 10ms, backoff: 10us}
     fault: {delay: {fixedDelay: 1m, percentage: {value: 0.5}}}
     corsPolicy: {maxAge: 24h}
 `));
   t.same(vs.messages, []);
   const h = vs.resources.virtualServices[0]!.spec.http![0]!;
   t.equal(h.timeoutMs, 1500);
-  t.same(h.retries, { attempts: 2, perTryTimeoutMs: 1, backoffMs: 25 });
+  t.same(h.retries, { attempts: 2, perTryTimeoutMs: 10, backoffMs: 1 });
   t.same(h.fault, { delay: { fixedDelayMs: 60000, percentage: { value: 0.5 } } });
   t.same(h.corsPolicy, { maxAgeMs: 86400000 });
 
@@ -75,7 +75,7 @@ metadata:
 spec:
   selector: {istio: egressgateway}
   servers:
-  - port: {number: 443, name: tls, protocol: TLS, targetPort: 8443}
+  - port: {number: 443, name: tls, protocol: TLS}
     hosts: [a.example.com]
     defaultEndpoint: 127.0.0.1:80
     tls: {mode: MUTUAL, serverCertificate: /c, privateKey: /k, caCertificates: /ca, minProtocolVersion: TLSV1_2, cipherSuites: [x], subjectAltNames: [y], httpsRedirect: false}
@@ -175,7 +175,7 @@ t.test('scalars: quoted integers accepted (proto JSON), wrong types named, null 
     'error CFG_ERR_INVALID_FIELD f.yaml:1: ServiceEntry/s: spec.ports[0].number: expected an integer between 1 and 65535, got 80.5',
     'error CFG_ERR_INVALID_FIELD f.yaml:1: ServiceEntry/s: spec.ports[0].name: expected a string, got 7',
   ]);
-  t.same(messages(doc('Gateway', 'g', '  servers: [{port: {number: 80, protocol: HTTP}, hosts: [a], tls: {httpsRedirect: "yes"}}]')), [
+  t.same(messages(doc('Gateway', 'g', '  servers: [{port: {number: 80, name: p80, protocol: HTTP}, hosts: [a.b], tls: {httpsRedirect: "yes"}}]')), [
     'error CFG_ERR_INVALID_FIELD f.yaml:1: Gateway/g: spec.servers[0].tls.httpsRedirect: expected true or false, got "yes"',
   ]);
 });
