@@ -15,6 +15,7 @@ import type net from 'node:net';
 import { BodyDecoder, Framing, endBody, writeBodyChunk } from './h1-body';
 import { HeadError, findHeadEnd, parseRequestHead, type RequestHead } from './h1-head';
 import { TICK_MS, idleTick, unwatchIdle, watchIdle, type IdleWatched } from './idle-clock';
+import { H2_PREFACE } from './h2-preface';
 import { NO_BODY, type DownstreamStream, type StreamHandler, type Upgraded } from './stream';
 
 /** Pipelined bytes buffered while a request is in flight before the socket is paused. */
@@ -34,6 +35,11 @@ export interface H1Hooks<O> {
   closed(owner: O): void;
   /** true while the proxy drains: the response being written closes its connection */
   draining?(owner: O): boolean;
+  /**
+   * The connection opened with the HTTP/2 preface (h2c prior knowledge, Envoy's codec_type AUTO):
+   * the socket and every byte read so far go to the HTTP/2 server.
+   */
+  http2?(owner: O, socket: net.Socket, head: Buffer): void;
 }
 
 const STATUS_LINES: string[] = [];
@@ -48,6 +54,7 @@ export class H1Stream implements DownstreamStream {
   bodyStarted = false;
   headersSent = false;
   finished = false;
+  readonly protocol = null;
   readonly canTakeOver = true;
   private readonly conn: H1Connection<unknown>;
 
@@ -128,6 +135,8 @@ export class H1Connection<O> implements IdleWatched {
   private closing = false;
   private processing = false;
   private closed = false;
+  /** a request head was parsed on this connection (only the first bytes may be the h2 preface) */
+  private served = false;
   // response state
   private pendingHead: string | null = null;
   private chunkedOut = false;
@@ -170,6 +179,7 @@ export class H1Connection<O> implements IdleWatched {
     this.processing = true;
     while (this.stream === null && this.buf !== null && !this.closed && !this.closing) {
       const buf = this.buf;
+      if (!this.served && buf[0] === 0x50 /* P */ && this.hooks.http2 !== undefined && this.h2Preface(buf)) break;
       const end = findHeadEnd(buf, 0);
       if (end === 0) break;
       if (end < 0) {
@@ -187,6 +197,7 @@ export class H1Connection<O> implements IdleWatched {
       this.bodyDone = !hasBody;
       this.bodyMode = Body.WAIT;
       if (head.close) this.closing = true;
+      this.served = true;
       const stream = new H1Stream(this as H1Connection<unknown>, head, hasBody);
       this.stream = stream;
       this.hooks.request(this.owner, stream);
@@ -292,6 +303,27 @@ export class H1Connection<O> implements IdleWatched {
     this.closing = true;
   }
 
+  /** True when the connection was handed to HTTP/2 (or must wait for the rest of the preface). */
+  private h2Preface(buf: Buffer): boolean {
+    const n = Math.min(buf.length, H2_PREFACE.length);
+    if (buf.compare(H2_PREFACE, 0, n, 0, n) !== 0) return false;
+    if (n < H2_PREFACE.length) return true; // a prefix of the preface so far: wait for more
+    this.buf = null;
+    this.detach();
+    this.closing = true;
+    this.hooks.http2!(this.owner, this.socket, buf);
+    return true;
+  }
+
+  /** Stop reading as HTTP/1.1 ('close' stays ours: the connection stats end when the socket does). */
+  private detach(): void {
+    const socket = this.socket;
+    socket.removeListener('data', this.onDataBound);
+    socket.removeListener('end', this.onEndBound);
+    socket.removeListener('drain', this.onDrainBound);
+    unwatchIdle(this);
+  }
+
   /**
    * Write `head` (a 101) and stop being HTTP: the socket, paused, and the bytes the client sent
    * after its request go to the caller (a byte relay). 'close' stays ours, so the connection stats
@@ -299,10 +331,7 @@ export class H1Connection<O> implements IdleWatched {
    */
   takeOver(head: string): Upgraded {
     const socket = this.socket;
-    socket.removeListener('data', this.onDataBound);
-    socket.removeListener('end', this.onEndBound);
-    socket.removeListener('drain', this.onDrainBound);
-    unwatchIdle(this);
+    this.detach();
     socket.pause();
     const buffered = this.buf;
     this.buf = null;

@@ -11,6 +11,7 @@
 
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type net from 'node:net';
+import type tls from 'node:tls';
 import { randomUUID } from 'node:crypto';
 import type { HttpConnectionManager } from '../../config/compile/snapshot';
 import { findRoute, findVirtualHost, pickDestination, type RequestView } from '../../config/compile/lookup';
@@ -28,6 +29,7 @@ import { ForwardExchange } from './forward';
 import { startMirrors, type ShadowRequest } from './mirror';
 import { H, type RequestHead } from './h1-head';
 import { H1Connection, type H1Hooks, type H1Stream } from './h1-server';
+import { serveH2, type H2Stream } from './h2-server';
 import { upstreamHeaderLines } from './headers';
 import { sendLocalReply, sendRescue } from './local-reply';
 import { NodeStream } from './node-stream';
@@ -72,17 +74,26 @@ export class DownstreamInfo {
 class ConnectionOwner {
   readonly ctx: ProxyContext;
   readonly info: DownstreamInfo;
+  private http1Counted = false;
   constructor(ctx: ProxyContext, info: DownstreamInfo) {
     this.ctx = ctx;
     this.info = info;
+  }
+  /** downstream_cx_http1_total once the first bytes showed HTTP/1.1 rather than the h2 preface. */
+  countHttp1(): void {
+    if (this.http1Counted) return;
+    this.http1Counted = true;
+    this.info.httpStats.downstream_cx_http1_total.inc();
   }
 }
 
 const HOOKS: H1Hooks<ConnectionOwner> = {
   request(owner: ConnectionOwner, stream: H1Stream): void {
+    owner.countHttp1();
     routeStream(owner.ctx, owner.info, stream);
   },
   protocolError(owner: ConnectionOwner, status: 400 | 431, reply: (text: string) => void): void {
+    owner.countHttp1();
     onProtocolError(owner.ctx, owner.info, status, reply);
   },
   closed(owner: ConnectionOwner): void {
@@ -91,7 +102,16 @@ const HOOKS: H1Hooks<ConnectionOwner> = {
   draining(owner: ConnectionOwner): boolean {
     return owner.ctx.draining;
   },
+  http2(owner: ConnectionOwner, socket: net.Socket, head: Buffer): void {
+    // h2c with prior knowledge (the codec is known from the first bytes, as Envoy's AUTO knows it).
+    owner.info.httpStats.downstream_cx_http2_total.inc();
+    serveH2(socket, head, owner, routeH2);
+  },
 };
+
+function routeH2(owner: ConnectionOwner, stream: H2Stream): void {
+  routeStream(owner.ctx, owner.info, stream);
+}
 
 const kContext = Symbol('sluice.httpContext');
 type ContextServer = http.Server & { [kContext]?: ProxyContext };
@@ -115,8 +135,15 @@ export function handOverHttp(server: http.Server, socket: net.Socket, info: Down
   }
   info.httpStats.downstream_cx_total.inc();
   info.httpStats.downstream_cx_active.inc();
-  info.httpStats.downstream_cx_http1_total.inc();
-  new H1Connection(socket, new ConnectionOwner(ctx, info), HOOKS);
+  const owner = new ConnectionOwner(ctx, info);
+  if ((socket as tls.TLSSocket).alpnProtocol === 'h2') {
+    // ALPN chose h2 in the TLS handshake (tls/terminate.ts offers it on HTTP chains).
+    info.httpStats.downstream_cx_http2_total.inc();
+    socket.once('close', () => info.httpStats.downstream_cx_active.dec());
+    serveH2(socket, null, owner, routeH2);
+    return;
+  }
+  new H1Connection(socket, owner, HOOKS);
 }
 
 
@@ -158,7 +185,9 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
   stats.downstream_rq_active.inc();
   const record = recordFor(info);
   record.method = head.method;
-  record.protocol = PROTOCOLS[head.versionMinor] ?? 'HTTP/1.1';
+  record.protocol = stream.protocol ?? PROTOCOLS[head.versionMinor] ?? 'HTTP/1.1';
+  if (stream.protocol === null) stats.downstream_rq_http1_total.inc();
+  else stats.downstream_rq_http2_total.inc();
   record.userAgent = head.userAgent;
 
   const target = parseRequestTarget(head.method, head.target);

@@ -12,6 +12,7 @@ export class NodeStream implements DownstreamStream {
   handler: StreamHandler | null = null;
   bodyStarted = false;
   finished = false;
+  readonly protocol = null;
   readonly canTakeOver = false;
   private readonly req: IncomingMessage;
   private readonly res: ServerResponse;

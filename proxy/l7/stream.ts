@@ -25,6 +25,8 @@ export const UNKNOWN_LENGTH = -1;
 
 export interface DownstreamStream {
   readonly head: RequestHead;
+  /** the access log's protocol when it is not the head's HTTP/1.x version ('HTTP/2'), else null */
+  readonly protocol: string | null;
   handler: StreamHandler | null;
   /** the request carries a body (Content-Length > 0 or chunked) */
   readonly hasBody: boolean;

@@ -92,7 +92,7 @@ export function runChain(ctx: ProxyContext, conn: AcceptedConnection, chain: Fil
       failed(f) {
         logDropped(ctx, conn, sni, '-', 'downstream TLS handshake failed: ' + f.reason);
       },
-    });
+    }, chain.filter.kind === 'http');
     return;
   }
   handToFilter(ctx, conn, chain, socket, sni, null, head, 'http');

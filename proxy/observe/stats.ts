@@ -341,7 +341,10 @@ export class HttpStats {
   readonly downstream_cx_total: Counter;
   readonly downstream_cx_active: Gauge;
   readonly downstream_cx_http1_total: Counter;
+  readonly downstream_cx_http2_total: Counter;
   readonly downstream_cx_protocol_error: Counter;
+  readonly downstream_rq_http1_total: Counter;
+  readonly downstream_rq_http2_total: Counter;
   readonly downstream_rq_total: Counter;
   readonly downstream_rq_active: Gauge;
   readonly downstream_rq_completed: Counter;
@@ -360,6 +363,9 @@ export class HttpStats {
     this.downstream_cx_total = store.counter(p + 'downstream_cx_total');
     this.downstream_cx_active = store.gauge(p + 'downstream_cx_active');
     this.downstream_cx_http1_total = store.counter(p + 'downstream_cx_http1_total');
+    this.downstream_cx_http2_total = store.counter(p + 'downstream_cx_http2_total');
+    this.downstream_rq_http1_total = store.counter(p + 'downstream_rq_http1_total');
+    this.downstream_rq_http2_total = store.counter(p + 'downstream_rq_http2_total');
     this.downstream_cx_protocol_error = store.counter(p + 'downstream_cx_protocol_error');
     this.downstream_rq_total = store.counter(p + 'downstream_rq_total');
     this.downstream_rq_active = store.gauge(p + 'downstream_rq_active');

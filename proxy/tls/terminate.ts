@@ -92,7 +92,7 @@ class Termination {
  */
 export function terminateTls(
   socket: net.Socket, settings: DownstreamTls, secureContext: tls.SecureContext,
-  stats: ListenerStats, cb: TerminatedCallbacks,
+  stats: ListenerStats, cb: TerminatedCallbacks, offerH2 = false,
 ): void {
   const mutual = settings.mode !== 'SIMPLE';
   const secure = new tls.TLSSocket(socket, {
@@ -102,13 +102,24 @@ export function terminateTls(
     // A missing certificate is refused in the handshake (OpenSSL's FAIL_IF_NO_PEER_CERT); the chain
     // itself is judged in onSecure (see the header comment).
     rejectUnauthorized: mutual && settings.mode !== 'OPTIONAL_MUTUAL',
-    // No ALPNProtocols: this path speaks HTTP/1.1 only, and Node aborts the handshake when a client
-    // offers no overlapping protocol (a sidecar's ISTIO_MUTUAL offers `istio-peer-exchange, istio`),
-    // where Envoy carries on without ALPN. Without the option Node selects nothing and continues.
+    // No ALPNProtocols: Node aborts the handshake when a client offers no overlapping protocol (a
+    // sidecar's ISTIO_MUTUAL offers `istio-peer-exchange, istio`), where Envoy carries on without
+    // ALPN. HTTP chains (`offerH2`) choose in a callback instead: h2, else http/1.1 when offered.
+    // Node cannot "choose nothing" from the callback (undefined is a fatal alert), so a client that
+    // offers neither gets its own first choice echoed, and then speaks what it would have spoken
+    // without ALPN; only `h2` makes this side speak HTTP/2.
+    ALPNCallback: offerH2 ? chooseAlpn : undefined,
   });
   const t = new Termination(secure, settings, stats, cb);
   secure.once('secure', t.onSecure.bind(t));
   secure.on('error', t.onError.bind(t));
+}
+
+function chooseAlpn(hello: { protocols: string[] }): string | undefined {
+  const p = hello.protocols;
+  if (p.includes('h2')) return 'h2';
+  if (p.includes('http/1.1')) return 'http/1.1';
+  return p[0];
 }
 
 /** `subjectaltname` is Node's `DNS:a, URI:spiffe://..., IP Address:1.2.3.4` string. */

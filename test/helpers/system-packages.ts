@@ -27,6 +27,8 @@ export const COMMAND_PACKAGES: Readonly<Record<string, string>> = {
   openssl: 'openssl',
   nc: 'netcat-openbsd',
   setpriv: 'util-linux',
+  nghttp: 'nghttp2-client',
+  h2load: 'nghttp2-client',
 };
 
 /** How long an apt-get waits for another one's lock (s), and how long one may run (ms). */
