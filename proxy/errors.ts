@@ -2,10 +2,35 @@
 // the HTTP status of the local reply, the response flag(s) in the access log, the
 // RESPONSE_CODE_DETAILS string, and whether a retry may help. Match on `err.code`, never on text.
 // README.md ("Error codes") lists them; test/unit/proxy/errors.test.ts keeps the two in sync.
+// Response flags are spelled only here (FLAG); every access-log flag and local reply, and what
+// `sluice explain` predicts, comes from this file (test/unit/proxy/errors.test.ts checks the call sites).
+
+/** Envoy's response flags (%RESPONSE_FLAGS%) that sluice sets, by Envoy's long names. */
+export const FLAG = {
+  NO_ROUTE_FOUND: 'NR',
+  NO_CLUSTER_FOUND: 'NC',
+  NO_HEALTHY_UPSTREAM: 'UH',
+  UPSTREAM_CONNECTION_FAILURE: 'UF',
+  UPSTREAM_OVERFLOW: 'UO',
+  UPSTREAM_CONNECTION_TERMINATION: 'UC',
+  UPSTREAM_REQUEST_TIMEOUT: 'UT',
+  UPSTREAM_RETRY_LIMIT_EXCEEDED: 'URX',
+  UPSTREAM_PROTOCOL_ERROR: 'UPE',
+  DOWNSTREAM_CONNECTION_TERMINATION: 'DC',
+  DOWNSTREAM_PROTOCOL_ERROR: 'DPE',
+  FAULT_INJECTED: 'FI',
+  DELAY_INJECTED: 'DI',
+  /** none */
+  NONE: '-',
+} as const;
+
+export type Flag = (typeof FLAG)[keyof typeof FLAG];
 
 export const ProxyErrorCode = {
-  /** No route for the request / no filter chain for the connection. */
+  /** No route for the request, no TCP route for the connection. */
   NO_ROUTE: 'PRX_ERR_NO_ROUTE',
+  /** No filter chain of the listener accepts the connection (closed, not answered). */
+  NO_FILTER_CHAIN: 'PRX_ERR_NO_FILTER_CHAIN',
   /** A route names a cluster the snapshot does not have. */
   NO_CLUSTER: 'PRX_ERR_NO_CLUSTER',
   /** The cluster has no (healthy) endpoint: empty subset, DNS gave nothing, BlackHoleCluster. */
@@ -64,8 +89,8 @@ export class ProxyError extends Error {
 export interface Rescue {
   /** Local reply status (HTTP); 0 = reset/close without a reply. */
   readonly status: number;
-  /** Envoy response flag(s), `UF,URX` style, or '-' */
-  readonly flags: string;
+  /** Envoy's response flag, or '-' */
+  readonly flags: Flag;
   /** RESPONSE_CODE_DETAILS */
   readonly details: string;
   /** Body of the local reply, Envoy's text. */
@@ -75,41 +100,42 @@ export interface Rescue {
 }
 
 const RESCUE: Readonly<Record<ProxyErrorCodeValue, Rescue>> = {
-  PRX_ERR_NO_ROUTE: { status: 404, flags: 'NR', details: 'route_not_found', body: '', retryable: false },
-  PRX_ERR_NO_CLUSTER: { status: 503, flags: 'NC', details: 'cluster_not_found', body: '', retryable: false },
-  PRX_ERR_NO_HEALTHY_UPSTREAM: { status: 503, flags: 'UH', details: 'no_healthy_upstream', body: 'no healthy upstream', retryable: false },
-  PRX_ERR_DNS_FAILED: { status: 503, flags: 'UH', details: 'no_healthy_upstream', body: 'no healthy upstream', retryable: false },
+  PRX_ERR_NO_ROUTE: { status: 404, flags: FLAG.NO_ROUTE_FOUND, details: 'route_not_found', body: '', retryable: false },
+  PRX_ERR_NO_FILTER_CHAIN: { status: 0, flags: FLAG.NO_ROUTE_FOUND, details: 'filter_chain_not_found', body: '', retryable: false },
+  PRX_ERR_NO_CLUSTER: { status: 503, flags: FLAG.NO_CLUSTER_FOUND, details: 'cluster_not_found', body: '', retryable: false },
+  PRX_ERR_NO_HEALTHY_UPSTREAM: { status: 503, flags: FLAG.NO_HEALTHY_UPSTREAM, details: 'no_healthy_upstream', body: 'no healthy upstream', retryable: false },
+  PRX_ERR_DNS_FAILED: { status: 503, flags: FLAG.NO_HEALTHY_UPSTREAM, details: 'no_healthy_upstream', body: 'no healthy upstream', retryable: false },
   PRX_ERR_UPSTREAM_CONNECT: {
-    status: 503, flags: 'UF', details: 'upstream_reset_before_response_started{connection_failure}',
+    status: 503, flags: FLAG.UPSTREAM_CONNECTION_FAILURE, details: 'upstream_reset_before_response_started{connection_failure}',
     body: 'upstream connect error or disconnect/reset before headers. reset reason: connection failure', retryable: true,
   },
   PRX_ERR_UPSTREAM_CONNECT_TIMEOUT: {
-    status: 503, flags: 'UF', details: 'upstream_reset_before_response_started{connection_timeout}',
+    status: 503, flags: FLAG.UPSTREAM_CONNECTION_FAILURE, details: 'upstream_reset_before_response_started{connection_timeout}',
     body: 'upstream connect error or disconnect/reset before headers. reset reason: connection timeout', retryable: true,
   },
   PRX_ERR_UPSTREAM_TLS: {
-    status: 503, flags: 'UF', details: 'upstream_reset_before_response_started{connection_failure,TLS_error}',
+    status: 503, flags: FLAG.UPSTREAM_CONNECTION_FAILURE, details: 'upstream_reset_before_response_started{connection_failure,TLS_error}',
     body: 'upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: TLS error', retryable: true,
   },
-  PRX_ERR_UPSTREAM_OVERFLOW: { status: 503, flags: 'UO', details: 'upstream_reset_before_response_started{overflow}', body: 'upstream connect error or disconnect/reset before headers. reset reason: overflow', retryable: false },
+  PRX_ERR_UPSTREAM_OVERFLOW: { status: 503, flags: FLAG.UPSTREAM_OVERFLOW, details: 'upstream_reset_before_response_started{overflow}', body: 'upstream connect error or disconnect/reset before headers. reset reason: overflow', retryable: false },
   PRX_ERR_UPSTREAM_RESET: {
-    status: 503, flags: 'UC', details: 'upstream_reset_before_response_started{connection_termination}',
+    status: 503, flags: FLAG.UPSTREAM_CONNECTION_TERMINATION, details: 'upstream_reset_before_response_started{connection_termination}',
     body: 'upstream connect error or disconnect/reset before headers. reset reason: connection termination', retryable: true,
   },
-  PRX_ERR_UPSTREAM_RESET_AFTER_RESPONSE: { status: 0, flags: 'UC', details: 'upstream_reset_after_response_started{connection_termination}', body: '', retryable: false },
-  PRX_ERR_UPSTREAM_TIMEOUT: { status: 504, flags: 'UT', details: 'upstream_response_timeout', body: 'upstream request timeout', retryable: false },
-  PRX_ERR_UPSTREAM_PER_TRY_TIMEOUT: { status: 504, flags: 'UT', details: 'upstream_per_try_timeout', body: 'upstream request timeout', retryable: true },
-  PRX_ERR_FAULT_ABORT: { status: 503, flags: 'FI', details: 'fault_filter_abort', body: 'fault filter abort', retryable: false },
-  PRX_ERR_UPSTREAM_PROTOCOL: { status: 502, flags: 'UPE', details: 'upstream_reset_before_response_started{protocol_error}', body: 'upstream connect error or disconnect/reset before headers. reset reason: protocol error', retryable: false },
-  PRX_ERR_DOWNSTREAM_DISCONNECT: { status: 0, flags: 'DC', details: 'downstream_remote_disconnect', body: '', retryable: false },
-  PRX_ERR_DOWNSTREAM_PROTOCOL: { status: 400, flags: 'DPE', details: 'http1.codec_error', body: 'Bad Request', retryable: false },
-  PRX_ERR_BLOCKED: { status: 502, flags: '-', details: 'direct_response', body: '', retryable: false },
-  PRX_ERR_ORIGINAL_DST: { status: 0, flags: 'NR', details: 'filter_chain_not_found', body: '', retryable: false },
-  PRX_ERR_DOWNSTREAM_TLS: { status: 0, flags: '-', details: 'filter_chain_not_found', body: '', retryable: false },
-  PRX_ERR_INSPECT_LIMIT: { status: 0, flags: 'NR', details: 'filter_chain_not_found', body: '', retryable: false },
+  PRX_ERR_UPSTREAM_RESET_AFTER_RESPONSE: { status: 0, flags: FLAG.UPSTREAM_CONNECTION_TERMINATION, details: 'upstream_reset_after_response_started{connection_termination}', body: '', retryable: false },
+  PRX_ERR_UPSTREAM_TIMEOUT: { status: 504, flags: FLAG.UPSTREAM_REQUEST_TIMEOUT, details: 'upstream_response_timeout', body: 'upstream request timeout', retryable: false },
+  PRX_ERR_UPSTREAM_PER_TRY_TIMEOUT: { status: 504, flags: FLAG.UPSTREAM_REQUEST_TIMEOUT, details: 'upstream_per_try_timeout', body: 'upstream request timeout', retryable: true },
+  PRX_ERR_FAULT_ABORT: { status: 503, flags: FLAG.FAULT_INJECTED, details: 'fault_filter_abort', body: 'fault filter abort', retryable: false },
+  PRX_ERR_UPSTREAM_PROTOCOL: { status: 502, flags: FLAG.UPSTREAM_PROTOCOL_ERROR, details: 'upstream_reset_before_response_started{protocol_error}', body: 'upstream connect error or disconnect/reset before headers. reset reason: protocol error', retryable: false },
+  PRX_ERR_DOWNSTREAM_DISCONNECT: { status: 0, flags: FLAG.DOWNSTREAM_CONNECTION_TERMINATION, details: 'downstream_remote_disconnect', body: '', retryable: false },
+  PRX_ERR_DOWNSTREAM_PROTOCOL: { status: 400, flags: FLAG.DOWNSTREAM_PROTOCOL_ERROR, details: 'http1.codec_error', body: 'Bad Request', retryable: false },
+  PRX_ERR_BLOCKED: { status: 502, flags: FLAG.NONE, details: 'direct_response', body: '', retryable: false },
+  PRX_ERR_ORIGINAL_DST: { status: 0, flags: FLAG.NO_ROUTE_FOUND, details: 'filter_chain_not_found', body: '', retryable: false },
+  PRX_ERR_DOWNSTREAM_TLS: { status: 0, flags: FLAG.NONE, details: 'filter_chain_not_found', body: '', retryable: false },
+  PRX_ERR_INSPECT_LIMIT: { status: 0, flags: FLAG.NO_ROUTE_FOUND, details: 'filter_chain_not_found', body: '', retryable: false },
 };
 
-const UNKNOWN_RESCUE: Rescue = { status: 503, flags: 'UC', details: 'upstream_reset_before_response_started{unknown}', body: 'upstream connect error or disconnect/reset before headers', retryable: false };
+const UNKNOWN_RESCUE: Rescue = { status: 503, flags: FLAG.UPSTREAM_CONNECTION_TERMINATION, details: 'upstream_reset_before_response_started{unknown}', body: 'upstream connect error or disconnect/reset before headers', retryable: false };
 
 /** Classify any error once. Unknown errors (a bug) are treated as an upstream reset. */
 export function rescue(err: unknown): Rescue {

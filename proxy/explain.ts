@@ -16,6 +16,7 @@ import { hostCovers, hostsOverlap, labelsSubsetOf } from '../config/compile/host
 import { expandHost, MESH_GATEWAY, resolveGatewayName } from '../config/compile/names';
 import type { Gateway, Server, VirtualService } from '../config/resources/types';
 import type { ClusterStatus } from './admin/context';
+import { FLAG, ProxyErrorCode, rescueFor, type ProxyErrorCodeValue } from './errors';
 
 export type ExplainTarget =
   | { readonly kind: 'url'; readonly url: URL }
@@ -88,7 +89,7 @@ export interface Explanation {
 /** Live cluster state from the running proxy (admin); absent for `sluice explain` on files. */
 export type LiveClusters = (name: string) => ClusterStatus | undefined;
 
-const OK: ExplainOutcome = { result: 'forward', status: null, flag: '-', details: null, cause: null };
+const OK: ExplainOutcome = { result: 'forward', status: null, flag: FLAG.NONE, details: null, cause: null };
 
 /** One explanation being written: lines plus the facts the JSON form reports. */
 class Trace {
@@ -105,9 +106,22 @@ class Trace {
     this.lines.push((label + ':').padEnd(11) + text);
   }
 
-  fail(status: number | null, flag: string, details: string, cause: string): void {
+  /**
+   * The first dead end: what the proxy does for `code`, from the same table (proxy/errors.ts). An
+   * HTTP request gets the local reply's status and details; a TCP connection is closed (`closed`,
+   * or the table's details for a failure that never has a reply, such as no filter chain).
+   */
+  fail(code: ProxyErrorCodeValue, http: boolean, cause: string, status?: number): void {
     if (this.outcome.result === 'failure') return; // the first dead end is the one that counts
-    this.outcome = { result: 'failure', status, flag, details, cause };
+    const r = rescueFor(code);
+    const answered = http && r.status !== 0;
+    this.outcome = { result: 'failure', status: answered ? (status ?? r.status) : null, flag: r.flags, details: answered || r.status === 0 ? r.details : 'closed', cause };
+  }
+
+  /** No listener: the kernel refuses the connection, nothing of the proxy's runs. */
+  refused(cause: string): void {
+    if (this.outcome.result === 'failure') return;
+    this.outcome = { result: 'failure', status: null, flag: FLAG.NONE, details: 'refused', cause };
   }
 
   done(): Explanation {
@@ -285,11 +299,11 @@ function describeCluster(snap: Snapshot, name: string, weight: string, t: Trace,
   const c = snap.clusters.get(name);
   if (c === undefined) {
     t.line('cluster', `${name}${weight}  NOT FOUND`);
-    t.fail(http ? 503 : null, 'NC', http ? 'cluster_not_found' : 'closed', missingClusterCause(snap, name));
+    t.fail(ProxyErrorCode.NO_CLUSTER, http, missingClusterCause(snap, name));
     return;
   }
   t.line('cluster', `${c.name}${weight}  (type ${c.type}, lb ${lbText(c)}, connect timeout ${c.connectTimeoutMs} ms)`);
-  const noHealthy = (cause: string): void => t.fail(http ? 503 : null, 'UH', http ? 'no_healthy_upstream' : 'closed', cause);
+  const noHealthy = (cause: string): void => t.fail(ProxyErrorCode.NO_HEALTHY_UPSTREAM, http, cause);
   if (c.name === BLACKHOLE_CLUSTER) {
     t.line('endpoints', 'none (BlackHoleCluster drops every connection)');
     noHealthy(snap.outboundPolicy === 'REGISTRY_ONLY' ? 'REGISTRY_ONLY: the destination is not in any ServiceEntry, so the sidecar sends it to BlackHoleCluster' : 'the route sends this traffic to BlackHoleCluster');
@@ -327,7 +341,7 @@ function explainTcp(snap: Snapshot, chain: FilterChain, filter: TcpProxy, dstIp:
     t.line('route', `none of ${filter.routes.length} TCP/TLS route(s) matches`);
     const cause = tlsModeMismatchCause(snap, chain, port)
       ?? (snap.role === 'gateway' ? gatewayHostCause(snap, sni ?? '*', port, chain.tls === null && sni !== null ? 'tls' : 'tcp') : 'no VirtualService tcp:/tls: rule matches this destination');
-    t.fail(null, 'NR', 'closed', cause);
+    t.fail(ProxyErrorCode.NO_ROUTE, false, cause);
     return;
   }
   t.route = route.name || null;
@@ -357,7 +371,7 @@ function explainHttp(snap: Snapshot, chain: FilterChain, target: ExplainTarget, 
   const vh: VirtualHost | null = findVirtualHost(f.routeConfig, authority);
   if (vh === null) {
     t.line('vhost', `none for "${authority}" (domains here: ${f.routeConfig.virtualHosts.flatMap((v) => v.domains).join(', ') || 'none'})`);
-    t.fail(404, 'NR', 'route_not_found', snap.role === 'gateway' ? gatewayHostCause(snap, target.url.hostname, port, 'http') : `no virtual host on route config ${f.routeConfig.name} has domain ${authority}`);
+    t.fail(ProxyErrorCode.NO_ROUTE, true, snap.role === 'gateway' ? gatewayHostCause(snap, target.url.hostname, port, 'http') : `no virtual host on route config ${f.routeConfig.name} has domain ${authority}`);
     return;
   }
   t.virtualHost = vh.name;
@@ -375,7 +389,7 @@ function explainHttp(snap: Snapshot, chain: FilterChain, target: ExplainTarget, 
   }
   if (winner === null) {
     t.line('route', `none of ${vh.routes.length} route(s) matches`);
-    t.fail(404, 'NR', 'route_not_found', `the virtual host ${vh.name} has routes, but none matches GET ${view.path} (see "no match" above)`);
+    t.fail(ProxyErrorCode.NO_ROUTE, true, `the virtual host ${vh.name} has routes, but none matches GET ${view.path} (see "no match" above)`);
     return;
   }
   t.route = winner.name || null;
@@ -384,11 +398,11 @@ function explainHttp(snap: Snapshot, chain: FilterChain, target: ExplainTarget, 
   const a = winner.action;
   if (a.kind === 'direct') {
     t.line('action', `direct response ${a.status}`);
-    if (winner.name === 'block_all') t.fail(a.status, '-', 'direct_response', `REGISTRY_ONLY: host ${target.url.hostname} is not in any ServiceEntry, so the sidecar answers ${a.status} (route block_all)`);
-    else t.outcome = { result: 'direct_response', status: a.status, flag: '-', details: 'direct_response', cause: null };
+    if (winner.name === 'block_all') t.fail(ProxyErrorCode.BLOCKED, true, `REGISTRY_ONLY: host ${target.url.hostname} is not in any ServiceEntry, so the sidecar answers ${a.status} (route block_all)`, a.status);
+    else t.outcome = { result: 'direct_response', status: a.status, flag: FLAG.NONE, details: 'direct_response', cause: null };
   } else if (a.kind === 'redirect') {
     t.line('action', `redirect ${a.status}` + (a.scheme ? ` scheme ${a.scheme}` : '') + (a.authority ? ` authority ${a.authority}` : '') + (a.path ? ` path ${a.path}` : ''));
-    t.outcome = { result: 'redirect', status: a.status, flag: '-', details: 'direct_response', cause: null };
+    t.outcome = { result: 'redirect', status: a.status, flag: FLAG.NONE, details: 'direct_response', cause: null };
   } else {
     if (a.timeoutMs > 0) t.line('timeout', `${a.timeoutMs} ms (504 UT when exceeded)`);
     if (a.retry !== null) t.line('retries', `${a.retry.attempts} on ${a.retry.retryOn.join(',')}`);
@@ -416,7 +430,7 @@ function explainListener(snap: Snapshot, listener: Listener, target: ExplainTarg
     const cause = snap.role === 'gateway'
       ? (sni !== null ? autoPassthroughCause(snap, sni, port) ?? gatewayHostCause(snap, sni, port, 'tls') : `no Gateway server on port ${port} accepts ${isTls ? 'TLS without SNI' : 'plain text'}`)
       : `no filter chain of ${listener.name} accepts ${sni !== null ? 'SNI ' + sni : isTls ? 'TLS without SNI' : 'plain text'}`;
-    t.fail(null, 'NR', 'filter_chain_not_found', cause);
+    t.fail(ProxyErrorCode.NO_FILTER_CHAIN, false, cause);
     return;
   }
   t.chain = chain.name;
@@ -447,7 +461,7 @@ export function explainDetailed(snap: Snapshot, target: ExplainTarget, live?: Li
     explainListener(snap, listener, target, ip, port, t, live);
   } else if (snap.role === 'gateway') {
     t.line('listener', `none on port ${port}`);
-    t.fail(null, '-', 'refused', noGatewayListenerCause(snap, port));
+    t.refused(noGatewayListenerCause(snap, port));
   } else {
     const cluster = snap.catchAll.tcpCluster;
     t.listener = 'virtualOutbound';

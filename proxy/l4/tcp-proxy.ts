@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import type { ProxyContext } from '../context';
 import { slotOf } from '../transport/socket-slot';
 import { formatSocketAddress } from '../transport/socket-addresses';
-import { ProxyErrorCode, rescueFor, type ProxyError } from '../errors';
+import { FLAG, ProxyErrorCode, rescueFor, type Flag, type ProxyError } from '../errors';
 import { recordFor, type AccessLogRecord } from '../observe/access-log-record';
 import type { TcpStats } from '../observe/stats';
 import type { OriginalDestination, UpstreamCluster } from '../upstream/cluster';
@@ -73,18 +73,20 @@ export function routePlan(ctx: ProxyContext, plan: TcpPlan, info: L4Info): Route
   stats.downstream_cx_total.inc();
   if (plan.clusterName === null) {
     stats.downstream_cx_no_route.inc();
-    logFailure(ctx, recordIfLogged(ctx, info), rescueFor(ProxyErrorCode.NO_ROUTE).flags, 'filter_chain_not_found', null);
+    const r = rescueFor(ProxyErrorCode.NO_FILTER_CHAIN);
+    logFailure(ctx, recordIfLogged(ctx, info), r.flags, r.details, null);
     return null;
   }
   const record = routedRecord(ctx, info, plan.clusterName, plan.routeName);
   const cluster = plan.cluster;
   if (cluster === undefined) {
-    logFailure(ctx, record, 'NC', 'cluster_not_found', null);
+    const r = rescueFor(ProxyErrorCode.NO_CLUSTER);
+    logFailure(ctx, record, r.flags, r.details, null);
     return null;
   }
   const host = pickHost(cluster, info, record);
   if (host === null) {
-    logFailure(ctx, record, 'UH', null, null);
+    logFailure(ctx, record, rescueFor(ProxyErrorCode.NO_HEALTHY_UPSTREAM).flags, null, null);
     return null;
   }
   return { stats, record, cluster, host };
@@ -138,9 +140,9 @@ function pickHost(cluster: UpstreamCluster, info: L4Info, record: AccessLogRecor
 }
 
 /** The access-log line of a connection that was never relayed. */
-export function logFailure(ctx: ProxyContext, record: AccessLogRecord | null, flags: string, details: string | null, transportReason: string | null): void {
+export function logFailure(ctx: ProxyContext, record: AccessLogRecord | null, flag: Flag, details: string | null, transportReason: string | null): void {
   if (record === null) return;
-  record.addFlag(flags);
+  record.addFlag(flag);
   record.connectionTerminationDetails = details;
   record.upstreamTransportFailureReason = transportReason;
   record.durationMs = Math.round(performance.now() - record.startHr);
@@ -196,10 +198,11 @@ export abstract class L4Session implements RelayHooks, IdleWatched {
   protected connectFailed(err: ProxyError | null): void {
     this.host.counters.rq_active--;
     const code = err?.code ?? ProxyErrorCode.UPSTREAM_CONNECT;
-    // tcp_proxy's max_connect_attempts is 1 under Istio: a failed connect is also the last attempt (URX).
-    const flags = code === ProxyErrorCode.UPSTREAM_OVERFLOW ? rescueFor(code).flags : rescueFor(code).flags + ',URX';
+    const overflow = code === ProxyErrorCode.UPSTREAM_OVERFLOW;
+    // tcp_proxy's max_connect_attempts is 1 under Istio: a failed connect is also the last attempt (URX, after the failure's own flag).
+    if (!overflow) this.record?.addFlag(rescueFor(code).flags);
     this.closeDownstream();
-    logFailure(this.ctx, this.record, flags, null, err?.transportReason ?? null);
+    logFailure(this.ctx, this.record, overflow ? rescueFor(code).flags : FLAG.UPSTREAM_RETRY_LIMIT_EXCEEDED, null, err?.transportReason ?? null);
   }
 
   /** The downstream left while the upstream connected (which the caller closes again): DC. */
@@ -207,7 +210,7 @@ export abstract class L4Session implements RelayHooks, IdleWatched {
     this.host.counters.rq_active--;
     const record = this.record;
     if (record === null) return;
-    record.addFlag('DC');
+    record.addFlag(FLAG.DOWNSTREAM_CONNECTION_TERMINATION);
     record.durationMs = Math.round(performance.now() - record.startHr);
     this.ctx.accessLog.log(record);
   }
@@ -302,7 +305,7 @@ function finishRelay(ctx: ProxyContext, record: AccessLogRecord | null, stats: T
   record.bytesReceived = r.bytesFromDownstream;
   record.bytesSent = r.bytesFromUpstream;
   // Envoy: UC when the upstream reset the connection, DC when the downstream did.
-  if (r.error !== null) record.addFlag(r.downstreamError ? 'DC' : 'UC');
+  if (r.error !== null) record.addFlag(r.downstreamError ? FLAG.DOWNSTREAM_CONNECTION_TERMINATION : FLAG.UPSTREAM_CONNECTION_TERMINATION);
   record.durationMs = Math.round(performance.now() - record.startHr);
   ctx.accessLog.log(record);
 }

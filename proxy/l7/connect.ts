@@ -24,6 +24,7 @@ import { proxyTcp, type L4Info, type TcpPlan } from '../l4/tcp-proxy';
 import { recordFor } from '../observe/access-log-record';
 import { DownstreamInfo, handOverHttp } from './http-connection';
 import { parseRequestTarget, splitAuthority } from './request-target';
+import { FLAG, type Flag } from '../errors';
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection established\r\n\r\n';
 const IPV4 = /^\d{1,3}(?:\.\d{1,3}){3}$/;
@@ -69,7 +70,7 @@ export function serveConnect(ctx: ProxyContext, req: http.IncomingMessage, socke
   socket.on('error', noop);
   const target = parseRequestTarget('CONNECT', req.url ?? '');
   if (target === null || target.authority === null) {
-    refuse(ctx, socket, client, req.url ?? '', 400, 'Bad Request', 'DPE', 'http1.invalid_url');
+    refuse(ctx, socket, client, req.url ?? '', 400, 'Bad Request', FLAG.DOWNSTREAM_PROTOCOL_ERROR, 'http1.invalid_url');
     return;
   }
   const authority = target.authority;
@@ -77,7 +78,7 @@ export function serveConnect(ctx: ProxyContext, req: http.IncomingMessage, socke
   const snapshot = ctx.snapshot;
   const decision = decideConnect(snapshot, host, port!, client.remoteIp);
   if (decision.kind === 'refused') {
-    refuse(ctx, socket, client, authority, 403, 'Forbidden', 'NR', 'connect_host_not_in_registry');
+    refuse(ctx, socket, client, authority, 403, 'Forbidden', FLAG.NO_ROUTE_FOUND, 'connect_host_not_in_registry');
     return;
   }
   const l4: L4Info = {
@@ -124,7 +125,7 @@ function planFor(ctx: ProxyContext, statPrefix: string, clusterName: string, rou
   return { statPrefix, routeName, clusterName, cluster: ctx.clusters.get(clusterName) };
 }
 
-function refuse(ctx: ProxyContext, socket: net.Socket, client: ConnectClient, authority: string, status: number, text: string, flags: string, details: string): void {
+function refuse(ctx: ProxyContext, socket: net.Socket, client: ConnectClient, authority: string, status: number, text: string, flags: Flag, details: string): void {
   const r = recordFor({ localAddress: authority, remoteAddress: client.remoteAddress, sni: null, peerUriSan: null });
   r.method = 'CONNECT';
   r.protocol = 'HTTP/1.1';

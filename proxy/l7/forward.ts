@@ -15,7 +15,7 @@
 import { performance } from 'node:perf_hooks';
 import type { ForwardAction, HeaderOps, RetryPolicy } from '../../config/compile/snapshot';
 import type { ProxyContext } from '../context';
-import { ProxyError, ProxyErrorCode, rescue } from '../errors';
+import { FLAG, ProxyError, ProxyErrorCode, rescue } from '../errors';
 import type { AccessLogRecord } from '../observe/access-log-record';
 import type { HttpStats } from '../observe/stats';
 import type { OriginalDestination, UpstreamCluster } from '../upstream/cluster';
@@ -131,7 +131,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     const fault = this.fault;
     if (fault !== null && fault.delayMs > 0) {
       // The fault filter runs before the router: the route timeout starts after the delay.
-      this.record.addFlag('DI');
+      this.record.addFlag(FLAG.DELAY_INJECTED);
       this.faultStats?.delays_injected.inc();
       this.timer = setTimeout(onFaultDelayed, fault.delayMs, this);
       return;
@@ -291,7 +291,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     const record = this.record;
     record.bytesReceived += r.bytesFromDownstream;
     record.bytesSent += r.bytesFromUpstream;
-    if (r.error !== null) record.addFlag(r.downstreamError ? 'DC' : 'UC');
+    if (r.error !== null) record.addFlag(r.downstreamError ? FLAG.DOWNSTREAM_CONNECTION_TERMINATION : FLAG.UPSTREAM_CONNECTION_TERMINATION);
     this.endRequestStats();
     this.host!.counters.rq_success++;
     this.cluster.stats.upstream_rq_completed.inc();
@@ -479,7 +479,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
   onAbort(): void {
     if (this.finished) return;
     // The client went away before the exchange completed: Envoy logs DC; the upstream is cancelled.
-    this.record.addFlag('DC');
+    this.record.addFlag(FLAG.DOWNSTREAM_CONNECTION_TERMINATION);
     this.record.responseCodeDetails = 'downstream_remote_disconnect';
     this.httpStats.downstream_rq_rx_reset.inc();
     this.cluster.stats.upstream_rq_tx_reset.inc();
@@ -535,7 +535,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
       return;
     }
     // Reply first so the logged record carries the local reply's status.
-    sendRescue(this.stream, record, { ...r, flags: '' });
+    sendRescue(this.stream, record, { ...r, flags: FLAG.NONE });
     this.finish();
   }
 
@@ -545,7 +545,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     if (this.timer !== null) clearTimeout(this.timer);
     this.clearPerTry();
     this.endRetry();
-    if (this.limitExceeded) this.record.addFlag('URX');
+    if (this.limitExceeded) this.record.addFlag(FLAG.UPSTREAM_RETRY_LIMIT_EXCEEDED);
     completeRequest(this.ctx, this.httpStats, this.record, now);
   }
 }

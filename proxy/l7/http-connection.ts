@@ -17,7 +17,7 @@ import type { HttpConnectionManager } from '../../config/compile/snapshot';
 import { findRoute, findVirtualHost, pickDestination, type RequestView } from '../../config/compile/lookup';
 import { rewritePath } from '../../config/compile/route-policies';
 import type { ProxyContext } from '../context';
-import { ProxyErrorCode, rescueFor } from '../errors';
+import { FLAG, ProxyErrorCode, rescueFor } from '../errors';
 import { recordFor } from '../observe/access-log-record';
 import { hashValueFor } from './hash-key';
 import type { HttpStats } from '../observe/stats';
@@ -208,7 +208,7 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
 
   if (target === null || authority === '') {
     stream.closeAfter();
-    sendLocalReply(stream, record, 400, 'Bad Request', 'DPE', target === null ? 'http1.invalid_url' : 'missing_host_header');
+    sendLocalReply(stream, record, 400, 'Bad Request', FLAG.DOWNSTREAM_PROTOCOL_ERROR, target === null ? 'http1.invalid_url' : 'missing_host_header');
     completeRequest(ctx, stats, record);
     return;
   }
@@ -323,7 +323,7 @@ function onProtocolError(ctx: ProxyContext, info: DownstreamInfo, status: 400 | 
   const record = recordFor(info);
   const tooLarge = status === 431;
   record.responseCode = status;
-  record.addFlag('DPE');
+  record.addFlag(FLAG.DOWNSTREAM_PROTOCOL_ERROR);
   record.responseCodeDetails = tooLarge ? 'http1.headers_too_large' : 'http1.codec_error';
   const body = tooLarge ? 'Request Header Fields Too Large' : 'Bad Request';
   record.bytesSent = body.length;

@@ -3,7 +3,7 @@
 // access-log fields that go with them. Bodies are encoded once and kept (they are a small fixed set
 // from errors.ts and the compiled routes).
 
-import type { Rescue } from '../errors';
+import type { Flag, Rescue } from '../errors';
 import type { AccessLogRecord } from '../observe/access-log-record';
 import type { DownstreamStream } from './stream';
 
@@ -23,7 +23,7 @@ const PLAIN: readonly string[] = ['server', 'envoy'];
 const TEXT: readonly string[] = ['server', 'envoy', 'content-type', 'text/plain'];
 
 /** extraHeaders: [name, value, ...] */
-export function sendLocalReply(stream: DownstreamStream, record: AccessLogRecord, status: number, body: string, flags: string, details: string, extraHeaders?: readonly string[]): void {
+export function sendLocalReply(stream: DownstreamStream, record: AccessLogRecord, status: number, body: string, flags: Flag, details: string, extraHeaders?: readonly string[]): void {
   record.responseCode = status;
   record.addFlag(flags);
   record.responseCodeDetails = details;

@@ -22,6 +22,7 @@ import { tcpHandles, type TcpHandle } from '../transport/tcp-handle';
 import { formatSocketAddress, HandleAddresses, SocketAddresses } from '../transport/socket-addresses';
 import { dispatchHandle, dispatchHandleToCluster } from './handle-dispatch';
 import { dataPortListenOptions } from './listen-options';
+import { ProxyErrorCode, rescueFor } from '../errors';
 
 export class CaptureListener {
   private readonly ctx: ProxyContext;
@@ -128,7 +129,7 @@ export class CaptureListener {
     r.upstreamCluster = 'BlackHoleCluster';
     r.downstreamRemoteAddress = remoteAddress;
     r.downstreamLocalAddress = localAddress;
-    r.addFlag('UH');
+    r.addFlag(rescueFor(ProxyErrorCode.NO_HEALTHY_UPSTREAM).flags);
     r.connectionTerminationDetails = details;
     socket.destroy();
     this.ctx.accessLog.log(r);

@@ -15,12 +15,13 @@ import { proxyTcp, type L4Info } from '../l4/tcp-proxy';
 import { terminateTls } from '../tls/terminate';
 import { planTcp } from './tcp-plan';
 import { inspect, type Inspection, type InspectOptions } from './inspect';
-import type { ProxyError } from '../errors';
+import { FLAG, ProxyErrorCode, rescueFor, type Flag, type ProxyError } from '../errors';
 import type http from 'node:http';
 
 /** Bound on first-bytes inspection (PERFORMANCE.md §5.3: hellos span segments; Istio waits indefinitely by default). */
 const INSPECT_TIMEOUT_MS = 10_000;
 const INSPECT_MAX_BYTES = 16 * 1024 + 5 * 4;
+const NO_CHAIN = rescueFor(ProxyErrorCode.NO_FILTER_CHAIN);
 
 export interface AcceptedConnection {
   readonly socket: net.Socket;
@@ -55,7 +56,7 @@ export function dispatchConnection(ctx: ProxyContext, conn: AcceptedConnection, 
 export function dispatchInspected(ctx: ProxyContext, conn: AcceptedConnection, err: ProxyError | null, r: Inspection | null): void {
   if (err !== null || r === null) {
     conn.listenerStats.no_filter_chain_match.inc();
-    logDropped(ctx, conn, null, 'NR', err === null ? 'filter_chain_not_found' : err.message);
+    logDropped(ctx, conn, null, NO_CHAIN.flags, err === null ? NO_CHAIN.details : err.message);
     conn.socket.destroy();
     return;
   }
@@ -67,7 +68,7 @@ export function runChain(ctx: ProxyContext, conn: AcceptedConnection, chain: Fil
   const sni = insp?.sni ?? null;
   if (chain === null) {
     conn.listenerStats.no_filter_chain_match.inc();
-    logDropped(ctx, conn, sni, 'NR', 'filter_chain_not_found');
+    logDropped(ctx, conn, sni, NO_CHAIN.flags, NO_CHAIN.details);
     conn.socket.destroy();
     return;
   }
@@ -81,7 +82,7 @@ export function runChain(ctx: ProxyContext, conn: AcceptedConnection, chain: Fil
     } catch (e) {
       ctx.log.error({ err: (e as Error).message, chain: chain.name }, 'cannot load server certificate');
       conn.listenerStats.ssl_connection_error.inc();
-      logDropped(ctx, conn, sni, '-', 'cannot load server certificate');
+      logDropped(ctx, conn, sni, FLAG.NONE, 'cannot load server certificate');
       socket.destroy();
       return;
     }
@@ -90,7 +91,7 @@ export function runChain(ctx: ProxyContext, conn: AcceptedConnection, chain: Fil
         handToFilter(ctx, conn, chain, secure, sni ?? servername, peerUriSan, null, 'https');
       },
       failed(f) {
-        logDropped(ctx, conn, sni, '-', 'downstream TLS handshake failed: ' + f.reason);
+        logDropped(ctx, conn, sni, FLAG.NONE, 'downstream TLS handshake failed: ' + f.reason);
       },
     }, chain.filter.kind === 'http');
     return;
@@ -138,7 +139,7 @@ class ChainQuery implements ChainInput {
   }
 }
 
-function logDropped(ctx: ProxyContext, conn: AcceptedConnection, sni: string | null, flags: string, details: string): void {
+function logDropped(ctx: ProxyContext, conn: AcceptedConnection, sni: string | null, flags: Flag, details: string): void {
   const r = recordFor({ localAddress: conn.l4.localAddress, remoteAddress: conn.l4.remoteAddress, sni, peerUriSan: null });
   r.addFlag(flags);
   r.connectionTerminationDetails = details;

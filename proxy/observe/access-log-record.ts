@@ -4,6 +4,7 @@
 // are Envoy's command operators (ENVOY-ISTIO.md §2); `null` prints as `-`.
 
 import { performance } from 'node:perf_hooks';
+import { FLAG, type Flag } from '../errors';
 
 export class AccessLogRecord {
   /** ms since epoch: START_TIME */
@@ -50,8 +51,8 @@ export class AccessLogRecord {
   }
 
   /** Add a response flag, keeping Envoy's comma-joined form. */
-  addFlag(flag: string): void {
-    if (flag === '-' || flag === '') return;
+  addFlag(flag: Flag): void {
+    if (flag === FLAG.NONE) return;
     this.responseFlags = this.responseFlags === '-' ? flag : this.responseFlags + ',' + flag;
   }
 }

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { ConfigErrorCode } from '../../../config/errors';
-import { ProxyError, ProxyErrorCode, connectErrorCode, rescue, rescueFor } from '../../../proxy/errors';
+import { FLAG, ProxyError, ProxyErrorCode, connectErrorCode, rescue, rescueFor } from '../../../proxy/errors';
 
 const ROOT = path.join(__dirname, '..', '..', '..', '..');
 const README = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
@@ -48,4 +48,24 @@ t.test('socket errors are classified by code', async (t) => {
   t.equal(connectErrorCode(err('ENOTFOUND')), ProxyErrorCode.DNS_FAILED);
   t.equal(connectErrorCode(err('DEPTH_ZERO_SELF_SIGNED_CERT')), ProxyErrorCode.UPSTREAM_TLS);
   t.equal(connectErrorCode(err('ERR_TLS_CERT_ALTNAME_INVALID')), ProxyErrorCode.UPSTREAM_TLS);
+});
+
+t.test('response flags are spelled only in proxy/errors.ts: every other file takes them from FLAG or the RESCUE table', async (t) => {
+  const spelled = Object.values(FLAG).filter((f) => f !== FLAG.NONE);
+  const literal = new RegExp(`'(?:${spelled.join('|')})(?:,[A-Z]+)*'|\\bflags?: '-'|addFlag\\('`);
+  const bad: string[] = [];
+  const walk = (dir: string): void => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.ts') && p !== path.join(ROOT, 'proxy', 'errors.ts')) {
+        fs.readFileSync(p, 'utf8').split('\n').forEach((line, i) => {
+          if (literal.test(line)) bad.push(`${path.relative(ROOT, p)}:${i + 1}: ${line.trim()}`);
+        });
+      }
+    }
+  };
+  walk(path.join(ROOT, 'proxy'));
+  t.same(bad, [], bad.join('\n'));
+  t.equal(rescueFor(ProxyErrorCode.NO_FILTER_CHAIN).flags, FLAG.NO_ROUTE_FOUND);
 });
