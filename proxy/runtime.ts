@@ -177,6 +177,8 @@ export class Runtime implements Drainable {
         log: this.log, onChange: (r) => this.onConfigChange(r), ...(k.timing !== undefined ? { timing: k.timing } : {}),
       });
       this.source = source;
+      // Rebuilds compile on the config thread, as file reloads do.
+      source.offThread(this.compileOptions(), (c) => this.onConfigChange(c));
       initial = await source.load();
     } else {
       this.source = new FileSource(o.configPaths, { defaultNamespace: o.namespace }, (r) => this.onConfigChange(r));

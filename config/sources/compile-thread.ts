@@ -1,21 +1,28 @@
 // The body of the config worker thread (compile-worker.ts starts it): read the files, and when
-// their bytes changed, load + validate + compile them here, off the proxy's event loop, and post
+// their bytes changed, load + validate + compile them here (or compile what the Kubernetes source
+// loaded and sent), off the proxy's event loop, and post
 // the snapshot back with every message. Same steps, same order and same messages as the in-thread
 // path (files.ts FileSource.load + proxy/runtime.ts build). The snapshot goes in pieces on a port
 // of its own (snapshot-pieces.ts), so the proxy can take it a few hundred KB per turn of its loop.
 
 import { MessageChannel, parentPort } from 'node:worker_threads';
 import { compile } from '../compile/index';
-import { loadFiles, readPaths } from '../resources/load';
+import { loadFiles, readPaths, type LoadResult } from '../resources/load';
 import { fingerprintOf, merge } from './files';
 import type { CompileRequest, ThreadReply } from './compile-worker';
 import { splitGraph } from './snapshot-pieces';
 
 function handle(req: CompileRequest): ThreadReply {
-  const read = readPaths(req.paths);
-  const fingerprint = fingerprintOf(read.files, read.messages);
-  if (fingerprint === req.fingerprint) return { id: req.id, kind: 'unchanged', fingerprint };
-  const loaded = merge(read.messages, loadFiles(read.files, req.load));
+  let fingerprint = '';
+  let loaded: LoadResult;
+  if (req.loaded !== undefined) {
+    loaded = req.loaded;
+  } else {
+    const read = readPaths(req.paths);
+    fingerprint = fingerprintOf(read.files, read.messages);
+    if (fingerprint === req.fingerprint) return { id: req.id, kind: 'unchanged', fingerprint };
+    loaded = merge(read.messages, loadFiles(read.files, req.load));
+  }
   // Like Runtime.build: a config with load errors is not compiled.
   if (loaded.messages.some((m) => m.level === 'error')) return { id: req.id, kind: 'built', fingerprint, messages: loaded.messages, snapshot: null, pieces: null };
   const split = splitGraph(compile(loaded.resources, req.compile), req.pieceBytes);

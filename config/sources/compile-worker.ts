@@ -15,12 +15,15 @@ import { Worker, type MessagePort } from 'node:worker_threads';
 import type { CompileOptions } from '../compile/index';
 import { indexListeners } from '../compile/lookup';
 import type { ConfigMessage, Snapshot } from '../compile/snapshot';
-import type { LoadOptions } from '../resources/load';
+import type { LoadOptions, LoadResult } from '../resources/load';
+import type { Resources } from '../resources/types';
 import { PIECE_BYTES, SLICE_MS, receivePieces } from './snapshot-pieces';
 
 export interface CompileRequest {
   readonly id: number;
   readonly paths: readonly string[];
+  /** Already loaded (the Kubernetes source): compiled as it is; `paths` are not read. */
+  readonly loaded?: { readonly resources: Resources; readonly messages: readonly ConfigMessage[] };
   readonly load: LoadOptions;
   readonly compile: CompileOptions;
   /** Fingerprint of the files last seen: the same bytes again need no work. */
@@ -81,13 +84,22 @@ export class CompileWorker {
 
   /** Reads `paths` and, if their fingerprint differs from `fingerprint`, loads and compiles them off-thread. */
   run(paths: readonly string[], load: LoadOptions, compile: CompileOptions, fingerprint: string): Promise<CompileReply> {
+    return this.send({ paths, load, compile, fingerprint });
+  }
+
+  /** Compiles resources loaded elsewhere (the Kubernetes source) off-thread; the reply is `built` (or `failed`). */
+  runLoaded(loaded: LoadResult, load: LoadOptions, compile: CompileOptions): Promise<CompileReply> {
+    return this.send({ paths: [], loaded: { resources: loaded.resources, messages: loaded.messages }, load, compile, fingerprint: '' });
+  }
+
+  private send(req: Omit<CompileRequest, 'id' | 'pieceBytes'>): Promise<CompileReply> {
     if (this.closed) return Promise.reject(new Error('config worker closed'));
     if (this.pending !== null) return Promise.reject(new Error('config worker busy'));
     const w = this.thread();
     const id = this.nextId++;
     return new Promise<CompileReply>((resolve, reject) => {
       this.pending = { id, resolve, reject };
-      w.postMessage({ id, paths, load, compile, fingerprint, pieceBytes: this.pieceBytes } satisfies CompileRequest);
+      w.postMessage({ ...req, id, pieceBytes: this.pieceBytes } satisfies CompileRequest);
     });
   }
 
@@ -152,5 +164,36 @@ export class CompileWorker {
     const p = this.pending;
     this.pending = null;
     if (p !== null) p.reject(e);
+  }
+}
+
+/**
+ * One off-thread reload at a time for a source: asked again while one runs, it runs once more
+ * after it (with what is current then), however often it was asked meanwhile.
+ */
+export class OneAtATime {
+  private inFlight = false;
+  private again = false;
+  private readonly run: () => Promise<void>;
+  private readonly closed: () => boolean;
+
+  constructor(run: () => Promise<void>, closed: () => boolean) {
+    this.run = run;
+    this.closed = closed;
+  }
+
+  request(): void {
+    if (this.inFlight) {
+      this.again = true;
+      return;
+    }
+    this.inFlight = true;
+    void this.run().finally(() => {
+      this.inFlight = false;
+      if (this.again && !this.closed()) {
+        this.again = false;
+        this.request();
+      }
+    });
   }
 }

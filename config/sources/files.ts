@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { loadFiles, readPaths, type LoadOptions, type LoadResult, type SourceFile } from '../resources/load';
 import type { ConfigMessage } from '../compile/snapshot';
 import type { CompileOptions } from '../compile/index';
-import { CompileWorker, type CompiledConfig } from './compile-worker';
+import { CompileWorker, OneAtATime, type CompiledConfig } from './compile-worker';
 
 /** Quiet period after the last event: editors and kubelet emit several events per save. */
 const DEBOUNCE_MS = 100;
@@ -34,9 +34,8 @@ export class FileSource {
   private fingerprint = '';
   private closed = false;
   private offThreadCompile: { readonly options: CompileOptions; readonly onCompiled: (c: CompiledConfig) => void; readonly worker: CompileWorker } | null = null;
-  /** Off-thread: a reload is running; `again` = an event came meanwhile, so read once more after it. */
-  private inFlight = false;
-  private again = false;
+  /** Off-thread: one reload at a time; an event meanwhile reads once more after it. */
+  private readonly offThreadReloads = new OneAtATime(() => this.compileOffThread(), () => this.closed);
 
   constructor(paths: readonly string[], opts: LoadOptions, onChange: (r: LoadResult) => void) {
     this.paths = paths;
@@ -111,13 +110,13 @@ export class FileSource {
   }
 
   private reloadOffThread(): void {
+    this.offThreadReloads.request();
+  }
+
+  private async compileOffThread(): Promise<void> {
     const off = this.offThreadCompile!;
-    if (this.inFlight) {
-      this.again = true;
-      return;
-    }
-    this.inFlight = true;
-    off.worker.run(this.paths, this.opts, off.options, this.fingerprint).then((reply) => {
+    try {
+      const reply = await off.worker.run(this.paths, this.opts, off.options, this.fingerprint);
       if (this.closed || reply.kind === 'unchanged') return;
       if (reply.kind === 'failed') {
         // Fingerprint kept: the next event retries these bytes.
@@ -126,15 +125,9 @@ export class FileSource {
       }
       this.fingerprint = reply.fingerprint;
       off.onCompiled({ messages: reply.messages, snapshot: reply.snapshot, failure: null });
-    }, (e: Error) => {
-      if (!this.closed) off.onCompiled({ messages: [], snapshot: null, failure: e.message });
-    }).finally(() => {
-      this.inFlight = false;
-      if (this.again && !this.closed) {
-        this.again = false;
-        this.reloadOffThread();
-      }
-    });
+    } catch (e) {
+      if (!this.closed) off.onCompiled({ messages: [], snapshot: null, failure: (e as Error).message });
+    }
   }
 }
 

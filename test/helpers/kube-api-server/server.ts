@@ -209,7 +209,9 @@ export class KubeApiServer {
       rv = token.rv;
       after = token.after;
     }
-    const all = this.store.list(typeKey(t.type), t.namespace).filter((o) => after === '' || `${o.metadata.namespace ?? ''}/${o.metadata.name}` > after);
+    const listed = this.store.list(typeKey(t.type), t.namespace);
+    const from = after === '' ? 0 : firstAfter(listed, after);
+    const all = from === 0 ? listed : listed.slice(from);
     const page = limit > 0 ? all.slice(0, limit) : all;
     const metadata: Record<string, unknown> = { resourceVersion: String(rv) };
     if (page.length < all.length) {
@@ -392,6 +394,19 @@ function splitApiVersion(apiVersion: string): [string, string] {
 function withoutTypeMeta(o: KubeObject): KubeObject {
   const { apiVersion: _a, kind: _k, ...rest } = o;
   return rest as KubeObject;
+}
+
+/** Index of the first object whose `namespace/name` sorts after `key` (objects in key order). */
+function firstAfter(objects: readonly KubeObject[], key: string): number {
+  let lo = 0;
+  let hi = objects.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const o = objects[mid]!;
+    if (`${o.metadata.namespace ?? ''}/${o.metadata.name}` <= key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function readBody(req: http.IncomingMessage): Promise<string> {

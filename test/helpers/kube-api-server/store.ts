@@ -34,6 +34,8 @@ export class Store {
   /** Writes at or below this resource version are no longer in the history. */
   private compactedTo = 0;
   private readonly listeners = new Set<Listener>();
+  /** Per type, its objects in key order; dropped on each write of the type (a paged list of 10,000 sorts once). */
+  private readonly sorted = new Map<string, KubeObject[]>();
 
   get resourceVersion(): number {
     return this.rv;
@@ -51,9 +53,13 @@ export class Store {
   }
 
   list(type: string, namespace: string | null): KubeObject[] {
-    const all = [...(this.objects.get(type)?.values() ?? [])];
-    const inNs = namespace === null ? all : all.filter((o) => o.metadata.namespace === namespace);
-    return inNs.sort((a, b) => keyOf(a).localeCompare(keyOf(b)));
+    let all = this.sorted.get(type);
+    if (all === undefined) {
+      const entries = [...(this.objects.get(type) ?? new Map<string, KubeObject>())].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+      all = entries.map((e) => e[1]);
+      this.sorted.set(type, all);
+    }
+    return namespace === null ? all : all.filter((o) => o.metadata.namespace === namespace);
   }
 
   get(type: string, namespace: string | null, name: string): KubeObject | undefined {
@@ -107,6 +113,7 @@ export class Store {
   }
 
   private record(e: StoredEvent): void {
+    this.sorted.delete(e.type);
     this.history.push(e);
     if (this.history.length > HISTORY) {
       const dropped = this.history.splice(0, this.history.length - HISTORY);
