@@ -30,6 +30,7 @@ const USAGE = `usage:
              [--audit-log PATH [--audit-log-max-bytes 104857600] [--audit-log-keep 5]]
              [--dns-servers IP[:PORT],...]   DNS clusters: ask these (with TTLs) after /etc/hosts
              [--network NAME] [--network-gateway NAME=HOST:PORT ...]   multi-network endpoints (S8)
+             [--locality REGION/ZONE/SUBZONE]   this proxy's locality (localityLbSetting failover/distribute)
              [--drain-duration 5s]   on SIGTERM: readiness 503, keep serving this long, then exit 0
   sluice validate --config PATH ... [--namespace NS] [--role R --labels ..]
   sluice explain --config PATH ... --role R [--labels ..] [--network NAME] (--url URL | --sni HOST --port N | --tcp IP:PORT)
@@ -128,14 +129,14 @@ function role(flags: Flags): Role {
   return r;
 }
 
-const RUN_FLAGS = ['kubeconfig', 'watch-namespaces', 'role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port', 'audit-log', 'audit-log-max-bytes', 'audit-log-keep', 'dns-servers', 'network', 'network-gateway', 'drain-duration'];
+const RUN_FLAGS = ['kubeconfig', 'watch-namespaces', 'role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port', 'audit-log', 'audit-log-max-bytes', 'audit-log-keep', 'dns-servers', 'network', 'network-gateway', 'drain-duration', 'locality'];
 
 /**
  * `--network NAME` (Istio's ISTIO_META_NETWORK; for a gateway also its REQUESTED_NETWORK_VIEW) and
  * `--network-gateway NAME=HOST:PORT` (repeatable; Istio's meshNetworks gateways): which endpoints
  * this proxy reaches directly and through which gateway it reaches the others.
  */
-export function networkOptions(flags: Flags): { network: string; networkGateways: Record<string, string[]> } {
+export function networkOptions(flags: Flags): { network: string; networkGateways: Record<string, string[]>; locality: string } {
   const networkGateways: Record<string, string[]> = {};
   for (const v of flags.all('network-gateway')) {
     const eq = v.indexOf('=');
@@ -143,7 +144,8 @@ export function networkOptions(flags: Flags): { network: string; networkGateways
     const { host, port } = parseHostPort(v.slice(eq + 1), 'network-gateway');
     (networkGateways[v.slice(0, eq)] ??= []).push(`${host}:${port}`);
   }
-  return { network: flags.get('network') ?? '', networkGateways };
+  // `--locality region/zone/subzone`: Istio's node locality, for localityLbSetting (config/compile/locality.ts).
+  return { network: flags.get('network') ?? '', networkGateways, locality: flags.get('locality') ?? '' };
 }
 
 export function runOptionsFrom(flags: Flags): RunOptions {
@@ -204,7 +206,7 @@ async function cmdRun(argv: string[]): Promise<number> {
 }
 
 function cmdValidate(argv: string[]): number {
-  const flags = parseFlags(argv, ['config', 'namespace', 'role', 'labels', 'outbound-policy', 'certs', 'network', 'network-gateway']);
+  const flags = parseFlags(argv, ['config', 'namespace', 'role', 'labels', 'outbound-policy', 'certs', 'network', 'network-gateway', 'locality']);
   const paths = flags.all('config');
   if (paths.length === 0) throw new UsageError('--config is required');
   const namespace = flags.get('namespace') ?? 'default';
@@ -233,7 +235,7 @@ function cmdValidate(argv: string[]): number {
 }
 
 function cmdExplain(argv: string[]): number {
-  const flags = parseFlags(argv, ['config', 'namespace', 'role', 'labels', 'outbound-policy', 'certs', 'url', 'sni', 'port', 'tcp', 'network', 'network-gateway']);
+  const flags = parseFlags(argv, ['config', 'namespace', 'role', 'labels', 'outbound-policy', 'certs', 'url', 'sni', 'port', 'tcp', 'network', 'network-gateway', 'locality']);
   const paths = flags.all('config');
   if (paths.length === 0) throw new UsageError('--config is required');
   const r = role(flags);

@@ -57,6 +57,8 @@ export interface RunOptions {
   /** `--network`, `--network-gateway`: the split-horizon view (config/compile/registry.ts). */
   readonly network?: string;
   readonly networkGateways?: Readonly<Record<string, readonly string[]>>;
+  /** `--locality`: this proxy's region/zone/subzone (config/compile/locality.ts). */
+  readonly locality?: string;
   readonly outboundPolicy: OutboundPolicy;
   readonly accessLog: string;
   readonly accessLogFormat: 'istio' | 'envoy' | 'json';
@@ -140,7 +142,7 @@ export class Runtime implements Drainable {
     const o = this.options;
     return {
       role: o.role, namespace: o.namespace, labels: o.labels, outboundPolicy: o.outboundPolicy, certsDir: o.certsDir,
-      network: o.network, networkGateways: o.networkGateways,
+      network: o.network, networkGateways: o.networkGateways, locality: o.locality,
     };
   }
 

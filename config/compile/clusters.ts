@@ -9,6 +9,7 @@ import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER } from './snapshot';
 import { ConfigErrorCode } from '../errors';
 import { clusterName, isClusterLocalHost, sniName } from './names';
 import { labelsSubsetOf } from './hosts';
+import { applyLocalityLb } from './locality';
 import { DEFAULT_DNS_REFRESH_MS, lbPolicy, mergeTrafficPolicy, outlierConfig, poolSettings, upstreamTls, warmupConfig } from './traffic-policy';
 import type { Registry, Service } from './registry';
 
@@ -111,6 +112,8 @@ function buildCluster(
   }
   const policy = mergeTrafficPolicy(dr?.spec.trafficPolicy, subset?.trafficPolicy, port.number);
   const pool = poolSettings(policy.connectionPool);
+  const outlier = outlierConfig(policy.outlierDetection);
+  endpoints = applyLocalityLb(endpoints, policy.loadBalancer?.localityLbSetting, reg.opts.locality ?? '', reg.opts.labels, outlier !== null);
   return {
     name,
     sniName: sni,
@@ -129,7 +132,7 @@ function buildCluster(
     circuitBreakers: pool.circuitBreakers,
     tls: withTls ? upstreamTls(policy.tls, reg.opts.certsDir, sni, svc.entry.spec.subjectAltNames ?? []) : null,
     emptyReason: endpoints.length === 0 ? emptyReason : null,
-    outlierDetection: outlierConfig(policy.outlierDetection),
+    outlierDetection: outlier,
     warmup: warmupConfig(policy.loadBalancer),
   };
 }

@@ -24,6 +24,8 @@ export interface CompileOptions {
   readonly network?: string;
   /** Gateways of other networks, as Istio's meshNetworks: network name -> `address:port` list. */
   readonly networkGateways?: Readonly<Record<string, readonly string[]>>;
+  /** The proxy's locality `region/zone/subzone` (`--locality`, Istio's node locality): localityLbSetting. */
+  readonly locality?: string;
 }
 
 /** One host of one visible ServiceEntry (Istio builds one model.Service per host). */

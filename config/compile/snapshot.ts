@@ -372,6 +372,8 @@ export interface Endpoint {
   readonly weight: number;
   readonly locality: string;
   readonly network: string;
+  /** locality failover priority for this proxy (0 = first; config/compile/locality.ts); absent = 0 */
+  readonly priority?: number;
 }
 
 export interface UpstreamTls {

@@ -162,12 +162,15 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
   private attempt(): void {
     if (this.finished) return;
     const cluster = this.cluster;
-    let host = cluster.pick(this.pickCtx, this.originalDst);
+    const tried = this.triedHosts;
+    const p0 = this.retryPolicy;
+    // retryRemoteLocalities (Envoy's previous_priorities): a retry goes to another locality priority.
+    const exclude = tried !== null && p0 !== null && p0.retryRemoteLocalities ? new Set(tried.map(priorityOf)) : null;
+    let host = cluster.pick(this.pickCtx, this.originalDst, exclude);
     // retryIgnorePreviousHosts (Istio's default): a retry re-picks up to 5 times to avoid the hosts
     // already tried (Envoy's previous_hosts predicate, host_selection_retry_max_attempts 5).
-    const tried = this.triedHosts;
-    if (tried !== null && host !== null) {
-      for (let i = 0; i < 5 && tried.includes(host); i++) host = cluster.pick(this.pickCtx, this.originalDst) ?? host;
+    if (tried !== null && host !== null && p0 !== null && p0.ignorePreviousHosts) {
+      for (let i = 0; i < 5 && tried.includes(host); i++) host = cluster.pick(this.pickCtx, this.originalDst, exclude) ?? host;
     }
     if (host === null) {
       cluster.stats.upstream_cx_none_healthy.inc();
@@ -380,7 +383,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
       this.retryActive = true;
       this.retryStatsOf().active++;
     }
-    if (p.ignorePreviousHosts && this.host !== null) (this.triedHosts ??= []).push(this.host);
+    if ((p.ignorePreviousHosts || p.retryRemoteLocalities) && this.host !== null) (this.triedHosts ??= []).push(this.host);
     this.cluster.stats.upstream_rq_retry.inc();
     this.retryStatsOf().upstream_rq_retry_backoff_exponential.inc();
     const n = p.attempts - this.attemptsLeft;
@@ -556,6 +559,10 @@ function onRouteTimeout(ex: ForwardExchange): void {
 
 function retryAttempt(ex: ForwardExchange): void {
   ex.retry();
+}
+
+function priorityOf(h: UpstreamHost): number {
+  return h.priority;
 }
 
 function onFaultDelayed(ex: ForwardExchange): void {

@@ -49,7 +49,7 @@ export class ClusterManager {
         next.set(name, existing);
         continue;
       }
-      const cluster = new UpstreamCluster(config, this.statsFor(name), this.store);
+      const cluster = new UpstreamCluster(config, this.statsFor(name), this.store, existing ?? null);
       next.set(name, cluster);
       starting.push(cluster.start());
     }

@@ -14,6 +14,9 @@ import { connectHandle, type HandleConnectCallback } from './handle-connect';
 import { UpstreamHost } from './host';
 import { createLoadBalancer, type LoadBalancer, type PickContext } from './lb';
 import { OutlierDetector } from './outlier';
+import { groupByPriority, pickPriority } from './locality';
+import { applyWarmup } from './warmup';
+import { performance } from 'node:perf_hooks';
 import type { StatsStore } from '../observe/stats';
 
 export type { OriginalDestination } from '../transport/original-dst';
@@ -35,6 +38,13 @@ export class UpstreamCluster {
   private refreshTimer: NodeJS.Timeout | null = null;
   /** DestinationRule outlierDetection; null = every host always in */
   readonly outlier: OutlierDetector | null;
+  /** hosts by locality priority; null = one priority (the common case) */
+  private priorities: UpstreamHost[][] | null = null;
+  /** the generation this one replaced (a reload): its hosts keep the time they joined (warmup) */
+  private previous: UpstreamCluster | null;
+  private hostsEverSet = false;
+  /** performance.now() until which some host is in slow start */
+  private warmingUntil = -Infinity;
   private readonly onRefresh = (): void => this.resolveOnce(null);
   /** Per endpoint, the hosts of its last successful resolution. */
   private readonly lastResolved: UpstreamHost[][] = [];
@@ -42,8 +52,9 @@ export class UpstreamCluster {
   nextRefreshMs: number | null = null;
   private closed = false;
 
-  constructor(config: Cluster, stats: ClusterStats, store: StatsStore | null = null) {
+  constructor(config: Cluster, stats: ClusterStats, store: StatsStore | null = null, previous: UpstreamCluster | null = null) {
     this.config = config;
+    this.previous = previous;
     this.name = config.name;
     this.stats = stats;
     const od = config.outlierDetection ?? null;
@@ -120,6 +131,24 @@ export class UpstreamCluster {
     // Keep host objects (and their counters) for addresses that did not change.
     const old = new Map(this.hosts.map((h) => [h.key, h]));
     const merged = hosts.map((h) => old.get(h.key) ?? h);
+    const w = this.config.warmup ?? null;
+    if (w !== null) {
+      // Slow start for hosts that join a running cluster (warmup.ts); a reload's new generation
+      // keeps the join time of hosts the previous one had.
+      const now = performance.now();
+      const before = this.previous === null ? null : new Map(this.previous.hosts.map((h) => [h.key, h]));
+      for (const h of merged) {
+        if (old.has(h.key)) continue;
+        const prev = before?.get(h.key);
+        if (prev !== undefined) h.addedAt = prev.addedAt;
+        else if (this.hostsEverSet || this.previous !== null) h.addedAt = now;
+        if (h.addedAt + w.durationMs > this.warmingUntil) this.warmingUntil = h.addedAt + w.durationMs;
+      }
+    }
+    this.hostsEverSet = true;
+    // Read once: keeping it would chain every old generation to its successor.
+    this.previous = null;
+    this.priorities = groupByPriority(merged);
     const changed = merged.length !== this.hosts.length || merged.some((h, i) => h !== this.hosts[i]);
     this.hosts = merged;
     this.noHostsReason = reason;
@@ -130,7 +159,8 @@ export class UpstreamCluster {
   }
 
   /** Choose a host for one connection/request; null = no healthy upstream (UH). */
-  pick(ctx: PickContext, originalDst: OriginalDestination | null): UpstreamHost | null {
+  /** `excludePriorities`: locality priorities a retry should avoid (retryRemoteLocalities). */
+  pick(ctx: PickContext, originalDst: OriginalDestination | null, excludePriorities: ReadonlySet<number> | null = null): UpstreamHost | null {
     // lb PASSTHROUGH makes any cluster an original-destination one (Istio: ORIGINAL_DST + CLUSTER_PROVIDED).
     if (this.config.type === 'ORIGINAL_DST' || this.config.lb.kind === 'PASSTHROUGH') {
       if (originalDst === null) return null;
@@ -146,9 +176,18 @@ export class UpstreamCluster {
     let hosts = this.hosts;
     if (hosts.length === 0) return null;
     const od = this.outlier;
-    if (od !== null && od.ejectedCount > 0 && !od.panic()) {
+    const filter = od !== null && od.ejectedCount > 0 && !od.panic();
+    if (this.priorities !== null) {
+      const chosen = pickPriority(this.priorities, filter ? isHealthy : always, excludePriorities, Math.random());
+      if (chosen === null) return null;
+      hosts = chosen;
+    } else if (filter) {
       hosts = hosts.filter(isHealthy);
       if (hosts.length === 0) return null;
+    }
+    if (this.warmingUntil > -Infinity) {
+      const kind = this.config.lb.kind;
+      if ((kind === 'ROUND_ROBIN' || kind === 'LEAST_REQUEST') && !applyWarmup(this.config.warmup!, this.hosts, performance.now())) this.warmingUntil = -Infinity;
     }
     return this.lb.pick(hosts, ctx);
   }
@@ -230,4 +269,8 @@ export class UpstreamCluster {
 
 function isHealthy(h: UpstreamHost): boolean {
   return h.healthy;
+}
+
+function always(): boolean {
+  return true;
 }

@@ -41,6 +41,10 @@ export class UpstreamHost {
   outlier: OutlierMonitor | null = null;
   /** performance.now() when it joined a running cluster (slow start, warmup.ts); -Infinity = from the start */
   addedAt = -Infinity;
+  /** the weight the load balancer uses: `weight`, lowered while warming up (warmup.ts) */
+  lbWeight: number;
+  /** locality failover priority (upstream/locality.ts) */
+  readonly priority: number;
   /** smooth weighted round robin state (lb.ts), only used when weights differ */
   lbCurrentWeight = 0;
 
@@ -50,6 +54,8 @@ export class UpstreamHost {
     this.hostname = hostname;
     // Envoy rejects weight 0; the schema allows it, so treat it as the smallest weight.
     this.weight = Math.max(1, endpoint?.weight ?? 1);
+    this.lbWeight = this.weight;
+    this.priority = endpoint?.priority ?? 0;
     this.labels = endpoint?.labels ?? {};
     this.locality = endpoint?.locality ?? '';
     this.key = (address.includes(':') ? '[' + address + ']' : address) + ':' + port;

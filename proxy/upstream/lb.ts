@@ -4,7 +4,8 @@
 //
 // Endpoint `weight` (ServiceEntry endpoints) is honoured as Envoy does: ROUND_ROBIN and
 // LEAST_REQUEST are weighted, RANDOM is not (Envoy's random LB ignores weights), consistent hashing
-// gives a host a share of keys proportional to its weight. PASSTHROUGH is decided by the cluster
+// gives a host a share of keys proportional to its weight. Weights are read from `lbWeight`: the
+// endpoint weight, lowered while a host warms up (warmup.ts). PASSTHROUGH is decided by the cluster
 // (the original destination is used; no host list is consulted), see UpstreamCluster.pick.
 
 import type { LbPolicy } from '../../config/compile/snapshot';
@@ -22,8 +23,8 @@ export interface LoadBalancer {
 }
 
 function allWeightsEqual(hosts: readonly UpstreamHost[]): boolean {
-  const w = hosts[0]!.weight;
-  for (let i = 1; i < hosts.length; i++) if (hosts[i]!.weight !== w) return false;
+  const w = hosts[0]!.lbWeight;
+  for (let i = 1; i < hosts.length; i++) if (hosts[i]!.lbWeight !== w) return false;
   return true;
 }
 
@@ -47,8 +48,8 @@ class RoundRobin implements LoadBalancer {
     let total = 0;
     for (let i = 0; i < n; i++) {
       const h = hosts[i]!;
-      h.lbCurrentWeight += h.weight;
-      total += h.weight;
+      h.lbCurrentWeight += h.lbWeight;
+      total += h.lbWeight;
       if (h.lbCurrentWeight > best.lbCurrentWeight) best = h;
     }
     best.lbCurrentWeight -= total;
@@ -78,7 +79,7 @@ class LeastRequest implements LoadBalancer {
     if (j >= i) j++;
     const a = hosts[i]!;
     const b = hosts[j]!;
-    return b.counters.rq_active / b.weight < a.counters.rq_active / a.weight ? b : a;
+    return b.counters.rq_active / b.lbWeight < a.counters.rq_active / a.lbWeight ? b : a;
   }
 }
 
@@ -119,7 +120,7 @@ class ConsistentHash implements LoadBalancer {
       const h = hosts[i]!;
       const r = mix(k ^ h.keyHash);
       // Unweighted: the raw hash orders hosts. Weighted: u in (0,1), score -w/ln(u) (Schindelhauer).
-      const score = weighted ? -h.weight / Math.log((r + 1) / 4294967297) : r;
+      const score = weighted ? -h.lbWeight / Math.log((r + 1) / 4294967297) : r;
       if (score > bestScore) {
         bestScore = score;
         best = h;
