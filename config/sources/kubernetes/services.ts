@@ -95,24 +95,50 @@ export interface ServiceInputs {
   readonly podLabels: ReadonlyMap<string, Readonly<Record<string, string>>>;
 }
 
-/** Every Service as a ServiceEntry, in `namespace/name` order (a stable order keeps the snapshot version stable). */
+/**
+ * Every Service as a ServiceEntry, in `namespace/name` order (a stable order keeps the snapshot
+ * version stable). Remembers each translation: a Service whose object, slices and (when it has
+ * pod endpoints) pods are the same as last time gives the same, already frozen, ServiceEntry, so a
+ * change to one of 10,000 Services translates one.
+ */
+export class MeshServices {
+  private cache = new Map<string, { readonly svc: KubeObject; readonly slices: readonly KubeEndpointSlice[]; readonly podsVersion: number; readonly se: ServiceEntry | null }>();
+
+  build(inputs: ServiceInputs, podsVersion = 0): ServiceEntry[] {
+    const slicesByService = new Map<string, KubeEndpointSlice[]>();
+    for (const s of inputs.endpointSlices) {
+      const svc = s.metadata?.labels?.[SERVICE_NAME_LABEL];
+      if (svc === undefined) continue;
+      const k = `${s.metadata?.namespace ?? ''}/${svc}`;
+      const list = slicesByService.get(k);
+      if (list === undefined) slicesByService.set(k, [s as KubeEndpointSlice]);
+      else list.push(s as KubeEndpointSlice);
+    }
+    const keyed = [...inputs.services].map((o) => ({ k: key(o), o }));
+    keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
+    const next: typeof this.cache = new Map();
+    const out: ServiceEntry[] = [];
+    for (const { k, o } of keyed) {
+      const slices = slicesByService.get(k) ?? [];
+      const old = this.cache.get(k);
+      const reusable = old !== undefined && old.svc === o && sameItems(old.slices, slices)
+        && (old.podsVersion === podsVersion || !slices.some((sl) => sl.endpoints?.some((e) => e.targetRef?.kind === 'Pod')));
+      const entry = reusable ? { ...old, podsVersion } : { svc: o, slices, podsVersion, se: meshService(o, slices, inputs.podLabels) };
+      next.set(k, entry);
+      if (entry.se !== null) out.push(entry.se);
+    }
+    this.cache = next;
+    return out;
+  }
+}
+
+/** Stateless: every Service translated (tests, one-off use). */
 export function meshServices(inputs: ServiceInputs): ServiceEntry[] {
-  const slicesByService = new Map<string, KubeEndpointSlice[]>();
-  for (const s of inputs.endpointSlices) {
-    const svc = s.metadata?.labels?.[SERVICE_NAME_LABEL];
-    if (svc === undefined) continue;
-    const key = `${s.metadata?.namespace ?? ''}/${svc}`;
-    const list = slicesByService.get(key) ?? [];
-    list.push(s as KubeEndpointSlice);
-    slicesByService.set(key, list);
-  }
-  const out: ServiceEntry[] = [];
-  const services = [...inputs.services].sort((a, b) => key(a).localeCompare(key(b)));
-  for (const svc of services) {
-    const se = meshService(svc, slicesByService.get(key(svc)) ?? [], inputs.podLabels);
-    if (se !== null) out.push(se);
-  }
-  return out;
+  return new MeshServices().build(inputs);
+}
+
+function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 function key(o: KubeObject): string {

@@ -20,7 +20,7 @@ import { KubeApiError, KubeClient, type KubeObject } from './client';
 import { istioKinds, ISTIO_GROUP } from './discovery';
 import type { ClusterAccess } from './kubeconfig';
 import { Reflector, type ReflectorTiming } from './reflector';
-import { meshServices, slimEndpointSlice, slimPod, slimService } from './services';
+import { MeshServices, slimEndpointSlice, slimPod, slimService } from './services';
 
 /** The `--config` value that selects this source. */
 export const KUBERNETES_CONFIG = 'kubernetes';
@@ -66,6 +66,9 @@ export class KubernetesSource {
   private slices: Collection | null = null;
   private pods: Collection | null = null;
   private readonly foreignKinds = new Set<string>();
+  private readonly meshServices = new MeshServices();
+  /** Counts changes of the Pods store (cached translations that use pod labels are redone when it moves). */
+  private podsVersion = 0;
   private started = false;
   /** A store changed since the last build (before start(): delivered when it is called). */
   private dirty = false;
@@ -134,13 +137,16 @@ export class KubernetesSource {
     this.offThreadCompile?.worker.close();
   }
 
-  private collection(gvPath: string, resource: string, apiVersion: string, kind: string, transform?: (o: KubeObject) => KubeObject): Collection {
+  private collection(gvPath: string, resource: string, apiVersion: string, kind: string, transform?: (o: KubeObject) => KubeObject, onChange?: () => void): Collection {
     const paths = this.o.namespaces === null ? [`${gvPath}/${resource}`] : this.o.namespaces.map((ns) => `${gvPath}/namespaces/${encodeURIComponent(ns)}/${resource}`);
     const reflectors = paths.map((path) => new Reflector({
       client: this.client, path, apiVersion, kind,
       ...(transform !== undefined ? { transform } : {}),
       accept: (o) => this.accept(o, kind, path),
-      onChange: this.onStoreChange,
+      onChange: onChange === undefined ? this.onStoreChange : () => {
+        onChange();
+        this.onStoreChange();
+      },
       onError: (e, retryInMs) => {
         if (this.failFirstLoad !== null && (e.status === 401 || e.status === 403)) this.failFirstLoad(e);
         this.o.log.warn({ code: e.code, status: e.status, reason: e.reason, path, retryInMs }, `kubernetes: ${e.message}`);
@@ -199,7 +205,7 @@ export class KubernetesSource {
     this.dirty = false;
     const podLabels = new Map<string, Readonly<Record<string, string>>>();
     for (const r of this.pods?.reflectors ?? []) for (const [k, p] of r.store) podLabels.set(k, p.metadata?.labels ?? {});
-    const services = meshServices({ services: storeValues(this.services), endpointSlices: storeValues(this.slices), podLabels });
+    const services = this.meshServices.build({ services: storeValues(this.services), endpointSlices: storeValues(this.slices), podLabels }, this.podsVersion);
     let objects: SourceObject[] = [];
     for (const c of this.istio) {
       for (const r of c.reflectors) {
@@ -207,7 +213,7 @@ export class KubernetesSource {
         for (const o of r.store.values()) objects.push({ value: o, origin: { file: `apis/${c.apiVersion}/namespaces/${o.metadata?.namespace ?? ''}/${c.resource}/${o.metadata?.name ?? ''}`, doc: 1 } });
       }
     }
-    objects.sort((a, b) => a.origin.file.localeCompare(b.origin.file));
+    objects.sort((a, b) => (a.origin.file < b.origin.file ? -1 : a.origin.file > b.origin.file ? 1 : 0));
     const skipped: ConfigMessage[] = [];
     for (;;) {
       const r = loadObjects(objects, this.o.load, services);
@@ -229,7 +235,7 @@ export class KubernetesSource {
     if (this.pods !== null || this.closed) return;
     if (!r.resources.destinationRules.some((dr) => (dr.spec.subsets ?? []).length > 0)) return;
     this.o.log.info({}, 'a DestinationRule has subsets: watching Pods for endpoint labels');
-    this.pods = this.collection('/api/v1', 'pods', 'v1', 'Pod', slimPod);
+    this.pods = this.collection('/api/v1', 'pods', 'v1', 'Pod', slimPod, () => this.podsVersion++);
   }
 }
 

@@ -1,6 +1,6 @@
 // Services + EndpointSlices -> mesh services, as Istio's Kubernetes registry makes them.
 import t from 'tap';
-import { meshServices, portProtocol, slimEndpointSlice, slimService } from '../../../../../config/sources/kubernetes/services';
+import { MeshServices, meshServices, portProtocol, slimEndpointSlice, slimService } from '../../../../../config/sources/kubernetes/services';
 import type { KubeObject } from '../../../../../config/sources/kubernetes/client';
 
 t.test('port protocol: UDP, then appProtocol, then the port name (whole or its prefix), else auto-detect', async (t) => {
@@ -57,4 +57,26 @@ t.test('a Service with its slices is a MESH_INTERNAL STATIC ServiceEntry of NAME
   t.same(out[1]!.spec.addresses, [], 'headless: no address');
   t.same(out[1]!.spec.endpoints, [{ address: '10.1.1.1', ports: { tcp: 5432 } }]);
   t.match(out[2]!.spec, { resolution: 'DNS', location: 'MESH_EXTERNAL', endpoints: [{ address: 'db.example.com' }] });
+});
+
+t.test('translations are remembered: only a changed Service, slice or pod set is translated again', async (t) => {
+  const cache = new MeshServices();
+  const a = slimService(svc('a', { clusterIP: '10.96.0.1', ports: [{ name: 'http', port: 80 }] }));
+  const b = slimService(svc('b', { clusterIP: '10.96.0.2', ports: [{ name: 'http', port: 80 }] }));
+  const sa = slimEndpointSlice(slice('a-1', 'a', [{ name: 'http', port: 8080 }], [{ addresses: ['10.1.0.1'], targetRef: { kind: 'Pod', name: 'pa' } }]));
+  const sb = slimEndpointSlice(slice('b-1', 'b', [{ name: 'http', port: 8080 }], [{ addresses: ['10.1.0.2'] }]));
+  const pods = new Map([['shop/pa', { version: 'v1' }]]);
+  const first = cache.build({ services: [b, a], endpointSlices: [sa, sb], podLabels: pods }, 1);
+  t.same(first.map((s) => s.metadata.name), ['a', 'b'], 'namespace/name order');
+  const again = cache.build({ services: [a, b], endpointSlices: [sb, sa], podLabels: pods }, 1);
+  t.equal(again[0], first[0], 'same inputs: the same object');
+  t.equal(again[1], first[1]);
+  const b2 = slimService(svc('b', { clusterIP: '10.96.0.2', ports: [{ name: 'http', port: 81 }] }));
+  const changed = cache.build({ services: [a, b2], endpointSlices: [sa, sb], podLabels: pods }, 1);
+  t.equal(changed[0], first[0], 'a untouched');
+  t.not(changed[1], first[1], 'b translated again');
+  t.equal(changed[1]!.spec.ports![0]!.number, 81);
+  const relabelled = cache.build({ services: [a, b2], endpointSlices: [sa, sb], podLabels: new Map([['shop/pa', { version: 'v2' }]]) }, 2);
+  t.same(relabelled[0]!.spec.endpoints![0]!.labels, { version: 'v2' }, 'pods moved: a Service with pod endpoints is redone');
+  t.equal(relabelled[1], changed[1], 'one without pod endpoints is not');
 });
