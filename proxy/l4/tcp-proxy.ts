@@ -16,7 +16,7 @@ import type { PickContext } from '../upstream/lb';
 import type { UpstreamHost } from '../upstream/host';
 import { relay, type RelayHooks, type RelayResult } from './relay';
 import { UpstreamReader } from './upstream-reader';
-import { unwatchIdle, watchIdle, type IdleWatched } from './idle-sweep';
+import { clock, type WheelTimer } from '../timer-wheel';
 
 declare module '../transport/socket-slot' {
   interface SocketSlot {
@@ -163,6 +163,18 @@ function onEarlyClose(this: net.Socket): void {
   slotOf(this).session!.downstreamGone = true;
 }
 
+/** The idle check period for a timeout: a quarter of it. */
+function idleCheckPeriod(idleTimeoutMs: number): number {
+  return Math.ceil(idleTimeoutMs / 4);
+}
+
+let idleWatched = 0;
+
+/** Relays whose idle timeout is being watched (tests). */
+export function watchedCount(): number {
+  return idleWatched;
+}
+
 /** What a session needs of a running relay, whichever kind of sockets it joins. */
 export interface L4Relay {
   readonly bytesFromDownstream: number;
@@ -176,7 +188,8 @@ export interface L4Relay {
  * active request from the pick until the end, so LEAST_REQUEST sees TCP load (and in-flight
  * connects) too.
  */
-export abstract class L4Session implements RelayHooks, IdleWatched {
+export abstract class L4Session implements RelayHooks, WheelTimer {
+  wheelDue = -1;
   protected relay: L4Relay | null = null;
   private lastActivity = 0;
   private lastActivityAt = 0;
@@ -220,17 +233,24 @@ export abstract class L4Session implements RelayHooks, IdleWatched {
     this.host.counters.rq_total++;
     this.relay = relay;
     if (this.idleTimeoutMs > 0) {
-      this.lastActivityAt = performance.now();
-      watchIdle(this, this.idleTimeoutMs);
+      this.lastActivityAt = clock.now();
+      idleWatched++;
+      clock.schedule(this, idleCheckPeriod(this.idleTimeoutMs));
     }
   }
 
   /**
-   * tcp_proxy idle_timeout: no byte either way for idleTimeoutMs closes both sides. The shared
-   * sweep (idle-sweep.ts) asks every quarter of the timeout; the relay's byte counts say whether
-   * anything moved (no timer work per chunk).
+   * tcp_proxy idle_timeout: no byte either way for idleTimeoutMs closes both sides. The clock
+   * (timer-wheel.ts) asks every quarter of the timeout, so a silent relay closes between T and
+   * 1.25 T (plus a tick); the relay's byte counts say whether anything moved (no timer work per chunk).
    */
-  idleCheck(now: number): boolean {
+  onTimer(): void {
+    if (this.idleCheck(clock.now())) idleWatched--;
+    else clock.schedule(this, idleCheckPeriod(this.idleTimeoutMs));
+  }
+
+  /** True when the relay is gone or timed out (it is then no longer watched). */
+  private idleCheck(now: number): boolean {
     const r = this.relay;
     if (r === null) return true;
     const activity = r.bytesFromDownstream + r.bytesFromUpstream;
@@ -248,8 +268,11 @@ export abstract class L4Session implements RelayHooks, IdleWatched {
 
   /** RelayHooks: both sockets closed. */
   onClose(r: RelayResult): void {
-    // A no-op when it never joined the sweep or the sweep already let it go (it timed out).
-    if (this.idleTimeoutMs > 0) unwatchIdle(this, this.idleTimeoutMs);
+    // Still watched unless it never was or it timed out.
+    if (this.wheelDue >= 0) {
+      clock.cancel(this);
+      idleWatched--;
+    }
     this.relay = null;
     this.host.counters.rq_active--;
     finishRelay(this.ctx, this.record, this.stats, this.host, r);

@@ -6,7 +6,8 @@
 // responses ordered without a queue.
 //
 // Every event handler is a method bound once per connection; per request there is one H1Stream.
-// The idle timeout is kept on the shared coarse clock of idle-clock.ts, not a per-socket timer.
+// The idle timeout is kept on the proxy's one coarse clock (timer-wheel.ts), not a per-socket timer:
+// activity writes `lastActive`, and the wheel's timer, when it fires, looks at what is left.
 // A protocol error gets 400 (431 for a head over 60 KiB, as Envoy answers) and the connection is
 // closed without reading further, so bytes after a bad head are never taken as a second request.
 
@@ -14,7 +15,7 @@ import { STATUS_CODES } from 'node:http';
 import type net from 'node:net';
 import { BodyDecoder, Framing, endBody, writeBodyChunk } from './h1-body';
 import { HeadError, findHeadEnd, parseRequestHead, type RequestHead } from './h1-head';
-import { TICK_MS, idleTick, unwatchIdle, watchIdle, type IdleWatched } from './idle-clock';
+import { clock, type WheelTimer } from '../timer-wheel';
 import { H2_PREFACE } from './h2-preface';
 import { NO_BODY, type DownstreamStream, type StreamHandler, type Upgraded } from './stream';
 
@@ -22,7 +23,6 @@ import { NO_BODY, type DownstreamStream, type StreamHandler, type Upgraded } fro
 const MAX_BUFFERED = 64 * 1024;
 /** Idle downstream connection (no request in flight) is closed after this; heads must arrive within it. */
 export const DOWNSTREAM_IDLE_MS = 60_000;
-const IDLE_TICKS = DOWNSTREAM_IDLE_MS / TICK_MS;
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
 const enum Body { WAIT, DELIVER, DISCARD }
@@ -121,7 +121,7 @@ function deliverBody(this: H1Connection<unknown>, chunk: Buffer): void {
   s.handler?.onBodyData(chunk);
 }
 
-export class H1Connection<O> implements IdleWatched {
+export class H1Connection<O> implements WheelTimer {
   readonly socket: net.Socket;
   readonly owner: O;
   private readonly hooks: H1Hooks<O>;
@@ -141,8 +141,9 @@ export class H1Connection<O> implements IdleWatched {
   private pendingHead: string | null = null;
   private chunkedOut = false;
   private bodyOut = true;
-  lastActive = 0;
-  readonly idleTicks = IDLE_TICKS;
+  /** clock.now() at the last read or write */
+  private lastActive = clock.now();
+  wheelDue = -1;
   private readonly onDataBound: (chunk: Buffer) => void;
   private readonly onEndBound: () => void;
   private readonly onDrainBound: () => void;
@@ -159,11 +160,11 @@ export class H1Connection<O> implements IdleWatched {
     socket.on('close', this.onClose.bind(this));
     socket.on('error', onSocketError);
     socket.on('drain', this.onDrainBound);
-    watchIdle(this);
+    clock.schedule(this, DOWNSTREAM_IDLE_MS);
   }
 
   private onData(chunk: Buffer): void {
-    this.lastActive = idleTick();
+    this.lastActive = clock.now();
     if (this.closed || this.closing && this.stream === null) return;
     if (this.stream !== null && !this.bodyDone && this.bodyMode !== Body.WAIT && this.buf === null) {
       this.feedBody(chunk);
@@ -270,14 +271,14 @@ export class H1Connection<O> implements IdleWatched {
 
   write(chunk: Buffer): boolean {
     if (!this.bodyOut || chunk.length === 0) return true;
-    this.lastActive = idleTick();
+    this.lastActive = clock.now();
     const head = this.pendingHead;
     this.pendingHead = null;
     return writeBodyChunk(this.socket, head, this.chunkedOut, chunk);
   }
 
   end(): void {
-    this.lastActive = idleTick();
+    this.lastActive = clock.now();
     const head = this.pendingHead;
     this.pendingHead = null;
     endBody(this.socket, head, this.chunkedOut);
@@ -321,7 +322,7 @@ export class H1Connection<O> implements IdleWatched {
     socket.removeListener('data', this.onDataBound);
     socket.removeListener('end', this.onEndBound);
     socket.removeListener('drain', this.onDrainBound);
-    unwatchIdle(this);
+    clock.cancel(this);
   }
 
   /**
@@ -384,7 +385,7 @@ export class H1Connection<O> implements IdleWatched {
 
   private onClose(): void {
     this.closed = true;
-    unwatchIdle(this);
+    clock.cancel(this);
     this.buf = null;
     const s = this.stream;
     this.stream = null;
@@ -400,8 +401,11 @@ export class H1Connection<O> implements IdleWatched {
   }
 
   /** No read or write for DOWNSTREAM_IDLE_MS: close unless a request is in flight (its route timeout governs it). */
-  onIdle(): void {
-    if (this.stream === null) this.socket.destroy();
+  onTimer(): void {
+    const left = this.lastActive + DOWNSTREAM_IDLE_MS - clock.now();
+    if (left > 0) clock.schedule(this, left);
+    else if (this.stream === null) this.socket.destroy();
+    else clock.schedule(this, DOWNSTREAM_IDLE_MS);
   }
 }
 

@@ -6,8 +6,8 @@
 // only when its response ended on a message boundary. Connections read into a buffer of their own
 // (response-reader.ts), not through 'data' events; over TLS the buffer gets the decrypted bytes.
 //
-// Idle connections are swept by one shared 1 s timer (STYLE.md rule 11) and unref'd while idle, so
-// they never keep a process alive. Every callback is a method bound once per connection.
+// A pool with idle connections sweeps them once a second on the proxy's one clock (timer-wheel.ts),
+// and they are unref'd while idle, so they never keep a process alive. Every callback is a method bound once per connection.
 
 import type net from 'node:net';
 import { ISTIO_MAX_UINT32 } from '../../config/compile/snapshot';
@@ -19,6 +19,7 @@ import { BodyDecoder, Framing, endBody, writeBodyChunk } from './h1-body';
 import { HeadError, findHeadEnd, parseResponseHead, type ResponseHead } from './h1-head';
 import { pendingStatsFor, type PendingStats } from './pending-stats';
 import { ResponseReader, type ResponseSink } from './response-reader';
+import { clock, type WheelTimer } from '../timer-wheel';
 
 /** Idle keep-alive connections close after this (below Node's and most servers' 5 s keepAliveTimeout). */
 const IDLE_MS = 4_000;
@@ -291,7 +292,8 @@ function keepAliveMs(v: string | null): number {
  * - attaching a request checks the request circuit breaker (http2MaxRequests, Envoy max_requests):
  *   over it the request fails with UO and upstream_rq_pending_overflow.
  */
-export class H1Pool {
+export class H1Pool implements WheelTimer {
+  wheelDue = -1;
   readonly cluster: UpstreamCluster;
   readonly host: UpstreamHost;
   readonly sni: string | null;
@@ -414,10 +416,10 @@ export class H1Pool {
       this.pending.upstream_rq_pending_active.dec();
       if (this.attach(c, w)) return;
     }
-    c.idleSince = performance.now();
+    c.idleSince = clock.now();
     c.socket.unref();
     this.idle.push(c);
-    startSweep(this);
+    if (this.wheelDue < 0) clock.schedule(this, SWEEP_MS);
   }
 
   forget(c: UpstreamConnection): void {
@@ -447,6 +449,12 @@ export class H1Pool {
 
   closeIdle(): void {
     this.sweep(0, true);
+    clock.cancel(this);
+  }
+
+  /** The sweep's tick: again while connections stay idle. */
+  onTimer(): void {
+    if (this.sweep(clock.now(), this.cluster.isClosed) > 0) clock.schedule(this, SWEEP_MS);
   }
 }
 
@@ -454,8 +462,6 @@ export class H1Pool {
 // plain TCP). Nested maps, so a request's lookup builds no key string.
 
 const registry = new WeakMap<UpstreamCluster, Map<string, Map<string, H1Pool>>>();
-const sweeping = new Set<H1Pool>();
-let sweepTimer: NodeJS.Timeout | null = null;
 
 export function poolFor(cluster: UpstreamCluster, host: UpstreamHost, sni: string | null, store: StatsStore): H1Pool {
   let hosts = registry.get(cluster);
@@ -485,24 +491,4 @@ export function closeIdlePools(cluster: UpstreamCluster): void {
   if (hosts === undefined) return;
   for (const pools of hosts.values()) for (const p of pools.values()) p.closeIdle();
   registry.delete(cluster);
-}
-
-function startSweep(pool: H1Pool): void {
-  sweeping.add(pool);
-  if (sweepTimer === null) {
-    sweepTimer = setInterval(sweepAll, SWEEP_MS);
-    sweepTimer.unref();
-  }
-}
-
-function sweepAll(): void {
-  const now = performance.now();
-  for (const p of sweeping) {
-    const gone = p.cluster.isClosed;
-    if (p.sweep(now, gone) === 0) sweeping.delete(p);
-  }
-  if (sweeping.size === 0 && sweepTimer !== null) {
-    clearInterval(sweepTimer);
-    sweepTimer = null;
-  }
 }

@@ -11,7 +11,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import t from 'tap';
 import { freePort, startTestRuntime, type TestGateway } from '../../../helpers/gateway';
-import { watchedCount } from '../../../../proxy/l4/idle-sweep';
+import { watchedCount } from '../../../../proxy/l4/tcp-proxy';
 import { handleSessionCount } from '../../../../proxy/l4/handle-proxy';
 import { makeCa, makeLeaf } from '../../../e2e/harness/certs';
 import { resetTcpHandlesForTests, tcpHandles, tcpHandlesUnavailableReason } from '../../../../proxy/transport/tcp-handle';

@@ -1,13 +1,17 @@
-// Downstream idle timeouts on the shared coarse clock (idle-clock.ts): a keep-alive connection with
+// Downstream idle timeouts on the proxy's one coarse clock (timer-wheel.ts): a keep-alive connection with
 // no request in flight closes once DOWNSTREAM_IDLE_MS has passed without a read or write; activity
 // restarts the count; a request in flight is never cut by it. The clock is advanced by hand.
 
 import net from 'node:net';
 import t from 'tap';
 import { DOWNSTREAM_IDLE_MS, H1Connection, type H1Hooks, type H1Stream } from '../../../../proxy/l7/h1-server';
-import { TICK_MS, advanceIdleClock } from '../../../../proxy/l7/idle-clock';
+import { TICK_MS, clock } from '../../../../proxy/timer-wheel';
 
 const IDLE_TICKS = DOWNSTREAM_IDLE_MS / TICK_MS;
+const advanceIdleClock = (ticks: number): void => clock.tick(ticks);
+// Only advanceIdleClock moves the clock in this file.
+clock.manual();
+t.teardown(() => clock.automatic());
 
 /** A proxy-side H1Connection on a real socket pair; `answer` false leaves requests in flight. */
 async function pair(t: { teardown(fn: () => unknown): void }, answer: boolean): Promise<{ client: net.Socket; server: net.Socket }> {
