@@ -1,8 +1,8 @@
 // Opening one upstream connection (TCP, optionally TLS-originated) on net.Sockets with Envoy's
 // cluster stats, counted by cx-accounting.ts as the bare-handle connector (handle-connect.ts) counts.
 //
-// The connect timer is one setTimeout per connection (not per request or chunk), cleared on
-// connect. TLS uses the cluster's prebuilt SecureContext and its session cache (PERFORMANCE.md §5).
+// The connect timer is on the proxy's one clock (timer-wheel.ts), one per connection (not per
+// request or chunk), cancelled on connect. TLS uses the cluster's prebuilt SecureContext and its session cache (PERFORMANCE.md §5).
 //
 // A TLS connection is one TLSSocket that opens its own TCP connection (tls.connect with host and
 // port), not a net.Socket wrapped afterwards: one socket object per connection instead of two, and
@@ -16,6 +16,7 @@ import { performance } from 'node:perf_hooks';
 import { ProxyError, ProxyErrorCode, connectErrorCode } from '../errors';
 import type { ClusterStats } from '../observe/stats';
 import { slotOf } from '../transport/socket-slot';
+import { clock, type WheelTimer } from '../timer-wheel';
 import { wireOf, type ByteCounters } from '../transport/tls-internals';
 import { countClosed, countConnected, countConnectFailure, countOpened } from './cx-accounting';
 import { resumableSession, type TlsOrigination } from '../tls/origination';
@@ -41,7 +42,7 @@ const PEER_VERDICT_MAX_MS = 250;
 export type ConnectCallback = (err: ProxyError | null, socket: net.Socket | null) => void;
 
 /** Per-connection bookkeeping, one object, fields set in the constructor (no closures per chunk). */
-export class UpstreamConnection {
+export class UpstreamConnection implements WheelTimer {
   readonly stats: ClusterStats;
   readonly host: UpstreamHost;
   readonly startHr: number;
@@ -51,7 +52,7 @@ export class UpstreamConnection {
   wire: ByteCounters | null = null;
   /** TLS: the TCP connection is up (errors from here on are the handshake's) */
   tcpUp = false;
-  timer: NodeJS.Timeout | null = null;
+  wheelDue = -1;
   /** TLS: cache key of this connection's session (the SNI, else the host) */
   sessionKey = '';
   tls: TlsOrigination | null = null;
@@ -82,11 +83,19 @@ export class UpstreamConnection {
     cb(err, null);
   }
 
-  /** A cleared Timeout still referenced from here would stay in memory for the connection's life. */
   private clearTimer(): void {
-    if (this.timer === null) return;
-    clearTimeout(this.timer);
-    this.timer = null;
+    clock.cancel(this);
+  }
+
+  /** The connect timeout, or (awaitingVerdict) the bound on the mutual-TLS server's verdict. */
+  onTimer(): void {
+    if (this.awaitingVerdict) {
+      // No ticket within the bound: the server accepted us without sending one (or is slow); carry on.
+      this.awaitingVerdict = false;
+      this.ready();
+      return;
+    }
+    this.fail(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT, `connect to ${this.host.key} timed out`, { transportReason: 'connection_timeout' }));
   }
 
   ready(): void {
@@ -102,11 +111,6 @@ export class UpstreamConnection {
 
 // Socket and timer handlers are shared by every connection (socket-slot.ts says why): a socket
 // listener gets the socket as `this` and finds its UpstreamConnection in the socket's slot.
-
-function onConnectTimeout(conn: UpstreamConnection): void {
-  conn.timer = null;
-  conn.fail(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT, `connect to ${conn.host.key} timed out`, { transportReason: 'connection_timeout' }));
-}
 
 function onTcpError(this: net.Socket, err: NodeJS.ErrnoException): void {
   const conn = slotOf(this).connection!;
@@ -164,17 +168,9 @@ function onSecureConnect(this: net.Socket): void {
   // A resumed session carries the certificate the server accepted before: no new verdict to wait for.
   if (conn.tls!.awaitPeerVerdict && !reused && s.getProtocol() === 'TLSv1.3') {
     conn.awaitingVerdict = true;
-    if (conn.timer) clearTimeout(conn.timer);
-    conn.timer = setTimeout(onVerdictTimeout, PEER_VERDICT_MAX_MS, conn);
+    clock.schedule(conn, PEER_VERDICT_MAX_MS);
     return;
   }
-  conn.ready();
-}
-
-/** No ticket within the bound: the server accepted us without sending one (or is slow); carry on. */
-function onVerdictTimeout(conn: UpstreamConnection): void {
-  conn.timer = null;
-  conn.awaitingVerdict = false;
   conn.ready();
 }
 
@@ -229,7 +225,7 @@ export function connectUpstream(stats: ClusterStats, host: UpstreamHost, opts: C
     : net.connect({ host: host.address, port: host.port, noDelay: true, allowHalfOpen: true, onread });
   const conn = watch(stats, host, opts, tcp, cb);
   tcp.on('connect', onTcpConnect);
-  if (opts.connectTimeoutMs > 0) conn.timer = setTimeout(onConnectTimeout, opts.connectTimeoutMs, conn);
+  if (opts.connectTimeoutMs > 0) clock.schedule(conn, opts.connectTimeoutMs);
 }
 
 /** The listeners and settings every upstream connection gets, TCP or TLS. */
@@ -279,5 +275,5 @@ function connectTls(stats: ClusterStats, host: UpstreamHost, opts: ConnectOption
   secure.on('connect', onTlsTcpConnect);
   secure.on('secureConnect', onSecureConnect);
   secure.on('session', onSession);
-  if (opts.connectTimeoutMs > 0) conn.timer = setTimeout(onConnectTimeout, opts.connectTimeoutMs, conn);
+  if (opts.connectTimeoutMs > 0) clock.schedule(conn, opts.connectTimeoutMs);
 }

@@ -8,6 +8,7 @@ import { ProxyError, ProxyErrorCode } from '../errors';
 import type { ClusterStats } from '../observe/stats';
 import { tcpHandles, uvError, type AddressOut, type ConnectReq, type TcpHandle, type TcpHandles } from '../transport/tcp-handle';
 import { formatSocketAddress } from '../transport/socket-addresses';
+import { clock, type WheelTimer } from '../timer-wheel';
 import { countClosed, countConnected, countConnectFailure, countOpened } from './cx-accounting';
 import type { ConnectOptions } from './connect';
 import type { UpstreamHost } from './host';
@@ -17,9 +18,9 @@ export type HandleConnectCallback = (err: ProxyError | null, conn: UpstreamHandl
 type OwnedConnectReq = ConnectReq & { conn?: UpstreamHandle };
 
 /** One upstream connection on a bare handle, from connect until its relay closed it. */
-export class UpstreamHandle {
+export class UpstreamHandle implements WheelTimer {
   readonly startHr = performance.now();
-  private timer: NodeJS.Timeout | null = null;
+  wheelDue = -1;
   private cb: HandleConnectCallback | null;
   private connected = false;
   private closeCounted = false;
@@ -35,7 +36,7 @@ export class UpstreamHandle {
   }
 
   armTimeout(ms: number): void {
-    if (ms > 0) this.timer = setTimeout(onConnectTimeout, ms, this);
+    if (ms > 0) clock.schedule(this, ms);
   }
 
   fail(err: ProxyError): void {
@@ -79,16 +80,14 @@ export class UpstreamHandle {
     countClosed(this.stats, this.host, { local, rxBytes, txBytes, connectedFrom: this.connected ? this.startHr : null });
   }
 
-  /** A cleared Timeout still referenced from here would stay in memory for the connection's life. */
   private clearTimer(): void {
-    if (this.timer === null) return;
-    clearTimeout(this.timer);
-    this.timer = null;
+    clock.cancel(this);
   }
-}
 
-function onConnectTimeout(conn: UpstreamHandle): void {
-  conn.fail(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT, `connect to ${conn.host.key} timed out`, { transportReason: 'connection_timeout' }));
+  /** The connect timeout (the proxy's one clock, timer-wheel.ts). */
+  onTimer(): void {
+    this.fail(new ProxyError(ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT, `connect to ${this.host.key} timed out`, { transportReason: 'connection_timeout' }));
+  }
 }
 
 function noRead(): undefined {
