@@ -114,6 +114,10 @@ function buildCluster(
   const pool = poolSettings(policy.connectionPool);
   const outlier = outlierConfig(policy.outlierDetection);
   endpoints = applyLocalityLb(endpoints, policy.loadBalancer?.localityLbSetting, reg.opts.locality ?? '', reg.opts.labels, outlier !== null);
+  const http2 = upstreamHttp2(port, policy.connectionPool?.http?.h2UpgradePolicy);
+  let tls = withTls ? upstreamTls(policy.tls, reg.opts.certsDir, sni, svc.entry.spec.subjectAltNames ?? []) : null;
+  // HTTP/2 over originated TLS is negotiated by ALPN: Istio appends h2 (cluster_tls.go).
+  if (tls !== null && http2) tls = { ...tls, alpn: [...tls.alpn, 'h2'] };
   return {
     name,
     sniName: sni,
@@ -127,14 +131,29 @@ function buildCluster(
     connectTimeoutMs: pool.connectTimeoutMs,
     idleTimeoutMs: pool.idleTimeoutMs,
     maxRequestsPerConnection: pool.maxRequestsPerConnection,
+    http2,
     tcpKeepalive: pool.tcpKeepalive,
     dnsRefreshMs: DEFAULT_DNS_REFRESH_MS,
     circuitBreakers: pool.circuitBreakers,
-    tls: withTls ? upstreamTls(policy.tls, reg.opts.certsDir, sni, svc.entry.spec.subjectAltNames ?? []) : null,
+    tls,
     emptyReason: endpoints.length === 0 ? emptyReason : null,
     outlierDetection: outlier,
     warmup: warmupConfig(policy.loadBalancer),
   };
+}
+
+const H2_PROTOCOLS = new Set(['HTTP2', 'GRPC', 'GRPC-WEB']);
+
+/**
+ * Istio's choice of the upstream codec (cluster_builder.go: isHttp2 from the port's protocol, else
+ * from its name prefix as protocol.Parse reads `grpc-x` / `http2-x`; h2UpgradePolicy UPGRADE
+ * upgrades plain HTTP ports).
+ */
+function upstreamHttp2(port: ServicePort, h2Upgrade: string | undefined): boolean {
+  const byName = port.name.split('-')[0]!.toUpperCase();
+  const protocol = port.protocol ?? (byName === 'GRPC' || byName === 'HTTP2' || byName === 'HTTP' ? byName : undefined);
+  if (protocol !== undefined && H2_PROTOCOLS.has(protocol)) return true;
+  return h2Upgrade === 'UPGRADE' && protocol === 'HTTP';
 }
 
 const SPECIAL_DEFAULTS = {

@@ -418,6 +418,11 @@ export interface Cluster {
    */
   readonly idleTimeoutMs: number;
   readonly maxRequestsPerConnection: number;
+  /**
+   * Speak HTTP/2 to the upstream (Istio: port protocol HTTP2/GRPC/GRPC-WEB, or a port name that
+   * says so, or DestinationRule h2UpgradePolicy UPGRADE on an HTTP port); absent = HTTP/1.1.
+   */
+  readonly http2?: boolean;
   readonly tcpKeepalive: { readonly timeMs: number; readonly intervalMs: number; readonly probes: number } | null;
   readonly dnsRefreshMs: number;
   readonly circuitBreakers: CircuitBreakers;

@@ -23,7 +23,8 @@ import type { UpstreamHost } from '../upstream/host';
 import type { PickContext } from '../upstream/lb';
 import { completeRequest } from './complete';
 import type { ResponseHead } from './h1-head';
-import { poolFor, type H1Pool, type UpstreamConnection, type UpstreamHandler } from './h1-upstream';
+import type { PooledRequest, RequestPool, UpstreamHandler } from './h1-upstream';
+import { requestPoolFor } from './upstream-pools';
 import { downstreamResponseHeaders } from './headers';
 import { sendRescue } from './local-reply';
 import { sendFaultAbort, type FaultDecision, type FaultStats } from './fault';
@@ -49,6 +50,8 @@ export interface ForwardInit {
   readonly sni: string | null;
   /** a WebSocket upgrade was offered and forwarded: a 101 turns the exchange into a relay (upgrade.ts) */
   readonly upgrade?: boolean;
+  /** overrides the route's timeout (a gRPC request's grpc-timeout, grpc.ts) */
+  readonly timeoutMs?: number;
   /** the chosen destination's response header operations (its own merged with the rule's) */
   readonly responseHeaders: HeaderOps | null;
   /** a drawn fault with a delay (an abort alone is answered before any exchange) */
@@ -72,6 +75,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
   private readonly originalDst: OriginalDestination | null;
   private readonly sni: string | null;
   private readonly upgrade: boolean;
+  private readonly timeoutMs: number;
   private readonly responseHeaders: HeaderOps | null;
   private readonly fault: FaultDecision | null;
   private readonly faultStats: FaultStats | null;
@@ -89,8 +93,8 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
   private retryActive = false;
   private limitExceeded = false;
   private host: UpstreamHost | null = null;
-  private pool: H1Pool | null = null;
-  private conn: UpstreamConnection | null = null;
+  private pool: RequestPool | null = null;
+  private conn: PooledRequest | null = null;
   /** An upstream request is counted active (rq_active gauges) until this goes false. */
   private rqOpen = false;
   private attemptsLeft: number;
@@ -115,6 +119,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     this.originalDst = init.originalDst;
     this.sni = init.sni;
     this.upgrade = init.upgrade === true;
+    this.timeoutMs = init.timeoutMs ?? init.action.timeoutMs;
     this.responseHeaders = init.responseHeaders;
     this.fault = init.fault;
     this.faultStats = init.faultStats;
@@ -154,7 +159,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
   }
 
   private begin(): void {
-    if (this.action.timeoutMs > 0) this.timer = setTimeout(onRouteTimeout, this.action.timeoutMs, this);
+    if (this.timeoutMs > 0) this.timer = setTimeout(onRouteTimeout, this.timeoutMs, this);
     if (this.startShadows !== null) this.shadows = this.startShadows();
     this.attempt();
   }
@@ -182,14 +187,14 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     const p = this.retryPolicy;
     if (p !== null && p.perTryTimeoutMs > 0) this.perTryTimer = setTimeout(onPerTryTimeout, p.perTryTimeoutMs, this);
     this.record.upstreamHost = host.key;
-    const pool = poolFor(cluster, host, this.sni, this.ctx.stats);
+    const pool = requestPoolFor(cluster, host, this.sni, this.ctx.stats);
     this.pool = pool;
     pool.acquire(this);
   }
 
   // ---- upstream callbacks
 
-  onUpstreamReady(conn: UpstreamConnection): void {
+  onUpstreamReady(conn: PooledRequest): void {
     if (this.finished) {
       // Gave up while connecting (timeout, client gone): the fresh connection serves someone else.
       conn.pool.release(conn);
@@ -309,6 +314,10 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
       this.waitingDrain = true;
       this.conn?.pause();
     }
+  }
+
+  onResponseTrailers(fields: string[]): void {
+    if (!this.finished) this.stream.trailers?.(fields);
   }
 
   onResponseEnd(): void {

@@ -25,12 +25,34 @@ import { clock, type WheelTimer } from '../timer-wheel';
 const IDLE_MS = 4_000;
 const SWEEP_MS = 1_000;
 
+/** Where a request gets its upstream connection: the HTTP/1.1 pool here, or h2-upstream.ts's. */
+export interface RequestPool {
+  acquire(h: UpstreamHandler): void;
+  /** the handler gave up while pending */
+  cancel(h: UpstreamHandler): void;
+  /** a connection handed to a handler that no longer wants it */
+  release(c: PooledRequest): void;
+}
+
+/** One request's hold on an upstream connection (an HTTP/1.1 connection, or an HTTP/2 stream). */
+export interface PooledRequest {
+  readonly pool: RequestPool;
+  begin(handler: UpstreamHandler, head: string, isHeadMethod: boolean, chunked: boolean, upgrade?: boolean): void;
+  writeBody(chunk: Buffer): boolean;
+  endRequest(): void;
+  pause(): void;
+  resume(): void;
+  abort(): void;
+}
+
 export interface UpstreamHandler {
-  onUpstreamReady(conn: UpstreamConnection): void;
+  onUpstreamReady(conn: PooledRequest): void;
   onUpstreamConnectError(err: ProxyError): void;
   /** a final (>= 200) response head; 1xx are consumed here */
   onResponseHead(head: ResponseHead): void;
   onResponseData(chunk: Buffer): void;
+  /** HTTP/2 upstreams: the response's trailers ([name, value, ...]), before onResponseEnd */
+  onResponseTrailers?(fields: string[]): void;
   onResponseEnd(): void;
   /** reset / protocol error. `retryable`: a reused connection closed before any byte of the response */
   onResponseError(err: ProxyError, retryable: boolean): void;
@@ -51,7 +73,7 @@ function deliverResponse(this: UpstreamConnection, chunk: Buffer): void {
   this.handler?.onResponseData(chunk);
 }
 
-export class UpstreamConnection implements ResponseSink {
+export class UpstreamConnection implements ResponseSink, PooledRequest {
   readonly socket: net.Socket;
   readonly pool: H1Pool;
   handler: UpstreamHandler | null = null;
@@ -292,7 +314,7 @@ function keepAliveMs(v: string | null): number {
  * - attaching a request checks the request circuit breaker (http2MaxRequests, Envoy max_requests):
  *   over it the request fails with UO and upstream_rq_pending_overflow.
  */
-export class H1Pool implements WheelTimer {
+export class H1Pool implements WheelTimer, RequestPool {
   wheelDue = -1;
   readonly cluster: UpstreamCluster;
   readonly host: UpstreamHost;
@@ -409,7 +431,8 @@ export class H1Pool implements WheelTimer {
   }
 
   /** A connection is free (new, or its exchange ended on a message boundary): the oldest pending request takes it, else it idles. */
-  release(c: UpstreamConnection): void {
+  release(pooled: PooledRequest): void {
+    const c = pooled as UpstreamConnection;
     const waiting = this.waiting;
     while (waiting.length > 0) {
       const w = waiting.shift()!;

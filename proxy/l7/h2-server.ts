@@ -159,6 +159,7 @@ export class H2Stream implements DownstreamStream {
   private readonly stats: Http2Stats;
   private readonly log: ProxyContext['log'];
   private bodyWanted = false;
+  private pendingTrailers: http2.OutgoingHttpHeaders | null = null;
 
   constructor(s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, rawHeaders: readonly string[], endStream: boolean, stats: Http2Stats, log: ProxyContext['log']) {
     this.s = s;
@@ -202,7 +203,11 @@ export class H2Stream implements DownstreamStream {
     }
     if (length >= 0) out['content-length'] = length;
     const noBody = length === NO_BODY || this.head.method === 'HEAD' || status === 204 || status === 304;
-    this.s.respond(out, { endStream: noBody });
+    // gRPC ends every response with trailers (grpc-status): wait for them, unless this is a
+    // trailers-only response (no body: its status is already in these headers).
+    const waitForTrailers = !noBody && length !== 0 && String(out['content-type'] ?? '').startsWith('application/grpc');
+    if (waitForTrailers) this.s.once('wantTrailers', this.onWantTrailers.bind(this));
+    this.s.respond(out, { endStream: noBody, waitForTrailers });
     if (noBody) this.finished = true;
   }
   write(chunk: Buffer): boolean {
@@ -218,6 +223,14 @@ export class H2Stream implements DownstreamStream {
     if (this.finished) return;
     this.finished = true;
     if (!this.s.destroyed) this.s.end();
+  }
+  trailers(fields: readonly string[]): void {
+    const t: http2.OutgoingHttpHeaders = {};
+    for (let i = 0; i < fields.length; i += 2) t[fields[i]!.toLowerCase()] = fields[i + 1]!;
+    this.pendingTrailers = t;
+  }
+  private onWantTrailers(): void {
+    if (!this.s.destroyed) this.s.sendTrailers(this.pendingTrailers ?? {});
   }
   closeAfter(): void {
     // Per-stream: the connection stays for its other streams.

@@ -34,6 +34,7 @@ import { upstreamHeaderLines } from './headers';
 import { sendLocalReply, sendRescue } from './local-reply';
 import { NodeStream } from './node-stream';
 import { TargetForm, parseRequestTarget } from './request-target';
+import { grpcTimeoutMs } from './grpc';
 import { UpgradeOffer, WEBSOCKET_REQUEST_LINES, upgradeOffer } from './upgrade';
 import type { DownstreamStream } from './stream';
 
@@ -315,6 +316,7 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
     upgrade,
     responseHeaders: entry!.responseHeaders ?? action.responseHeaders,
     fault, faultStats, corsHeaders, startShadows,
+    timeoutMs: grpcTimeoutMs(head.raw) ?? undefined,
   }).start();
 }
 

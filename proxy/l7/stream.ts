@@ -51,6 +51,11 @@ export interface DownstreamStream {
   /** Bytes given to write() may still be referenced (not yet taken by the kernel): the caller must not reuse them. */
   writePending(): boolean;
   end(): void;
+  /**
+   * Trailers to send after the body ([name, value, ...]; gRPC's grpc-status). HTTP/2 only: the
+   * HTTP/1.1 side drops them, as Envoy's HTTP/1 codec does unless trailers are enabled.
+   */
+  trailers?(fields: readonly string[]): void;
   /** close the connection after this response (adds `connection: close`); call before respond() */
   closeAfter(): void;
   /** abort: the client sees the connection reset, never a truncated body that looks complete */

@@ -211,6 +211,7 @@ export class ClusterStats {
   readonly upstream_cx_total: Counter;
   readonly upstream_cx_active: Gauge;
   readonly upstream_cx_http1_total: Counter;
+  readonly upstream_cx_http2_total: Counter;
   readonly upstream_cx_connect_fail: Counter;
   readonly upstream_cx_connect_timeout: Counter;
   readonly upstream_cx_overflow: Counter;
@@ -259,6 +260,7 @@ export class ClusterStats {
     this.upstream_cx_total = store.counter(p + 'upstream_cx_total', clusterProm('upstream_cx_total', labels));
     this.upstream_cx_active = store.gauge(p + 'upstream_cx_active', clusterProm('upstream_cx_active', labels));
     this.upstream_cx_http1_total = store.counter(p + 'upstream_cx_http1_total', clusterProm('upstream_cx_http1_total', labels));
+    this.upstream_cx_http2_total = store.counter(p + 'upstream_cx_http2_total', clusterProm('upstream_cx_http2_total', labels));
     this.upstream_cx_connect_fail = store.counter(p + 'upstream_cx_connect_fail', clusterProm('upstream_cx_connect_fail', labels));
     this.upstream_cx_connect_timeout = store.counter(p + 'upstream_cx_connect_timeout', clusterProm('upstream_cx_connect_timeout', labels));
     this.upstream_cx_overflow = store.counter(p + 'upstream_cx_overflow', clusterProm('upstream_cx_overflow', labels));
