@@ -25,6 +25,8 @@ export interface OriginalDst {
 /** Shape of the addon's export (original_dst.c). */
 interface OriginalDstAddon {
   getOriginalDst(fd: number): [family: 4 | 6, address: string, port: number] | null;
+  /** absent in an addon built before it was added */
+  setKeepAliveProbes?(fd: number, intervalSeconds: number, probes: number): void;
 }
 
 /** Env override for the addon path: for packagers that put the .node elsewhere, and for tests. */
@@ -114,4 +116,33 @@ export function getOriginalDstOf(handle: HandleWithFd | null): OriginalDst | nul
 /** Test seam: forget the loaded addon so the next call re-reads SLUICE_ORIGINAL_DST_ADDON. */
 export function resetOriginalDstForTests(): void {
   loaded = null;
+}
+
+/** Can setKeepAliveProbes act (an addon built with it)? */
+export function keepAliveProbesSupported(): boolean {
+  return typeof (loaded ?? load()).addon?.setKeepAliveProbes === 'function';
+}
+
+/**
+ * TCP_KEEPINTVL and TCP_KEEPCNT on a connected socket (or bare handle), through the same addon
+ * (DestinationRule `tcpKeepalive.interval` / `probes`; Node sets only SO_KEEPALIVE and the idle
+ * time). false when the addon (or this function of it) is missing or the call failed: the kernel's
+ * defaults then stay, as they would for unset fields.
+ */
+export function setKeepAliveProbes(target: net.Socket | HandleWithFd, intervalMs: number, probes: number): boolean {
+  const state = loaded ?? load();
+  const fn = state.addon?.setKeepAliveProbes;
+  if (fn === undefined) return false;
+  // A bare handle has `fd`; a net.Socket's TCPWrap has it; a TLSSocket's TLSWrap does not, its TCP
+  // handle (`_parent`) does.
+  type Wrap = HandleWithFd & { readonly _parent?: HandleWithFd };
+  const handle = 'fd' in target ? (target as Wrap) : (target as unknown as { _handle?: Wrap | null })._handle ?? null;
+  const fd = handle?.fd ?? handle?._parent?.fd;
+  if (typeof fd !== 'number' || fd < 0) return false;
+  try {
+    fn(fd, Math.max(1, Math.round(intervalMs / 1000)), Math.max(1, probes));
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -244,7 +244,7 @@ export class UpstreamCluster {
       connectTimeoutMs: c.connectTimeoutMs,
       tls: this.tlsOrigination,
       sni: t === null ? null : t.sni ?? (t.autoSni ? sni : null) ?? sni,
-      keepalive: c.tcpKeepalive === null ? null : { timeMs: c.tcpKeepalive.timeMs },
+      keepalive: c.tcpKeepalive,
     };
   }
 

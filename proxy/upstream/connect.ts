@@ -15,6 +15,7 @@ import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { ProxyError, ProxyErrorCode, connectErrorCode } from '../errors';
 import type { ClusterStats } from '../observe/stats';
+import { setKeepAliveProbes } from '../transport/original-dst';
 import { slotOf } from '../transport/socket-slot';
 import { clock, type WheelTimer } from '../timer-wheel';
 import { wireOf, type ByteCounters } from '../transport/tls-internals';
@@ -53,6 +54,7 @@ export class UpstreamConnection implements WheelTimer {
   /** TLS: the TCP connection is up (errors from here on are the handshake's) */
   tcpUp = false;
   wheelDue = -1;
+  keepalive: ConnectOptions['keepalive'] = null;
   /** TLS: cache key of this connection's session (the SNI, else the host) */
   sessionKey = '';
   tls: TlsOrigination | null = null;
@@ -140,12 +142,16 @@ function onTcpClose(this: net.Socket): void {
 }
 
 function onTcpConnect(this: net.Socket): void {
-  slotOf(this).connection!.ready();
+  const c = slotOf(this).connection!;
+  if (c.keepalive !== null) setKeepAliveProbes(this, c.keepalive.intervalMs, c.keepalive.probes);
+  c.ready();
 }
 
 /** TLS: TCP is up, the handshake starts (tls.connect's own 'connect' listener sends the ClientHello). */
 function onTlsTcpConnect(this: net.Socket): void {
-  slotOf(this).connection!.tcpUp = true;
+  const c = slotOf(this).connection!;
+  if (c.keepalive !== null) setKeepAliveProbes(this, c.keepalive.intervalMs, c.keepalive.probes);
+  c.tcpUp = true;
 }
 
 /** Failures of our own check of the server's certificate (Node's X509 verification codes). */
@@ -204,7 +210,8 @@ export interface ConnectOptions {
   readonly tls: TlsOrigination | null;
   /** SNI to send when originating TLS; null = none */
   readonly sni: string | null;
-  readonly keepalive: { readonly timeMs: number } | null;
+  /** connectionPool.tcp.tcpKeepalive: idle time by Node, interval and probes by the addon once connected */
+  readonly keepalive: { readonly timeMs: number; readonly intervalMs: number; readonly probes: number } | null;
 }
 
 /**
@@ -232,6 +239,7 @@ export function connectUpstream(stats: ClusterStats, host: UpstreamHost, opts: C
 function watch(stats: ClusterStats, host: UpstreamHost, opts: ConnectOptions, socket: net.Socket, cb: ConnectCallback): UpstreamConnection {
   if (opts.keepalive !== null) socket.setKeepAlive(true, opts.keepalive.timeMs);
   const conn = new UpstreamConnection(stats, host, socket, cb);
+  conn.keepalive = opts.keepalive;
   slotOf(socket).connection = conn;
   // 'on', not 'once': these fire at most once, and once() allocates a wrapper per listener.
   socket.on('close', onTcpClose);

@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { ProxyError, ProxyErrorCode } from '../errors';
 import type { ClusterStats } from '../observe/stats';
 import { tcpHandles, uvError, type AddressOut, type ConnectReq, type TcpHandle, type TcpHandles } from '../transport/tcp-handle';
+import { setKeepAliveProbes } from '../transport/original-dst';
 import { formatSocketAddress } from '../transport/socket-addresses';
 import { clock, type WheelTimer } from '../timer-wheel';
 import { countClosed, countConnected, countConnectFailure, countOpened } from './cx-accounting';
@@ -29,7 +30,7 @@ export class UpstreamHandle implements WheelTimer {
     readonly handle: TcpHandle,
     private readonly stats: ClusterStats,
     readonly host: UpstreamHost,
-    private readonly keepaliveMs: number | null,
+    private readonly keepalive: ConnectOptions['keepalive'],
     cb: HandleConnectCallback,
   ) {
     this.cb = cb;
@@ -63,7 +64,11 @@ export class UpstreamHandle implements WheelTimer {
     this.cb = null;
     this.connected = true;
     countConnected(this.stats, this.host, this.startHr);
-    if (this.keepaliveMs !== null) this.handle.setKeepAlive(true, Math.floor(this.keepaliveMs / 1000));
+    const ka = this.keepalive;
+    if (ka !== null) {
+      this.handle.setKeepAlive(true, Math.floor(ka.timeMs / 1000));
+      setKeepAliveProbes(this.handle, ka.intervalMs, ka.probes);
+    }
     cb(null, this);
   }
 
@@ -110,7 +115,7 @@ export function connectHandle(stats: ClusterStats, host: UpstreamHost, opts: Con
   countOpened(stats, host);
   const handle = h.newSocket();
   handle.setNoDelay(true);
-  const conn = new UpstreamHandle(handle, stats, host, opts.keepalive === null ? null : opts.keepalive.timeMs, cb);
+  const conn = new UpstreamHandle(handle, stats, host, opts.keepalive, cb);
   const req: OwnedConnectReq = h.newConnectReq();
   req.oncomplete = onConnect;
   req.address = host.address;

@@ -17,6 +17,7 @@
 #include <node_api.h>
 
 #include <arpa/inet.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -144,9 +145,33 @@ static napi_value get_original_dst(napi_env env, napi_callback_info info) {
   return throw_errno(env, "getsockopt", err);
 }
 
+// setKeepAliveProbes(fd, intervalSeconds, probes) -> undefined
+//
+// DestinationRule connectionPool.tcp.tcpKeepalive `interval` and `probes` (TCP_KEEPINTVL,
+// TCP_KEEPCNT), which Node's setKeepAlive cannot set (it sets SO_KEEPALIVE and TCP_KEEPIDLE only).
+// Throws Error{code: "EBADF"...} when setsockopt fails.
+static napi_value set_keepalive_probes(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  int32_t fd = -1, interval = 0, probes = 0;
+  if (argc < 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int32(env, argv[1], &interval) != napi_ok ||
+      napi_get_value_int32(env, argv[2], &probes) != napi_ok || fd < 0 || interval < 1 || probes < 1) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "setKeepAliveProbes(fd, intervalSeconds, probes): positive integers expected");
+    return NULL;
+  }
+  int v = interval;
+  if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof(v)) != 0) return throw_errno(env, "setsockopt", errno);
+  v = probes;
+  if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof(v)) != 0) return throw_errno(env, "setsockopt", errno);
+  return NULL;
+}
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_value fn;
   if (napi_create_function(env, "getOriginalDst", NAPI_AUTO_LENGTH, get_original_dst, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "getOriginalDst", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "setKeepAliveProbes", NAPI_AUTO_LENGTH, set_keepalive_probes, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "setKeepAliveProbes", fn) != napi_ok) return NULL;
   return exports;
 }
