@@ -205,10 +205,17 @@ async function cmdRun(argv: string[]): Promise<number> {
   return -1; // keep running
 }
 
-function cmdValidate(argv: string[]): number {
-  const flags = parseFlags(argv, ['config', 'namespace', 'role', 'labels', 'outbound-policy', 'certs', 'network', 'network-gateway', 'locality']);
+/** validate and explain read files: `kubernetes` would otherwise be looked up as a path. */
+function fileConfigPaths(flags: Flags, command: string): string[] {
   const paths = flags.all('config');
   if (paths.length === 0) throw new UsageError('--config is required');
+  if (paths.includes(KUBERNETES_CONFIG)) throw new UsageError(`${command} reads files and directories; --config kubernetes is for sluice run (a directory named kubernetes: ./kubernetes)`);
+  return paths;
+}
+
+function cmdValidate(argv: string[]): number {
+  const flags = parseFlags(argv, ['config', 'namespace', 'role', 'labels', 'outbound-policy', 'certs', 'network', 'network-gateway', 'locality']);
+  const paths = fileConfigPaths(flags, 'validate');
   const namespace = flags.get('namespace') ?? 'default';
   const result = validatePaths(paths, { defaultNamespace: namespace });
   const messages = [...result.messages];
@@ -236,8 +243,7 @@ function cmdValidate(argv: string[]): number {
 
 function cmdExplain(argv: string[]): number {
   const flags = parseFlags(argv, ['config', 'namespace', 'role', 'labels', 'outbound-policy', 'certs', 'url', 'sni', 'port', 'tcp', 'network', 'network-gateway', 'locality']);
-  const paths = flags.all('config');
-  if (paths.length === 0) throw new UsageError('--config is required');
+  const paths = fileConfigPaths(flags, 'explain');
   const r = role(flags);
   const namespace = flags.get('namespace') ?? (r === 'gateway' ? 'istio-system' : 'default');
   const loaded = loadPaths(paths, { defaultNamespace: namespace });
