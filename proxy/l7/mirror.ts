@@ -2,8 +2,9 @@
 // request goes to the mirror cluster, fire-and-forget. Its Host gets Envoy's `-shadow` suffix
 // (before any port: `a.example:8080` -> `a.example-shadow:8080`); its response is read and dropped;
 // it never delays, fails or changes the main exchange. The body is teed: chunks the main exchange
-// reads are copied to the shadow, buffered until its connection is ready, and the shadow is given
-// up (not the main request) when more than MAX_BUFFERED bytes wait. The shadow counts in the
+// reads are copied to the shadow, buffered while its connection is not ready or pushes back, and
+// the shadow is given up (not the main request) when more than MAX_BUFFERED bytes wait. HTTP/1.1
+// and HTTP/2 mirror clusters alike (upstream-pools.ts). The shadow counts in the
 // mirror cluster's own upstream_rq_* stats, as Envoy's do.
 
 import type net from 'node:net';
@@ -13,7 +14,8 @@ import type { ProxyError } from '../errors';
 import type { UpstreamCluster } from '../upstream/cluster';
 import type { UpstreamHost } from '../upstream/host';
 import type { ResponseHead, RequestHead } from './h1-head';
-import { poolFor, type H1Pool, type UpstreamConnection, type UpstreamHandler } from './h1-upstream';
+import type { PooledRequest, RequestPool, UpstreamHandler } from './h1-upstream';
+import { requestPoolFor } from './upstream-pools';
 
 const MAX_BUFFERED = 1 << 20;
 /** A shadow with no route timeout still ends: Envoy bounds it by the route timeout; this bounds the rest. */
@@ -34,11 +36,13 @@ function drawn(percent: number): boolean {
 export class ShadowRequest implements UpstreamHandler {
   private readonly cluster: UpstreamCluster;
   private readonly host: UpstreamHost;
-  private readonly pool: H1Pool;
+  private readonly pool: RequestPool;
   private readonly headText: string;
   private readonly requestHead: RequestHead;
   private readonly hasBody: boolean;
-  private conn: UpstreamConnection | null = null;
+  private conn: PooledRequest | null = null;
+  /** the connection refused more body (backpressure): chunks wait in `waiting` until it drains */
+  private blocked = false;
   private waiting: Buffer[] = [];
   private buffered = 0;
   private bodyEnded = false;
@@ -52,7 +56,7 @@ export class ShadowRequest implements UpstreamHandler {
     this.headText = headText;
     this.requestHead = head;
     this.hasBody = hasBody;
-    this.pool = poolFor(cluster, host, sni, ctx.stats);
+    this.pool = requestPoolFor(cluster, host, sni, ctx.stats);
     this.timer = setTimeout(onShadowTimeout, timeoutMs > 0 ? timeoutMs : SHADOW_TIMEOUT_MS, this);
     this.timer.unref();
     this.pool.acquire(this);
@@ -62,9 +66,8 @@ export class ShadowRequest implements UpstreamHandler {
   body(chunk: Buffer): void {
     if (this.done) return;
     const conn = this.conn;
-    if (conn !== null) {
-      conn.writeBody(Buffer.from(chunk));
-      if (conn.socket.writableLength > MAX_BUFFERED) this.giveUp();
+    if (conn !== null && !this.blocked) {
+      if (!conn.writeBody(Buffer.from(chunk))) this.blocked = true;
       return;
     }
     this.buffered += chunk.length;
@@ -74,7 +77,23 @@ export class ShadowRequest implements UpstreamHandler {
 
   bodyEnd(): void {
     this.bodyEnded = true;
-    if (!this.done) this.conn?.endRequest();
+    if (!this.done && !this.blocked) this.conn?.endRequest();
+  }
+
+  /** Write what waited; false when the connection pushed back again. */
+  private flush(conn: PooledRequest): boolean {
+    const chunks = this.waiting;
+    let i = 0;
+    while (i < chunks.length) {
+      const c = chunks[i++]!;
+      this.buffered -= c.length;
+      if (!conn.writeBody(c)) {
+        this.waiting = chunks.slice(i);
+        return false;
+      }
+    }
+    this.waiting = [];
+    return true;
   }
 
   /** The main exchange's client is gone before its body ended: the shadow cannot complete either. */
@@ -87,7 +106,7 @@ export class ShadowRequest implements UpstreamHandler {
     this.end();
   }
 
-  onUpstreamReady(conn: UpstreamConnection): void {
+  onUpstreamReady(conn: PooledRequest): void {
     if (this.done) {
       conn.pool.release(conn);
       return;
@@ -102,8 +121,10 @@ export class ShadowRequest implements UpstreamHandler {
     if (head.chunked) framing = 'transfer-encoding: chunked\r\n';
     else if (head.contentLength >= 0) framing = 'content-length: ' + head.contentLength + '\r\n';
     conn.begin(this, this.headText + framing + '\r\n', head.method === 'HEAD', head.chunked);
-    for (const c of this.waiting) conn.writeBody(c);
-    this.waiting = [];
+    if (!this.flush(conn)) {
+      this.blocked = true;
+      return;
+    }
     if (!this.hasBody || this.bodyEnded) conn.endRequest();
   }
 
@@ -138,7 +159,16 @@ export class ShadowRequest implements UpstreamHandler {
     this.end();
   }
 
-  onUpstreamDrain(): void {}
+  onUpstreamDrain(): void {
+    const conn = this.conn;
+    if (this.done || conn === null || !this.blocked) return;
+    this.blocked = false;
+    if (!this.flush(conn)) {
+      this.blocked = true;
+      return;
+    }
+    if (this.bodyEnded) conn.endRequest();
+  }
   writePending(): boolean {
     return false;
   }

@@ -70,6 +70,19 @@ t.test('mirror: a fire-and-forget shadow copy with the -shadow host', async (t) 
   t.equal(lines.length, 4, 'one access-log line per main request, none for shadows');
 });
 
+t.test('a large body reaches the mirror whole (the tee follows the shadow connection\'s backpressure)', async (t) => {
+  const up = await recordingUpstream(t);
+  const shadow = await recordingUpstream(t);
+  const gwPort = await freePort();
+  await startTestRuntime(t, oneUpstreamConfig({ gwPort, upstreamPort: up.port, http: `  - mirror: { host: shadow.example, port: { number: 80 } }
+    ${D}` }) + mirrorEntry('shadow', shadow.port));
+  const body = 'x'.repeat(3 << 20);
+  t.equal((await send(gwPort, { method: 'POST', path: '/big', body })).status, 200);
+  await until(() => shadow.seen.length === 1, 'the shadow copy');
+  t.equal(up.seen[0]!.body.length, body.length, 'the main upstream got all of it');
+  t.equal(shadow.seen[0]!.body.length, body.length, 'and so did the mirror');
+});
+
 t.test('a mirror that cannot be reached changes nothing for the main request', async (t) => {
   const up = await recordingUpstream(t);
   const gwPort = await freePort();
