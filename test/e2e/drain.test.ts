@@ -4,7 +4,9 @@
 //   - readiness goes 503 at once, listeners keep accepting, new responses carry Connection: close;
 //   - the in-flight 3 s request completes with 200;
 //   - the process exits 0 at the end of the drain duration (not before the request is done), with a
-//     log line; a second SIGTERM closes what is left at once.
+//     log line; a second SIGTERM closes what is left at once;
+//   - a TCP session carries bytes during the drain and is closed (logged) when it ends;
+//   - readiness is 503 with the reason while a configured port is taken by someone else.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -187,4 +189,58 @@ t.test('no Connection: close before a drain on a raw keep-alive exchange', async
   s.child.kill('SIGTERM');
   s.child.kill('SIGTERM');
   t.equal((await s.exited).code, 0);
+});
+
+t.test('a TCP session goes on during the drain and is closed, with a log line, when it ends', async (t) => {
+  const echo = net.createServer((s) => s.pipe(s));
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  t.teardown(() => echo.close());
+  const gwPort = await freePort();
+  const config = `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: gw, namespace: default }
+spec:
+  selector: { istio: egressgateway }
+  servers: [{ port: { number: ${gwPort}, name: tcp, protocol: TCP }, hosts: ["*"] }]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: echo, namespace: default }
+spec:
+  hosts: [echo.test]
+  ports: [{ number: 9000, name: tcp-main, protocol: TCP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, ports: { tcp-main: ${(echo.address() as net.AddressInfo).port} } }]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: echo, namespace: default }
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  tcp: [{ route: [{ destination: { host: echo.test, port: { number: 9000 } } }] }]
+`;
+  const s = await startSluice(t, gwPort, config, 1);
+  const client = net.connect(gwPort, '127.0.0.1');
+  client.setEncoding('utf8');
+  let received = '';
+  client.on('data', (d: string) => (received += d));
+  const closed = new Promise<number>((r) => client.on('close', () => r(Date.now())));
+  client.on('error', () => {});
+  const echoed = async (text: string): Promise<boolean> => {
+    client.write(text);
+    for (let i = 0; i < 100 && !received.endsWith(text); i++) await new Promise((r) => setTimeout(r, 20));
+    return received.endsWith(text);
+  };
+  t.ok(await echoed('before;'), 'the session works');
+  const termAt = Date.now();
+  s.child.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 1000));
+  t.ok(await echoed('during;'), 'a second into the drain the session still carries bytes');
+  const closedAt = await closed;
+  const { code } = await s.exited;
+  t.equal(code, 0);
+  t.ok(closedAt - termAt >= DRAIN_MS - 200, `the session was closed at the end of the drain (${closedAt - termAt} ms after SIGTERM)`);
+  t.match(s.stderr(), /drain period over: closing 1 connection\(s\) still open/, 'a log line says what was closed');
 });
