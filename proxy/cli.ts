@@ -323,6 +323,10 @@ if (require.main === module) {
         process.stderr.write(`sluice: ${e.code ? e.code + ': ' : ''}${e.message}\n`);
         process.exitCode = 1;
       }
+      // A cluster worker that could not start (e.g. it read the config files while they were
+      // invalid) would otherwise be kept alive by its IPC channel, never live and never replaced:
+      // exit, so the primary starts another (proxy/workers/pool.ts).
+      if (cluster.isWorker) process.exit(process.exitCode);
     },
   );
 }

@@ -17,6 +17,7 @@ import { StatsMerger, type StatsReport } from './stats-exchange';
 
 const GATHER_TIMEOUT_MS = 2000;
 const START_TIMEOUT_MS = 30_000;
+const REPLACE_RETRY_MS = 1000;
 /** stdout backlog above which worker access-log lines are dropped (counted) rather than buffered. */
 const MAX_STDOUT_BACKLOG = 8 * 1024 * 1024;
 
@@ -70,6 +71,9 @@ export class WorkerPool {
     const w = cluster.fork({ SLUICE_WORKER_INDEX: String(index) });
     let isLive = false;
     this.workers.set(index, w);
+    // A send to a worker that has just died fails with ERR_IPC_CHANNEL_CLOSED, emitted here; without
+    // a listener it would take the primary (admin, stdout, every other worker) down with it.
+    w.on('error', (err: Error) => this.log.warn({ worker: index, err: err.message }, 'IPC to a worker failed'));
     w.on('message', (m: unknown) => {
       if (!isToPrimary(m)) return;
       if (m.t === 'live') {
@@ -94,7 +98,17 @@ export class WorkerPool {
       // A worker died under traffic: replace it so capacity comes back; its counters up to the
       // last gather are kept (what it counted after that is lost with it).
       this.log.error({ worker: index, code, signal }, 'worker exited unexpectedly; starting a new one');
-      this.fork(index, () => this.log.info({ worker: index }, 'replacement worker is live'), (c) => this.log.error({ worker: index, code: c }, 'replacement worker failed to start'));
+      this.replace(index);
+    });
+  }
+
+  /** Fork a replacement for worker `index`; one that dies before it is live is tried again a second later. */
+  private replace(index: number): void {
+    this.fork(index, () => this.log.info({ worker: index }, 'replacement worker is live'), (c) => {
+      this.log.error({ worker: index, code: c }, 'replacement worker failed to start; trying again in 1 s');
+      setTimeout(() => {
+        if (!this.stopping && !this.workers.has(index)) this.replace(index);
+      }, REPLACE_RETRY_MS).unref();
     });
   }
 
@@ -147,7 +161,12 @@ export class WorkerPool {
         return;
       }
       const msg: ToWorker = { t: 'gather', id };
-      for (const i of remaining) this.workers.get(i)?.send(msg);
+      for (const i of [...remaining]) {
+        const w = this.workers.get(i);
+        if (w !== undefined && w.isConnected()) w.send(msg);
+        else remaining.delete(i);
+      }
+      if (remaining.size === 0) finish();
     });
   }
 

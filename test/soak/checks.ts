@@ -63,6 +63,9 @@ function killedWithin(r: TransferResult, proxy: ProxyName, kills: readonly Kill[
  * an upstream reset (UC) at every proxy on the way, since each resets its own downstream.
  */
 export function flagsOk(target: Target, behavior: Behavior, line: LogLine): boolean {
+  // A proxy further from the client than the first may have handed its whole answer to the next
+  // hop's buffers before the client's reset reaches it: from where it stands the stream completed.
+  if (behavior === 'client-reset' && line.proxy !== target.proxies[0] && line.flags === '-') return true;
   if (target.hole) return line.flags.split(',').includes('UF') && (target.kind === 'tcp' || line.code === 503);
   switch (behavior) {
     case 'normal':
@@ -156,7 +159,11 @@ export function judge(results: readonly TransferResult[], targets: readonly Targ
     }
     let category: Category;
     let reason: string;
-    if (killedOn.length > 0) {
+    if (r.error === 'hang') {
+      // Never excused by a kill: a worker's death must end its connections, not freeze them.
+      category = 'unexpected';
+      reason = `hung (no end after the driver's hang limit)${killedOn.length > 0 ? `; a worker of ${killedOn.join('+')} was killed meanwhile` : ''}`;
+    } else if (killedOn.length > 0) {
       // A worker that dies takes its connections with it: any end but corruption is expected.
       category = 'expected';
       reason = `worker killed on ${killedOn.join('+')}` + (r.complete ? ' (completed anyway)' : '');
@@ -170,8 +177,11 @@ export function judge(results: readonly TransferResult[], targets: readonly Targ
       category = r.complete ? 'ok' : 'unexpected';
       reason = r.complete ? '' : `failed: ${r.error ?? 'incomplete'} (status ${r.status}, ${r.downLen}/${r.down} B)`;
     } else {
-      const wanted = r.behavior === 'client-reset' ? 'client-reset' : target.kind === 'tcp' ? 'ECONNRESET' : null;
-      const ended = r.error !== null && (wanted === null || r.error === wanted);
+      // TCP: a reset that arrives while the client still has unread bytes is reported by libuv as
+      // EOF (its POLLHUP short-cut), so an upstream reset may end as a short answer: still a failure
+      // the client sees, and the proxies' flags (UC) are checked above.
+      const wanted = r.behavior === 'client-reset' ? ['client-reset'] : target.kind === 'tcp' ? ['ECONNRESET', 'short-answer'] : null;
+      const ended = r.error !== null && (wanted === null || wanted.includes(r.error));
       category = ended && !r.complete ? 'expected' : 'unexpected';
       reason = ended ? r.behavior : `${r.behavior} ended as ${r.error ?? 'success'}`;
     }

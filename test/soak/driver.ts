@@ -11,7 +11,7 @@ import { ByteStream, CHUNK } from './stream';
 import type { Behavior, Plan, Target, TransferResult } from './plan';
 
 const MIB = 1024 * 1024;
-/** A transfer still running after this is reported as hung: a proxy that stalls a stream is a fault. */
+/** Default for Plan.hangMs: a transfer still running after this is reported as hung. */
 const HANG_MS = 180_000;
 /** client-reset: read this much, stop reading for RESET_PAUSE_MS (the proxy's buffers fill), reset. */
 const RESET_AFTER = 1024 * 1024;
@@ -71,7 +71,7 @@ function emptyResult(c: Case): TransferResult {
   return { id: c.id, target: c.target.name, behavior: c.behavior, up: c.up, down: c.down, t0: Date.now(), t1: 0, localPort: 0, peer: null, status: 0, upOk: false, downLen: 0, prefixOk: true, downOk: false, complete: false, error: null };
 }
 
-function tcpTransfer(c: Case): Promise<TransferResult> {
+function tcpTransfer(c: Case, hangMs: number): Promise<TransferResult> {
   return new Promise((resolve) => {
     const r = emptyResult(c);
     const s = net.connect({ host: c.target.host, port: c.target.port, allowHalfOpen: true });
@@ -86,7 +86,7 @@ function tcpTransfer(c: Case): Promise<TransferResult> {
     const hang = setTimeout(() => {
       r.error = 'hang';
       s.destroy();
-    }, HANG_MS);
+    }, hangMs);
     s.on('connect', () => {
       r.localPort = s.localPort ?? 0;
       s.write(`up=${c.up} down=${c.down} seed=${c.seed} reset=${c.behavior === 'upstream-reset' ? 1 : 0}\n`);
@@ -154,7 +154,7 @@ function tcpTransfer(c: Case): Promise<TransferResult> {
   });
 }
 
-function httpTransfer(c: Case, agent: http.Agent): Promise<TransferResult> {
+function httpTransfer(c: Case, agent: http.Agent, hangMs: number): Promise<TransferResult> {
   return new Promise((resolve) => {
     const r = emptyResult(c);
     const sent = crypto.createHash('sha256');
@@ -188,7 +188,7 @@ function httpTransfer(c: Case, agent: http.Agent): Promise<TransferResult> {
       r.error = 'hang';
       req.destroy();
       finish();
-    }, HANG_MS);
+    }, hangMs);
     req.on('socket', (s) => {
       const note = (): void => void (r.localPort = s.localPort ?? 0);
       if (s.localPort) note();
@@ -254,7 +254,8 @@ async function loop(plan: Plan, index: number, deadline: number): Promise<void> 
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   for (let n = 0; Date.now() < deadline; n++) {
     const c = nextCase(r, plan, index, n);
-    const result = c.target.kind === 'tcp' ? await tcpTransfer(c) : await httpTransfer(c, agent);
+    const hangMs = plan.hangMs ?? HANG_MS;
+    const result = c.target.kind === 'tcp' ? await tcpTransfer(c, hangMs) : await httpTransfer(c, agent, hangMs);
     process.stdout.write(JSON.stringify(result) + '\n');
   }
   agent.destroy();

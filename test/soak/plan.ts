@@ -23,6 +23,8 @@ export interface Plan {
   readonly seed: number;
   readonly durationMs: number;
   readonly concurrency: number;
+  /** A transfer still running after this many ms is ended and reported as `hang` (default 180 s). */
+  readonly hangMs?: number;
   readonly targets: readonly Target[];
 }
 

@@ -24,6 +24,8 @@ export interface SoakOptions {
   readonly seed: number;
   readonly reloadEveryMs: number;
   readonly killEveryMs: number;
+  /** Driver's hang limit per transfer (Plan.hangMs). */
+  readonly hangMs?: number;
   /** Stated bound on each proxy's RSS (primary + 2 workers), sampled every second. */
   readonly rssBoundBytes: number;
   readonly log?: (line: string) => void;
@@ -33,7 +35,10 @@ export const DEFAULT_RSS_BOUND = 600 * MIB;
 
 export interface ProcessFigures {
   baselineFds: number;
+  /** Of those, the primary's (on Node 20 it accepts every connection and hands it to a worker). */
+  baselinePrimaryFds: number;
   endFds: number;
+  endPrimaryFds: number;
   /** Connections the proxy itself reports open at the end (downstream + upstream gauges): each holds an fd. */
   endOpenConnections: number;
   peakRss: number;
@@ -117,10 +122,10 @@ export async function runSoak(t: TeardownHost, opts: SoakOptions): Promise<SoakR
   }
   const figures = {} as Record<ProxyName, ProcessFigures>;
   await sleep(1000);
-  for (const p of PROXIES) figures[p] = { baselineFds: sum(tree(world.proxies[p].pid).map(fds)), endFds: 0, endOpenConnections: 0, peakRss: 0, configApplied: 0, configRejected: 0 };
+  for (const p of PROXIES) figures[p] = { baselineFds: sum(tree(world.proxies[p].pid).map(fds)), baselinePrimaryFds: fds(world.proxies[p].pid), endFds: 0, endPrimaryFds: 0, endOpenConnections: 0, peakRss: 0, configApplied: 0, configRejected: 0 };
   log(`soak: world up; baseline fds sidecar ${figures.sidecar.baselineFds}, gateway ${figures.gateway.baselineFds}; running ${(opts.durationMs / 1000).toFixed(0)} s, seed ${opts.seed}`);
 
-  const plan: Plan = { seed: opts.seed, durationMs: opts.durationMs, concurrency: opts.concurrency, targets: TARGETS };
+  const plan: Plan = { seed: opts.seed, durationMs: opts.durationMs, concurrency: opts.concurrency, ...(opts.hangMs !== undefined ? { hangMs: opts.hangMs } : {}), targets: TARGETS };
   const results: TransferResult[] = [];
   const driver = world.topo.spawn('app', [process.execPath, distFile('test/soak/driver.js'), JSON.stringify(plan)], { name: 'driver' });
   driver.on('line', (line: string, stream: string) => {
@@ -190,6 +195,7 @@ export async function runSoak(t: TeardownHost, opts: SoakOptions): Promise<SoakR
   await sleep(3000);
   for (const p of PROXIES) {
     figures[p].endFds = sum(tree(world.proxies[p].pid).map(fds));
+    figures[p].endPrimaryFds = fds(world.proxies[p].pid);
     const text = await adminGet(world, p, '/stats/prometheus');
     samples[p].push({ at: Date.now(), counters: promCounters(text) });
     const stats = await adminGet(world, p, '/stats');
@@ -210,6 +216,8 @@ export async function runSoak(t: TeardownHost, opts: SoakOptions): Promise<SoakR
 export interface Checks {
   readonly corrupted: number;
   readonly unexpected: number;
+  /** Transfers that neither completed nor failed within the hang limit. */
+  readonly hung: number;
   readonly counterRegressions: number;
   readonly fdsBack: boolean;
   readonly rssBounded: boolean;
@@ -221,6 +229,7 @@ export function checksOf(r: SoakReport): Checks {
   return {
     corrupted: r.judgement.corrupted.length,
     unexpected,
+    hung: r.results.filter((x) => x.error === 'hang').length,
     counterRegressions: r.regressions.length,
     fdsBack: PROXIES.every((p) => r.proxies[p].endFds <= r.proxies[p].baselineFds + r.proxies[p].endOpenConnections),
     rssBounded: PROXIES.every((p) => r.proxies[p].peakRss <= r.options.rssBoundBytes),
@@ -247,11 +256,11 @@ export function formatReport(r: SoakReport): string {
   out.push(`  verdicts: ${[...by((x) => x.category)].map(([k, n]) => `${k} ${n}`).join(', ')}`);
   out.push(`  expected failures: ${[...by((x) => (x.category === 'expected' ? x.reason.replace(/ \(completed anyway\)|;.*$/g, '') : ''))].filter(([k]) => k !== '').map(([k, n]) => `${k} ${n}`).join(', ')}`);
   for (const x of v.filter((x) => x.category === 'unexpected').slice(0, 15)) out.push(`  UNEXPECTED ${x.result.id} ${x.result.target} ${x.result.behavior} up ${x.result.up} down ${x.result.down}: ${x.reason}`);
-  out.push(`corrupted transfers (a byte differs): ${c.corrupted}`);
+  out.push(`corrupted transfers (a byte differs): ${c.corrupted}; hung transfers: ${c.hung}`);
   out.push(`chaos: ${r.reloads} config rewrites (valid and invalid in turn); ${r.kills.length} worker kills (${r.kills.filter((k) => k.proxy === 'sidecar').length} sidecar, ${r.kills.filter((k) => k.proxy === 'gateway').length} gateway)`);
   for (const p of PROXIES) {
     const f = r.proxies[p];
-    out.push(`${p}: fds baseline ${f.baselineFds}, end ${f.endFds} with ${f.endOpenConnections} connections open (kept-alive pools); peak RSS ${(f.peakRss / MIB).toFixed(0)} MiB (bound ${(r.options.rssBoundBytes / MIB).toFixed(0)} MiB, primary + 2 workers); config applied ${f.configApplied}, rejected ${f.configRejected} (counted by live processes)`);
+    out.push(`${p}: fds baseline ${f.baselineFds} (primary ${f.baselinePrimaryFds}), end ${f.endFds} (primary ${f.endPrimaryFds}) with ${f.endOpenConnections} connections open (kept-alive pools); peak RSS ${(f.peakRss / MIB).toFixed(0)} MiB (bound ${(r.options.rssBoundBytes / MIB).toFixed(0)} MiB, primary + 2 workers); config applied ${f.configApplied}, rejected ${f.configRejected} (counted by live processes)`);
     out.push(`  access log: ${r.judgement.linesTotal[p]} lines, ${r.judgement.linesMatched[p]} matched to a transfer`);
   }
   if (r.judgement.unparsed.length > 0) out.push(`  unparsed access-log lines: ${r.judgement.unparsed.length}, e.g. ${r.judgement.unparsed[0]}`);
