@@ -8,6 +8,9 @@ import { requireRoot } from './harness/prereqs';
 import { reusePortSupported } from '../../proxy/listener/listen-options';
 import { checksOf, DEFAULT_RSS_BOUND, formatReport, runSoak } from '../soak/soak';
 
+// ~25 s of traffic plus start-up, a hang limit of 30 s and the end checks: above .taprc's 120 s on a loaded box.
+t.setTimeout(240_000);
+
 t.test('chaos soak, short: no corrupted or lost byte, every failure expected, counters monotonic, fds and RSS bounded', async (t) => {
   if (!(await requireRoot(t))) return;
   const seed = Number(process.env['SOAK_SEED'] ?? Date.now() % 100000);

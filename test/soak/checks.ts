@@ -74,7 +74,9 @@ export function flagsOk(target: Target, behavior: Behavior, line: LogLine): bool
     case 'client-reset':
       return line.flags === 'DC';
     case 'upstream-reset':
-      return line.flags === 'UC';
+      // The proxy next to the sink sees the reset (UC) and resets its downstream; the proxy before
+      // it may read that reset as EOF when it arrives with bytes unread (libuv, see below): '-'.
+      return line.flags === 'UC' || (line.proxy !== target.proxies[target.proxies.length - 1] && line.flags === '-');
   }
 }
 
@@ -119,7 +121,9 @@ function linesFor(r: TransferResult, target: Target, proxy: ProxyName, index: Ac
   if (proxy === 'sidecar') key = `down:${appIp}:${r.localPort}`;
   else if (r.peer !== null) key = 'up:' + r.peer;
   else return null; // never reached the sink: the gateway's line cannot be told apart
-  return (index.byKey.get(key) ?? []).filter((l) => l.start >= r.t0 - 1000 && l.start <= r.t1 + 1000);
+  // START_TIME is when the proxy accepted; under load (or a connection parked in a dying worker's
+  // hand-off) that can trail the client's connect by seconds.
+  return (index.byKey.get(key) ?? []).filter((l) => l.start >= r.t0 - 1000 && l.start <= r.t1 + 5000);
 }
 
 export interface Judgement {

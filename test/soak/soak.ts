@@ -181,7 +181,9 @@ export async function runSoak(t: TeardownHost, opts: SoakOptions): Promise<SoakR
     }
   })();
 
-  const exit = await Promise.race([driver.exited, sleep(opts.durationMs + 240_000).then(() => null)]);
+  let deadline: NodeJS.Timeout | undefined;
+  const exit = await Promise.race([driver.exited, new Promise<null>((r) => (deadline = setTimeout(() => r(null), opts.durationMs + 240_000)))]);
+  clearTimeout(deadline);
   const driverExit = exit === null ? 'still running after the deadline (killed)' : `${driver.exitStatus?.code ?? driver.exitStatus?.signal}`;
   if (exit === null) await driver.stop();
   running = false;
