@@ -3,7 +3,7 @@
 
 import type { ConfigMessage } from './compile/snapshot';
 import { ConfigErrorCode } from './errors';
-import { loadPaths, type LoadOptions } from './resources/load';
+import { loadFiles, loadPaths, type LoadOptions, type SourceFile } from './resources/load';
 
 export interface ValidateResult {
   /** No error-level message (warnings allowed). */
@@ -20,8 +20,27 @@ export interface ValidateResult {
  */
 const ERRORS_IN_VALIDATE: ReadonlySet<string> = new Set([ConfigErrorCode.ISTIO_REJECTS, ConfigErrorCode.CERT_FILE]);
 
+/**
+ * Certificate files are checked (opts.checkFiles: false turns that off), except under the proxy's
+ * workload certificate directory (/etc/certs unless opts.uncheckedDir says otherwise): that is
+ * mounted into the proxy's container and rarely exists where `validate` runs; the proxy itself
+ * warns when a file there is missing.
+ */
+function withFileChecks(opts: LoadOptions): LoadOptions {
+  return { ...opts, checkFiles: opts.checkFiles ?? true, uncheckedDir: opts.uncheckedDir ?? '/etc/certs' };
+}
+
 export function validatePaths(paths: readonly string[], opts: LoadOptions): ValidateResult {
-  const messages = loadPaths(paths, opts).messages.map((m) => (ERRORS_IN_VALIDATE.has(m.code) ? { ...m, level: 'error' as const } : m));
+  return result(loadPaths(paths, withFileChecks(opts)).messages);
+}
+
+/** The same for files already in memory (one document of a corpus, an editor buffer). */
+export function validateSources(files: readonly SourceFile[], opts: LoadOptions): ValidateResult {
+  return result(loadFiles(files, withFileChecks(opts)).messages);
+}
+
+function result(loaded: readonly ConfigMessage[]): ValidateResult {
+  const messages = loaded.map((m) => (ERRORS_IN_VALIDATE.has(m.code) ? { ...m, level: 'error' as const } : m));
   const ordered = [...messages.filter((m) => m.level === 'error'), ...messages.filter((m) => m.level === 'warning')];
   return { ok: !ordered.some((m) => m.level === 'error'), lines: ordered.map((m) => m.text), messages: ordered };
 }

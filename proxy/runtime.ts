@@ -183,7 +183,7 @@ export class Runtime implements Drainable {
       source.offThread(this.compileOptions(), (c) => this.onConfigChange(c));
       initial = await source.load();
     } else {
-      this.source = new FileSource(o.configPaths, { defaultNamespace: o.namespace }, (r) => this.onConfigChange(r));
+      this.source = new FileSource(o.configPaths, { defaultNamespace: o.namespace, checkFiles: true }, (r) => this.onConfigChange(r));
       // Reloads load + compile on a worker thread: at 10,000 services that is seconds of CPU the
       // proxy's event loop (and every connection on it) would otherwise wait for (issue 6).
       this.source.offThread(this.compileOptions(), (c) => this.onConfigChange(c));

@@ -10,6 +10,7 @@ import { parseAllDocuments } from 'yaml';
 import { ConfigErrorCode } from '../errors';
 import type { ConfigMessage } from '../compile/snapshot';
 import { METADATA } from './common';
+import { checkCertFiles } from './cert-files';
 import { crossCheck } from './cross-checks';
 import { DESTINATION_RULE_SPEC } from './destination-rule';
 import { GATEWAY_SPEC } from './gateway';
@@ -20,6 +21,13 @@ import { VIRTUAL_SERVICE_SPEC } from './virtual-service';
 
 export interface LoadOptions {
   readonly defaultNamespace: string;
+  /**
+   * Check that the certificate, key and CA files TLS settings name exist and parse (cert-files.ts):
+   * the running proxy (warnings) and `sluice validate` (errors) do; plain loads (tests, tools) don't.
+   */
+  readonly checkFiles?: boolean;
+  /** A directory whose files only the proxy's own machine has (its workload certificates): not checked. */
+  readonly uncheckedDir?: string;
 }
 
 export interface LoadResult {
@@ -185,6 +193,7 @@ function finish(ctx: LoadContext, known: readonly Resource[] = []): LoadResult {
     destinationRules: unique.filter((r) => r.kind === 'DestinationRule') as Resources['destinationRules'],
   };
   crossCheck(resources, loc, messages);
+  if (ctx.opts.checkFiles === true) checkCertFiles(resources, loc, messages, ctx.opts.uncheckedDir);
   return { resources: deepFreeze(resources), messages };
 }
 

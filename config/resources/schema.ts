@@ -247,7 +247,7 @@ function normaliseValue(raw: unknown, t: FieldType, path: string, loc: Locator, 
     }
     case 'number':
       if (typeof raw === 'number' && Number.isFinite(raw) && raw >= t.min && raw <= t.max) return raw;
-      return fail(report, path, `expected a number between ${t.min} and ${t.max}, got ${describe(raw)}`);
+      return fail(report, path, t.max === Number.MAX_VALUE ? `expected a number >= ${t.min}, got ${describe(raw)}` : `expected a number between ${t.min} and ${t.max}, got ${describe(raw)}`);
     case 'bool':
       if (typeof raw === 'boolean') return raw;
       return fail(report, path, `expected true or false, got ${describe(raw)}`);
