@@ -282,6 +282,11 @@ async function cmdInject(argv: string[]): Promise<number> {
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
+  // `sluice run --help` and the like: the usage, exit 0 (`sluice iptables` has its own flag list).
+  if (cmd !== 'iptables' && (rest.includes('--help') || rest.includes('-h'))) {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
   switch (cmd) {
     case 'run':
       return cmdRun(rest);

@@ -17,7 +17,6 @@ import type { CompiledConfig } from '../config/sources/compile-worker';
 import type { AdminContext, ClusterStatus, ServerState } from './admin/context';
 import { startAdmin, startHealthListener, startPrometheusListener } from './admin/server';
 import { ProxyContext } from './context';
-import { createHttpServer } from './l7/http-connection';
 import { CaptureListener } from './listener/capture';
 import { probeTcpHandles, tcpHandles, tcpHandlesUnavailableReason } from './transport/tcp-handle';
 import { GatewayListeners } from './listener/gateway';
@@ -258,10 +257,9 @@ export class Runtime implements Drainable {
     this.closers.push(() => accessLog.close());
     const ctx = new ProxyContext({ role: o.role, stats: s, clusters: this.clusters, accessLog, log: this.log, serverTls: new ServerTlsContexts(), snapshot });
     this.ctx = ctx;
-    const httpServer = createHttpServer(ctx);
 
     if (o.role === 'gateway') {
-      this.gateway = new GatewayListeners(ctx, httpServer);
+      this.gateway = new GatewayListeners(ctx);
       await this.gateway.sync(snapshot);
       return;
     }
@@ -271,7 +269,7 @@ export class Runtime implements Drainable {
         // Never guess where a captured connection was going (DESIGN.md): refuse to capture.
         throw Object.assign(new Error(`the sidecar capture listener needs the SO_ORIGINAL_DST addon: ${support.reason}`), { code: 'PRX_ERR_ORIGINAL_DST' });
       }
-      this.capture = new CaptureListener(ctx, httpServer, o.outboundPort);
+      this.capture = new CaptureListener(ctx, o.outboundPort);
       await this.capture.listen('0.0.0.0');
     }
     if (o.httpProxyPort !== null) {

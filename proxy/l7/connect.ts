@@ -65,8 +65,8 @@ export function decideConnect(snapshot: Snapshot, host: string, port: number, re
   return registryOnly ? { kind: 'refused' } : { kind: 'catch-all', cluster: snapshot.catchAll.tcpCluster };
 }
 
-/** Serve one CONNECT from node:http's 'connect' event. `httpServer`: the runtime's, for HTTP chains. */
-export function serveConnect(ctx: ProxyContext, req: http.IncomingMessage, socket: net.Socket, head: Buffer, client: ConnectClient, httpServer: http.Server): void {
+/** Serve one CONNECT from node:http's 'connect' event. */
+export function serveConnect(ctx: ProxyContext, req: http.IncomingMessage, socket: net.Socket, head: Buffer, client: ConnectClient): void {
   socket.on('error', noop);
   const target = parseRequestTarget('CONNECT', req.url ?? '');
   if (target === null || target.authority === null) {
@@ -105,7 +105,7 @@ export function serveConnect(ctx: ProxyContext, req: http.IncomingMessage, socke
   const f = decision.chain.filter;
   if (f.kind !== 'http') return;
   if (early !== null) socket.unshift(early);
-  handOverHttp(httpServer, socket, new DownstreamInfo({
+  handOverHttp(ctx, socket, new DownstreamInfo({
     hcm: f,
     httpStats: ctx.httpStatsFor(f.statPrefix),
     originalDst: l4.originalDst,

@@ -9,7 +9,7 @@
 // upstream connections (h1-upstream.ts). The explicit HTTP proxy listener still hands in node:http
 // requests; node-stream.ts adapts them to the same DownstreamStream, so routing exists once.
 
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type net from 'node:net';
 import type tls from 'node:tls';
 import { randomUUID } from 'node:crypto';
@@ -114,26 +114,8 @@ function routeH2(owner: ConnectionOwner, stream: H2Stream): void {
   routeStream(owner.ctx, owner.info, stream);
 }
 
-const kContext = Symbol('sluice.httpContext');
-type ContextServer = http.Server & { [kContext]?: ProxyContext };
-
-/**
- * The object the listeners pass to handOverHttp. The fast path parses HTTP itself, so this
- * http.Server never sees a connection: it only carries the runtime's context (kept so the
- * listener/ hand-over signature did not change).
- */
-export function createHttpServer(ctx: ProxyContext): http.Server {
-  const server = http.createServer() as ContextServer;
-  server[kContext] = ctx;
-  return server;
-}
-
-export function handOverHttp(server: http.Server, socket: net.Socket, info: DownstreamInfo): void {
-  const ctx = (server as ContextServer)[kContext];
-  if (ctx === undefined) {
-    socket.destroy();
-    return;
-  }
+/** An accepted connection whose chain is HTTP: served by sluice's own HTTP/1.1 or HTTP/2 code (no node:http server). */
+export function handOverHttp(ctx: ProxyContext, socket: net.Socket, info: DownstreamInfo): void {
   info.httpStats.downstream_cx_total.inc();
   info.httpStats.downstream_cx_active.inc();
   const owner = new ConnectionOwner(ctx, info);

@@ -7,7 +7,6 @@
 // Connections arrive as bare handles where Node gives them, as on gateway ports (gateway.ts).
 
 import net from 'node:net';
-import type http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { findListener } from '../../config/compile/lookup';
 import type { ProxyContext } from '../context';
@@ -26,14 +25,12 @@ import { ProxyErrorCode, rescueFor } from '../errors';
 
 export class CaptureListener {
   private readonly ctx: ProxyContext;
-  private readonly httpServer: http.Server;
   private readonly port: number;
   private readonly server: net.Server;
   readonly name: string;
 
-  constructor(ctx: ProxyContext, httpServer: http.Server, port: number) {
+  constructor(ctx: ProxyContext, port: number) {
     this.ctx = ctx;
-    this.httpServer = httpServer;
     this.port = port;
     this.name = 'virtualOutbound';
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onConnection(socket));
@@ -90,7 +87,7 @@ export class CaptureListener {
     }
     const listenerStats = ctx.listenerStatsFor(listener.name);
     trackDownstream(socket, listenerStats);
-    dispatchConnection(ctx, { socket, listener, listenerStats, httpServer: this.httpServer, l4 });
+    dispatchConnection(ctx, { socket, listener, listenerStats, l4 });
   }
 
   /**
@@ -121,7 +118,7 @@ export class CaptureListener {
     }
     const listenerStats = ctx.listenerStatsFor(listener.name);
     const tracked = openTracked(listenerStats);
-    dispatchHandle(ctx, client, { listener, listenerStats, httpServer: this.httpServer, l4 }, tracked);
+    dispatchHandle(ctx, client, { listener, listenerStats, l4 }, tracked);
   }
 
   private blackhole(socket: net.Socket, remoteAddress: string, localAddress: string, details: string | null): void {

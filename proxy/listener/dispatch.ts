@@ -16,7 +16,6 @@ import { terminateTls } from '../tls/terminate';
 import { planTcp } from './tcp-plan';
 import { inspect, type Inspection, type InspectOptions } from './inspect';
 import { FLAG, ProxyErrorCode, rescueFor, type Flag, type ProxyError } from '../errors';
-import type http from 'node:http';
 
 /** Bound on first-bytes inspection (PERFORMANCE.md §5.3: hellos span segments; Istio waits indefinitely by default). */
 const INSPECT_TIMEOUT_MS = 10_000;
@@ -29,8 +28,6 @@ export interface AcceptedConnection {
   readonly listenerStats: ListenerStats;
   /** the addresses may be read lazily (socket-addresses.ts); sni/peerUriSan are set here once known */
   readonly l4: L4Info;
-  /** the one HTTP server of the runtime connections are emitted into */
-  readonly httpServer: http.Server;
 }
 
 /** How the first bytes of a connection on `listener` are inspected; null: they are not. */
@@ -116,7 +113,7 @@ function handToFilter(ctx: ProxyContext, conn: AcceptedConnection, chain: Filter
       appendXff: ctx.role === 'gateway',
       absoluteForm: false,
     });
-    handOverHttp(conn.httpServer, socket, info);
+    handOverHttp(ctx, socket, info);
     // inspect() leaves the socket explicitly paused; adding a 'data' listener does not resume it.
     socket.resume();
     return;

@@ -10,7 +10,6 @@
 // wrapped in one and goes on with what was already decided.
 
 import net from 'node:net';
-import type http from 'node:http';
 import type { Snapshot } from '../../config/compile/snapshot';
 import type { ProxyContext } from '../context';
 import { dispatchConnection } from './dispatch';
@@ -30,14 +29,12 @@ interface Bound {
 
 export class GatewayListeners {
   private readonly ctx: ProxyContext;
-  private readonly httpServer: http.Server;
   private readonly bound = new Map<string, Bound>();
   /** listener name -> why it is not bound (`listen EACCES: permission denied 0.0.0.0:80`) */
   private readonly failed = new Map<string, string>();
 
-  constructor(ctx: ProxyContext, httpServer: http.Server) {
+  constructor(ctx: ProxyContext) {
     this.ctx = ctx;
-    this.httpServer = httpServer;
   }
 
   /** Make the bound sockets match the snapshot's listeners. */
@@ -95,7 +92,7 @@ export class GatewayListeners {
     const tracked = openTracked(listenerStats);
     const l4 = new HandleAddresses(client);
     if (ctx.accessLog.enabled) l4.prime();
-    dispatchHandle(ctx, client, { listener, listenerStats, httpServer: this.httpServer, l4 }, tracked);
+    dispatchHandle(ctx, client, { listener, listenerStats, l4 }, tracked);
   }
 
   private onConnection(name: string, socket: net.Socket): void {
@@ -110,7 +107,7 @@ export class GatewayListeners {
     trackDownstream(socket, listenerStats);
     const l4 = new SocketAddresses(socket);
     if (ctx.accessLog.enabled) l4.prime();
-    dispatchConnection(ctx, { socket, listener, listenerStats, httpServer: this.httpServer, l4 });
+    dispatchConnection(ctx, { socket, listener, listenerStats, l4 });
   }
 
   addresses(): { name: string; address: string }[] {

@@ -7,13 +7,36 @@
 
 import http from 'node:http';
 import type net from 'node:net';
-import type { HttpConnectionManager } from '../../config/compile/snapshot';
+import type { HttpConnectionManager, Snapshot } from '../../config/compile/snapshot';
 import type { ProxyContext } from '../context';
 import { serveConnect } from '../l7/connect';
-import { DownstreamInfo, createHttpServer, routeRequest } from '../l7/http-connection';
+import { DownstreamInfo, routeRequest } from '../l7/http-connection';
 import { trackDownstream } from './connection-stats';
 import { bareIp, formatSocketAddress } from '../transport/socket-addresses';
 import { dataPortListenOptions } from './listen-options';
+
+/** Per snapshot, the connection manager a request to each port takes: found (or made) once per port, not per request. */
+const managers = new WeakMap<Snapshot, Map<number, HttpConnectionManager>>();
+const MAX_CACHED_PORTS = 1024;
+
+/** The sidecar's `0.0.0.0_<port>` HTTP listener's, else the catch-all's (allow_any / block_all) for that port. */
+function connectionManagerFor(snapshot: Snapshot, port: number): HttpConnectionManager {
+  let byPort = managers.get(snapshot);
+  if (byPort === undefined) {
+    byPort = new Map();
+    managers.set(snapshot, byPort);
+  }
+  let hcm = byPort.get(port);
+  if (hcm === undefined) {
+    const chain = snapshot.listeners.get('0.0.0.0_' + port)?.chains.find((c) => c.filter.kind === 'http');
+    hcm = chain !== undefined && chain.filter.kind === 'http'
+      ? chain.filter
+      : { kind: 'http', statPrefix: 'outbound_0.0.0.0_' + port, httpsRedirect: false, routeConfig: { name: String(port), virtualHosts: [snapshot.catchAll.httpHost], exactDomains: new Map(), wildcardDomains: [], defaultHost: snapshot.catchAll.httpHost } };
+    // Ports come from clients: bounded, past that a rare port's is made per request again.
+    if (byPort.size < MAX_CACHED_PORTS) byPort.set(port, hcm);
+  }
+  return hcm;
+}
 
 export class HttpProxyListener {
   private readonly ctx: ProxyContext;
@@ -25,9 +48,8 @@ export class HttpProxyListener {
     this.port = port;
     this.server = http.createServer({ requireHostHeader: false, noDelay: true, keepAlive: true }, (req, res) => this.onRequest(req, res));
     this.server.on('connection', (socket: net.Socket) => trackDownstream(socket, ctx.listenerStatsFor('0.0.0.0_' + port)));
-    const tunnelHttp = createHttpServer(ctx);
     this.server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-      serveConnect(ctx, req, socket, head, { remoteIp: bareIp(socket.remoteAddress), remoteAddress: formatSocketAddress(socket.remoteAddress, socket.remotePort) }, tunnelHttp);
+      serveConnect(ctx, req, socket, head, { remoteIp: bareIp(socket.remoteAddress), remoteAddress: formatSocketAddress(socket.remoteAddress, socket.remotePort) });
     });
   }
 
@@ -60,11 +82,7 @@ export class HttpProxyListener {
       // origin-form request: use the Host header and port 80
       host = (req.headers.host ?? '').split(':')[0] ?? '';
     }
-    const listener = snapshot.listeners.get('0.0.0.0_' + port);
-    const chain = listener?.chains.find((c) => c.filter.kind === 'http');
-    const hcm: HttpConnectionManager = chain !== undefined && chain.filter.kind === 'http'
-      ? chain.filter
-      : { kind: 'http', statPrefix: 'outbound_0.0.0.0_' + port, httpsRedirect: false, routeConfig: { name: String(port), virtualHosts: [snapshot.catchAll.httpHost], exactDomains: new Map(), wildcardDomains: [], defaultHost: snapshot.catchAll.httpHost } };
+    const hcm = connectionManagerFor(snapshot, port);
     const info = new DownstreamInfo({
       hcm,
       httpStats: ctx.httpStatsFor(hcm.statPrefix),

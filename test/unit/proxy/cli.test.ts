@@ -17,6 +17,15 @@ function sluice(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: nu
   });
 }
 
+t.test('--help after a command prints the usage, exit 0', async (t) => {
+  for (const cmd of ['run', 'validate', 'explain']) {
+    const r = await sluice([cmd, '--help']);
+    t.equal(r.code, 0, `${cmd} --help: exit 0`);
+    t.match(r.stdout, /^usage:\n {2}sluice run /, `${cmd} --help: the usage`);
+    t.equal(r.stderr, '', `${cmd} --help: no error`);
+  }
+});
+
 t.test('validate accepts every sample scenario folder', async (t) => {
   const samples = fs.readdirSync(path.join(ROOT, 'config', 'samples')).filter((d) => /^s\d/.test(d));
   t.ok(samples.length >= 10, 'one folder per seed scenario');
