@@ -8,15 +8,30 @@
 import { MessageChannel, parentPort } from 'node:worker_threads';
 import { compile } from '../compile/index';
 import { loadFiles, readPaths, type LoadResult } from '../resources/load';
+import type { ServiceEntry } from '../resources/types';
 import { fingerprintOf, merge } from './files';
 import type { CompileRequest, ThreadReply } from './compile-worker';
 import { splitGraph } from './snapshot-pieces';
+
+/** ServiceEntries sent by runLoaded, by key: kept between requests, so only changes travel. */
+let entries = new Map<string, ServiceEntry>();
 
 function handle(req: CompileRequest): ThreadReply {
   let fingerprint = '';
   let loaded: LoadResult;
   if (req.loaded !== undefined) {
     loaded = req.loaded;
+    if (req.entries !== undefined) {
+      for (const se of req.entries.upserts) entries.set(`${se.origin.file}:${se.origin.doc}`, se);
+      const next = new Map<string, ServiceEntry>();
+      for (const k of req.entries.keys) {
+        const se = entries.get(k);
+        if (se === undefined) throw new Error(`config worker: ServiceEntry ${k} was never sent`);
+        next.set(k, se);
+      }
+      entries = next;
+      loaded = { messages: loaded.messages, resources: { ...loaded.resources, serviceEntries: [...next.values()] } };
+    }
   } else {
     const read = readPaths(req.paths);
     fingerprint = fingerprintOf(read.files, read.messages);

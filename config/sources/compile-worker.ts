@@ -16,7 +16,7 @@ import type { CompileOptions } from '../compile/index';
 import { indexListeners } from '../compile/lookup';
 import type { ConfigMessage, Snapshot } from '../compile/snapshot';
 import type { LoadOptions, LoadResult } from '../resources/load';
-import type { Resources } from '../resources/types';
+import type { Resources, ServiceEntry } from '../resources/types';
 import { PIECE_BYTES, SLICE_MS, receivePieces } from './snapshot-pieces';
 
 export interface CompileRequest {
@@ -24,6 +24,12 @@ export interface CompileRequest {
   readonly paths: readonly string[];
   /** Already loaded (the Kubernetes source): compiled as it is; `paths` are not read. */
   readonly loaded?: { readonly resources: Resources; readonly messages: readonly ConfigMessage[] };
+  /**
+   * With `loaded`: its ServiceEntries as a change to what the thread already holds (its
+   * `serviceEntries` is then empty): every entry's key in order, and the entries the thread does
+   * not have yet. 10,000 Services cost one structured clone on the first compile, then only what changed.
+   */
+  readonly entries?: { readonly keys: readonly string[]; readonly upserts: readonly ServiceEntry[] };
   readonly load: LoadOptions;
   readonly compile: CompileOptions;
   /** Fingerprint of the files last seen: the same bytes again need no work. */
@@ -76,6 +82,8 @@ export class CompileWorker {
   private closed = false;
   private readonly pieceBytes: number;
   private readonly sliceMs: number;
+  /** The ServiceEntries the current thread holds (runLoaded), by key; a new thread holds none. */
+  private threadEntries = new Map<string, ServiceEntry>();
 
   constructor(options: CompileWorkerOptions = {}) {
     this.pieceBytes = options.pieceBytes ?? PIECE_BYTES;
@@ -87,9 +95,25 @@ export class CompileWorker {
     return this.send({ paths, load, compile, fingerprint });
   }
 
-  /** Compiles resources loaded elsewhere (the Kubernetes source) off-thread; the reply is `built` (or `failed`). */
+  /**
+   * Compiles resources loaded elsewhere (the Kubernetes source) off-thread; the reply is `built`
+   * (or `failed`). ServiceEntries go as a change to what the thread holds: an entry the same
+   * object as last time (keyed by its origin) is not sent again.
+   */
   runLoaded(loaded: LoadResult, load: LoadOptions, compile: CompileOptions): Promise<CompileReply> {
-    return this.send({ paths: [], loaded: { resources: loaded.resources, messages: loaded.messages }, load, compile, fingerprint: '' });
+    this.thread();
+    const keys: string[] = [];
+    const upserts: ServiceEntry[] = [];
+    const sent = new Map<string, ServiceEntry>();
+    for (const se of loaded.resources.serviceEntries) {
+      const key = `${se.origin.file}:${se.origin.doc}`;
+      keys.push(key);
+      sent.set(key, se);
+      if (this.threadEntries.get(key) !== se) upserts.push(se);
+    }
+    this.threadEntries = sent;
+    const resources = { ...loaded.resources, serviceEntries: [] };
+    return this.send({ paths: [], loaded: { resources, messages: loaded.messages }, entries: { keys, upserts }, load, compile, fingerprint: '' });
   }
 
   private send(req: Omit<CompileRequest, 'id' | 'pieceBytes'>): Promise<CompileReply> {
@@ -114,6 +138,7 @@ export class CompileWorker {
   private thread(): Worker {
     if (this.worker !== null) return this.worker;
     const w = new Worker(path.join(__dirname, 'compile-thread.js'));
+    this.threadEntries = new Map();
     w.unref();
     w.on('message', (reply: ThreadReply) => this.onReply(reply));
     // A crash (out of memory, a bug) fails the reload in progress; the next reload starts a new thread.

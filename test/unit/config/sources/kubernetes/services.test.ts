@@ -2,6 +2,9 @@
 import t from 'tap';
 import { MeshServices, meshServices, portProtocol, slimEndpointSlice, slimService } from '../../../../../config/sources/kubernetes/services';
 import type { KubeObject } from '../../../../../config/sources/kubernetes/client';
+import { CompileWorker } from '../../../../../config/sources/compile-worker';
+import { compile } from '../../../../../config/compile/index';
+import { loadObjects } from '../../../../../config/resources/load';
 
 t.test('port protocol: UDP, then appProtocol, then the port name (whole or its prefix), else auto-detect', async (t) => {
   const cases: [object, string | undefined][] = [
@@ -79,4 +82,24 @@ t.test('translations are remembered: only a changed Service, slice or pod set is
   const relabelled = cache.build({ services: [a, b2], endpointSlices: [sa, sb], podLabels: new Map([['shop/pa', { version: 'v2' }]]) }, 2);
   t.same(relabelled[0]!.spec.endpoints![0]!.labels, { version: 'v2' }, 'pods moved: a Service with pod endpoints is redone');
   t.equal(relabelled[1], changed[1], 'one without pod endpoints is not');
+});
+
+t.test('compiled off-thread from loaded resources, ServiceEntries sent as changes: same snapshots as in-thread', async (t) => {
+  const worker = new CompileWorker();
+  t.teardown(() => worker.close());
+  const opts = { role: 'gateway' as const, namespace: 'istio-system', labels: {}, outboundPolicy: 'ALLOW_ANY' as const, certsDir: '/etc/certs' };
+  const cache = new MeshServices();
+  const mk = (name: string, port: number): KubeObject => slimService(svc(name, { clusterIP: '10.96.0.1', ports: [{ name: 'http', port }] }));
+  let services = [mk('a', 80), mk('b', 80), mk('c', 80)];
+  const check = async (what: string): Promise<void> => {
+    const loaded = loadObjects([], { defaultNamespace: 'istio-system' }, cache.build({ services, endpointSlices: [], podLabels: new Map() }));
+    const reply = await worker.runLoaded(loaded, { defaultNamespace: 'istio-system' }, opts);
+    t.equal(reply.kind, 'built', what);
+    const got = reply.kind === 'built' ? reply.snapshot : null;
+    t.same(got === null ? null : [...got.clusters.keys()], [...compile(loaded.resources, opts).clusters.keys()], what);
+  };
+  await check('first: every entry sent');
+  await check('the same objects again: none sent, all still there');
+  services = [mk('a', 80), mk('b', 81)];
+  await check('one changed, one gone');
 });
