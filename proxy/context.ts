@@ -8,6 +8,7 @@ import type { AccessLogSink } from './observe/access-log-record';
 import { HttpStats, ListenerStats, TcpStats, type StatsStore } from './observe/stats';
 import type { ClusterManager } from './upstream/cluster-manager';
 import type { ServerTlsContexts } from './tls/server-contexts';
+import { Admission, NO_CONNECTION_LIMITS, type ConnectionLimits } from './listener/admission';
 
 export class ProxyContext {
   readonly role: Role;
@@ -16,6 +17,8 @@ export class ProxyContext {
   readonly accessLog: AccessLogSink;
   readonly log: Logger;
   readonly serverTls: ServerTlsContexts;
+  /** Connection limits at accept (listener/admission.ts). */
+  readonly admission: Admission;
   /** Replaced atomically on reload; connections capture the value they started with. */
   snapshot: Snapshot;
   /**
@@ -28,13 +31,14 @@ export class ProxyContext {
   private readonly httpStats = new Map<string, HttpStats>();
   private readonly tcpStats = new Map<string, TcpStats>();
 
-  constructor(init: { role: Role; stats: StatsStore; clusters: ClusterManager; accessLog: AccessLogSink; log: Logger; serverTls: ServerTlsContexts; snapshot: Snapshot }) {
+  constructor(init: { role: Role; stats: StatsStore; clusters: ClusterManager; accessLog: AccessLogSink; log: Logger; serverTls: ServerTlsContexts; snapshot: Snapshot; limits?: ConnectionLimits }) {
     this.role = init.role;
     this.stats = init.stats;
     this.clusters = init.clusters;
     this.accessLog = init.accessLog;
     this.log = init.log;
     this.serverTls = init.serverTls;
+    this.admission = new Admission(init.limits ?? NO_CONNECTION_LIMITS, init.stats, init.log);
     this.snapshot = init.snapshot;
   }
 

@@ -17,6 +17,7 @@ import type { CompiledConfig } from '../config/sources/compile-worker';
 import type { AdminContext, ClusterStatus, ServerState } from './admin/context';
 import { startAdmin, startHealthListener, startPrometheusListener } from './admin/server';
 import { ProxyContext } from './context';
+import type { ConnectionLimits } from './listener/admission';
 import { CaptureListener } from './listener/capture';
 import { probeTcpHandles, tcpHandles, tcpHandlesUnavailableReason } from './transport/tcp-handle';
 import { GatewayListeners } from './listener/gateway';
@@ -72,6 +73,8 @@ export interface RunOptions {
   readonly exit?: (code: number) => void;
   /** Sidecar: also serve an explicit HTTP proxy on this port (HTTP_PROXY); null = off. */
   readonly httpProxyPort: number | null;
+  /** `--max-connections-per-listener`, `--max-downstream-connections` (listener/admission.ts); absent = none. */
+  readonly connectionLimits?: ConnectionLimits;
   /** Sidecar: open the capture listener (needs the SO_ORIGINAL_DST addon). */
   readonly capture: boolean;
   /**
@@ -255,7 +258,7 @@ export class Runtime implements Drainable {
     const accessLog = withAudit(this.mode === 'worker' && o.accessLog === 'stdout' ? new IpcAccessLog(o.accessLogFormat, s) : createAccessLog({ target: o.accessLog, format: o.accessLogFormat }, s), o.auditLog, s);
     this.accessLog = accessLog;
     this.closers.push(() => accessLog.close());
-    const ctx = new ProxyContext({ role: o.role, stats: s, clusters: this.clusters, accessLog, log: this.log, serverTls: new ServerTlsContexts(), snapshot });
+    const ctx = new ProxyContext({ role: o.role, stats: s, clusters: this.clusters, accessLog, log: this.log, serverTls: new ServerTlsContexts(), snapshot, ...(o.connectionLimits !== undefined ? { limits: o.connectionLimits } : {}) });
     this.ctx = ctx;
 
     if (o.role === 'gateway') {

@@ -14,6 +14,7 @@ import { AccessLogRecord } from '../observe/access-log-record';
 import { proxyTcp } from '../l4/tcp-proxy';
 import { planToCluster } from './tcp-plan';
 import { dispatchConnection } from './dispatch';
+import type { ListenerGuard } from './admission';
 import { openTracked, trackDownstream } from './connection-stats';
 import { getOriginalDst, getOriginalDstOf, type OriginalDst } from '../transport/original-dst';
 import { acceptHandles, socketFor } from '../transport/accept-handles';
@@ -56,15 +57,22 @@ export class CaptureListener {
     this.server.close();
   }
 
-  private onConnection(socket: net.Socket): void {
+  /** `guard`: the admission already taken (a handle that became a socket), else taken here. */
+  private onConnection(socket: net.Socket, admitted: ListenerGuard | null = null): void {
     const ctx = this.ctx;
     socket.on('error', noop);
+    const guard = admitted ?? ctx.admission.guard('0.0.0.0_' + this.port);
+    if (admitted === null && !ctx.admission.admit(guard)) {
+      socket.destroy();
+      return;
+    }
     const remoteAddress = formatSocketAddress(socket.remoteAddress, socket.remotePort);
     let od;
     try {
       od = getOriginalDst(socket);
     } catch (e) {
       ctx.log.error({ err: (e as Error).message }, 'cannot read the original destination; closing the connection');
+      socket.once('close', () => guard.release()); // rare: not worth a tracked listener of its own
       this.blackhole(socket, remoteAddress, formatSocketAddress(socket.localAddress, socket.localPort), 'original_destination_unavailable');
       return;
     }
@@ -72,7 +80,7 @@ export class CaptureListener {
       // Not redirected (a client dialled 15001 itself) or a loop back into the capture port:
       // Envoy's virtualOutbound-blackhole chain.
       const rootStats = ctx.listenerStatsFor('0.0.0.0_' + this.port);
-      trackDownstream(socket, rootStats);
+      trackDownstream(socket, rootStats, guard);
       this.blackhole(socket, remoteAddress, formatSocketAddress(socket.localAddress, socket.localPort), null);
       return;
     }
@@ -81,12 +89,12 @@ export class CaptureListener {
     if (ctx.accessLog.enabled) l4.prime();
     const listener = findListener(snapshot, od.address, od.port);
     if (listener === null) {
-      trackDownstream(socket, ctx.listenerStatsFor('0.0.0.0_' + this.port));
+      trackDownstream(socket, ctx.listenerStatsFor('0.0.0.0_' + this.port), guard);
       proxyTcp(ctx, socket, null, planToCluster(ctx, snapshot.catchAll.tcpCluster), l4);
       return;
     }
     const listenerStats = ctx.listenerStatsFor(listener.name);
-    trackDownstream(socket, listenerStats);
+    trackDownstream(socket, listenerStats, guard);
     dispatchConnection(ctx, { socket, listener, listenerStats, l4 });
   }
 
@@ -96,6 +104,11 @@ export class CaptureListener {
    */
   private onHandle(client: TcpHandle): void {
     const ctx = this.ctx;
+    const guard = ctx.admission.guard('0.0.0.0_' + this.port);
+    if (!ctx.admission.admit(guard)) {
+      client.close();
+      return;
+    }
     let od: OriginalDst | null;
     try {
       od = getOriginalDstOf(client);
@@ -104,7 +117,7 @@ export class CaptureListener {
     }
     // Not redirected, a loop, or unreadable: the socket path says which, logs and black-holes it.
     if (od === null || od.port === this.port) {
-      this.onConnection(socketFor(client));
+      this.onConnection(socketFor(client), guard);
       return;
     }
     const snapshot = ctx.snapshot;
@@ -112,12 +125,12 @@ export class CaptureListener {
     if (ctx.accessLog.enabled) l4.prime();
     const listener = findListener(snapshot, od.address, od.port);
     if (listener === null) {
-      const tracked = openTracked(ctx.listenerStatsFor('0.0.0.0_' + this.port));
+      const tracked = openTracked(ctx.listenerStatsFor('0.0.0.0_' + this.port), guard);
       dispatchHandleToCluster(ctx, client, snapshot.catchAll.tcpCluster, { l4 }, tracked);
       return;
     }
     const listenerStats = ctx.listenerStatsFor(listener.name);
-    const tracked = openTracked(listenerStats);
+    const tracked = openTracked(listenerStats, guard);
     dispatchHandle(ctx, client, { listener, listenerStats, l4 }, tracked);
   }
 

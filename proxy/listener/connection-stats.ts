@@ -4,6 +4,7 @@
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ListenerStats } from '../observe/stats';
+import type { ListenerGuard } from './admission';
 import { slotOf } from '../transport/socket-slot';
 import { socketFor } from '../transport/accept-handles';
 import type { TcpHandle } from '../transport/tcp-handle';
@@ -16,10 +17,11 @@ declare module '../transport/socket-slot' {
 }
 
 export class TrackedDownstream {
-  constructor(readonly stats: ListenerStats, readonly start: number) {}
+  constructor(readonly stats: ListenerStats, readonly start: number, readonly guard: ListenerGuard | null) {}
 
   /** The connection has closed (whichever layer closed it). */
   close(): void {
+    this.guard?.release();
     this.stats.downstream_cx_active.dec();
     this.stats.downstream_cx_destroy.inc();
     this.stats.downstream_cx_length_ms.record(performance.now() - this.start);
@@ -27,10 +29,11 @@ export class TrackedDownstream {
 }
 
 /** Count a connection the listener accepted; `close()` it when it has closed. */
-export function openTracked(stats: ListenerStats): TrackedDownstream {
+/** `guard`: the admission (admission.ts) this connection holds, given back when it closes. */
+export function openTracked(stats: ListenerStats, guard: ListenerGuard | null = null): TrackedDownstream {
   stats.downstream_cx_total.inc();
   stats.downstream_cx_active.inc();
-  return new TrackedDownstream(stats, performance.now());
+  return new TrackedDownstream(stats, performance.now(), guard);
 }
 
 
@@ -46,8 +49,8 @@ export function trackSocket(socket: net.Socket, tracked: TrackedDownstream): voi
   socket.on('close', onClose);
 }
 
-export function trackDownstream(socket: net.Socket, stats: ListenerStats): void {
-  trackSocket(socket, openTracked(stats));
+export function trackDownstream(socket: net.Socket, stats: ListenerStats, guard: ListenerGuard | null = null): void {
+  trackSocket(socket, openTracked(stats, guard));
 }
 
 /** The net.Socket path for a handle the listener has already counted (`openTracked`). */

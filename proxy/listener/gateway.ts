@@ -88,8 +88,13 @@ export class GatewayListeners {
       client.close();
       return;
     }
+    const guard = ctx.admission.guard(name);
+    if (!ctx.admission.admit(guard)) {
+      client.close();
+      return;
+    }
     const listenerStats = ctx.listenerStatsFor(name);
-    const tracked = openTracked(listenerStats);
+    const tracked = openTracked(listenerStats, guard);
     const l4 = new HandleAddresses(client);
     if (ctx.accessLog.enabled) l4.prime();
     dispatchHandle(ctx, client, { listener, listenerStats, l4 }, tracked);
@@ -103,8 +108,13 @@ export class GatewayListeners {
       socket.destroy();
       return;
     }
+    const guard = ctx.admission.guard(name);
+    if (!ctx.admission.admit(guard)) {
+      socket.destroy();
+      return;
+    }
     const listenerStats = ctx.listenerStatsFor(name);
-    trackDownstream(socket, listenerStats);
+    trackDownstream(socket, listenerStats, guard);
     const l4 = new SocketAddresses(socket);
     if (ctx.accessLog.enabled) l4.prime();
     dispatchConnection(ctx, { socket, listener, listenerStats, l4 });

@@ -47,7 +47,11 @@ export class HttpProxyListener {
     this.ctx = ctx;
     this.port = port;
     this.server = http.createServer({ requireHostHeader: false, noDelay: true, keepAlive: true }, (req, res) => this.onRequest(req, res));
-    this.server.on('connection', (socket: net.Socket) => trackDownstream(socket, ctx.listenerStatsFor('0.0.0.0_' + port)));
+    this.server.on('connection', (socket: net.Socket) => {
+      const guard = ctx.admission.guard('0.0.0.0_' + port);
+      if (ctx.admission.admit(guard)) trackDownstream(socket, ctx.listenerStatsFor('0.0.0.0_' + port), guard);
+      else socket.destroy();
+    });
     this.server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
       serveConnect(ctx, req, socket, head, { remoteIp: bareIp(socket.remoteAddress), remoteAddress: formatSocketAddress(socket.remoteAddress, socket.remotePort) });
     });
