@@ -29,6 +29,7 @@ const USAGE = `usage:
              [--prometheus-port 15090|off] [--health-port 15021|off]
              [--audit-log PATH [--audit-log-max-bytes 104857600] [--audit-log-keep 5]]
              [--dns-servers IP[:PORT],...]   DNS clusters: ask these (with TTLs) after /etc/hosts
+             [--request-headers-timeout 60s|0]   gateway default 60s, sidecar 0 (off)
              [--max-connections-per-listener N] [--max-downstream-connections N]   per process; 0 = no limit (default)
              [--network NAME] [--network-gateway NAME=HOST:PORT ...]   multi-network endpoints (S8)
              [--locality REGION/ZONE/SUBZONE]   this proxy's locality (localityLbSetting failover/distribute)
@@ -130,7 +131,7 @@ function role(flags: Flags): Role {
   return r;
 }
 
-const RUN_FLAGS = ['kubeconfig', 'watch-namespaces', 'role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port', 'audit-log', 'audit-log-max-bytes', 'audit-log-keep', 'dns-servers', 'network', 'network-gateway', 'drain-duration', 'locality', 'max-connections-per-listener', 'max-downstream-connections'];
+const RUN_FLAGS = ['kubeconfig', 'watch-namespaces', 'role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port', 'audit-log', 'audit-log-max-bytes', 'audit-log-keep', 'dns-servers', 'network', 'network-gateway', 'drain-duration', 'locality', 'max-connections-per-listener', 'max-downstream-connections', 'request-headers-timeout'];
 
 /**
  * `--network NAME` (Istio's ISTIO_META_NETWORK; for a gateway also its REQUESTED_NETWORK_VIEW) and
@@ -189,6 +190,7 @@ export function runOptionsFrom(flags: Flags): RunOptions {
     drainDurationMs: parseDurationMs(flags.get('drain-duration') ?? `${DEFAULT_DRAIN_MS}ms`, 'drain-duration'),
     httpProxyPort: httpProxy === undefined ? null : intFlag(flags, 'http-proxy-port', 0),
     // Envoy's listener connection limit and overload manager global_downstream_max_connections: off (0) unless set.
+    ...(flags.get('request-headers-timeout') !== undefined ? { timeouts: { requestHeadersMs: parseDurationMs(flags.get('request-headers-timeout')!, 'request-headers-timeout') } } : {}),
     connectionLimits: {
       perListener: intFlag(flags, 'max-connections-per-listener', 0, 0, 10_000_000),
       perProcess: intFlag(flags, 'max-downstream-connections', 0, 0, 10_000_000),

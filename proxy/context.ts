@@ -10,6 +10,19 @@ import type { ClusterManager } from './upstream/cluster-manager';
 import type { ServerTlsContexts } from './tls/server-contexts';
 import { Admission, NO_CONNECTION_LIMITS, type ConnectionLimits } from './listener/admission';
 
+export interface DownstreamTimeouts {
+  /** Envoy's request_headers_timeout: a begun request head must be complete within this (ms); 0 = none. */
+  readonly requestHeadersMs: number;
+}
+
+/**
+ * Gateways: 60 s, nginx's client_header_timeout (Envoy leaves it off; its edge guidance sets it).
+ * Sidecars: off, as Envoy and Istio leave it.
+ */
+export function defaultTimeouts(role: Role): DownstreamTimeouts {
+  return { requestHeadersMs: role === 'gateway' ? 60_000 : 0 };
+}
+
 export class ProxyContext {
   readonly role: Role;
   readonly stats: StatsStore;
@@ -19,6 +32,8 @@ export class ProxyContext {
   readonly serverTls: ServerTlsContexts;
   /** Connection limits at accept (listener/admission.ts). */
   readonly admission: Admission;
+  /** Downstream timeouts (`--request-headers-timeout`); see README "Timeouts and limits". */
+  readonly timeouts: DownstreamTimeouts;
   /** Replaced atomically on reload; connections capture the value they started with. */
   snapshot: Snapshot;
   /**
@@ -31,7 +46,7 @@ export class ProxyContext {
   private readonly httpStats = new Map<string, HttpStats>();
   private readonly tcpStats = new Map<string, TcpStats>();
 
-  constructor(init: { role: Role; stats: StatsStore; clusters: ClusterManager; accessLog: AccessLogSink; log: Logger; serverTls: ServerTlsContexts; snapshot: Snapshot; limits?: ConnectionLimits }) {
+  constructor(init: { role: Role; stats: StatsStore; clusters: ClusterManager; accessLog: AccessLogSink; log: Logger; serverTls: ServerTlsContexts; snapshot: Snapshot; limits?: ConnectionLimits; timeouts?: DownstreamTimeouts }) {
     this.role = init.role;
     this.stats = init.stats;
     this.clusters = init.clusters;
@@ -39,6 +54,7 @@ export class ProxyContext {
     this.log = init.log;
     this.serverTls = init.serverTls;
     this.admission = new Admission(init.limits ?? NO_CONNECTION_LIMITS, init.stats, init.log);
+    this.timeouts = init.timeouts ?? defaultTimeouts(init.role);
     this.snapshot = init.snapshot;
   }
 

@@ -16,7 +16,7 @@ import { KUBERNETES_CONFIG, KubernetesSource, type SourceTiming } from '../confi
 import type { CompiledConfig } from '../config/sources/compile-worker';
 import type { AdminContext, ClusterStatus, ServerState } from './admin/context';
 import { startAdmin, startHealthListener, startPrometheusListener } from './admin/server';
-import { ProxyContext } from './context';
+import { ProxyContext, type DownstreamTimeouts } from './context';
 import type { ConnectionLimits } from './listener/admission';
 import { CaptureListener } from './listener/capture';
 import { probeTcpHandles, tcpHandles, tcpHandlesUnavailableReason } from './transport/tcp-handle';
@@ -75,6 +75,8 @@ export interface RunOptions {
   readonly httpProxyPort: number | null;
   /** `--max-connections-per-listener`, `--max-downstream-connections` (listener/admission.ts); absent = none. */
   readonly connectionLimits?: ConnectionLimits;
+  /** `--request-headers-timeout`; absent = the role's default (context.ts defaultTimeouts). */
+  readonly timeouts?: DownstreamTimeouts;
   /** Sidecar: open the capture listener (needs the SO_ORIGINAL_DST addon). */
   readonly capture: boolean;
   /**
@@ -258,7 +260,7 @@ export class Runtime implements Drainable {
     const accessLog = withAudit(this.mode === 'worker' && o.accessLog === 'stdout' ? new IpcAccessLog(o.accessLogFormat, s) : createAccessLog({ target: o.accessLog, format: o.accessLogFormat }, s), o.auditLog, s);
     this.accessLog = accessLog;
     this.closers.push(() => accessLog.close());
-    const ctx = new ProxyContext({ role: o.role, stats: s, clusters: this.clusters, accessLog, log: this.log, serverTls: new ServerTlsContexts(), snapshot, ...(o.connectionLimits !== undefined ? { limits: o.connectionLimits } : {}) });
+    const ctx = new ProxyContext({ role: o.role, stats: s, clusters: this.clusters, accessLog, log: this.log, serverTls: new ServerTlsContexts(), snapshot, ...(o.connectionLimits !== undefined ? { limits: o.connectionLimits } : {}), ...(o.timeouts !== undefined ? { timeouts: o.timeouts } : {}) });
     this.ctx = ctx;
 
     if (o.role === 'gateway') {

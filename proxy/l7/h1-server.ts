@@ -32,6 +32,8 @@ export interface H1Hooks<O> {
   request(owner: O, stream: H1Stream): void;
   /** an invalid head (400) or one too large (431): answer with `reply` and log; the connection closes */
   protocolError(owner: O, status: 400 | 431, reply: (text: string) => void): void;
+  /** the head begun on this connection did not complete within request_headers_timeout: answer 408 with `reply` and log */
+  headersTimeout(owner: O, reply: (text: string) => void): void;
   closed(owner: O): void;
   /** true while the proxy drains: the response being written closes its connection */
   draining?(owner: O): boolean;
@@ -143,13 +145,22 @@ export class H1Connection<O> implements WheelTimer {
   private bodyOut = true;
   /** clock.now() at the last read or write */
   private lastActive = clock.now();
+  /**
+   * clock.now() when the first byte of the head now being read arrived; -1 when no head is partly
+   * read. Envoy's request_headers_timeout runs from there (a slowloris client's trickle of header
+   * lines keeps `lastActive` fresh, so the idle timeout alone never closes it).
+   */
+  private headStarted = -1;
+  private readonly headersTimeoutMs: number;
   wheelDue = -1;
   private readonly onDataBound: (chunk: Buffer) => void;
   private readonly onEndBound: () => void;
   private readonly onDrainBound: () => void;
 
-  constructor(socket: net.Socket, owner: O, hooks: H1Hooks<O>) {
+  /** `headersTimeoutMs`: request_headers_timeout, 0 = none. */
+  constructor(socket: net.Socket, owner: O, hooks: H1Hooks<O>, headersTimeoutMs = 0) {
     this.socket = socket;
+    this.headersTimeoutMs = headersTimeoutMs;
     this.owner = owner;
     this.hooks = hooks;
     this.onDataBound = this.onData.bind(this);
@@ -170,6 +181,7 @@ export class H1Connection<O> implements WheelTimer {
       this.feedBody(chunk);
       return;
     }
+    if (this.buf === null && this.stream === null && this.headersTimeoutMs > 0) this.headBegins();
     this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
     if (this.stream === null) this.process();
     else if (this.buf.length > MAX_BUFFERED) this.socket.pause();
@@ -193,6 +205,7 @@ export class H1Connection<O> implements WheelTimer {
         break;
       }
       this.buf = end === buf.length ? null : buf.subarray(end);
+      this.headStarted = -1;
       const hasBody = head.chunked || head.contentLength > 0;
       this.decoder.reset(head.chunked ? Framing.CHUNKED : hasBody ? Framing.LENGTH : Framing.NONE, head.contentLength);
       this.bodyDone = !hasBody;
@@ -348,6 +361,8 @@ export class H1Connection<O> implements WheelTimer {
       return;
     }
     this.process();
+    // Pipelined bytes that are only part of the next head: its header timer starts now.
+    if (this.stream === null && this.buf !== null && this.headStarted < 0 && this.headersTimeoutMs > 0) this.headBegins();
   }
 
   private finishConnection(): void {
@@ -400,9 +415,34 @@ export class H1Connection<O> implements WheelTimer {
     this.stream?.handler?.onDrain();
   }
 
-  /** No read or write for DOWNSTREAM_IDLE_MS: close unless a request is in flight (its route timeout governs it). */
+  /** A head starts (its first bytes, with no request in flight): the header timer starts. */
+  private headBegins(): void {
+    this.headStarted = clock.now();
+    // The connection's one wheel timer serves both deadlines: bring it forward if this one is sooner.
+    if (this.headersTimeoutMs < DOWNSTREAM_IDLE_MS) clock.schedule(this, this.headersTimeoutMs);
+  }
+
+  /**
+   * Two deadlines on one timer. A head begun headersTimeoutMs ago and still not complete: 408 and
+   * close (Envoy's request_headers_timeout). No read or write for DOWNSTREAM_IDLE_MS: close unless
+   * a request is in flight (its route timeout governs it).
+   */
   onTimer(): void {
-    const left = this.lastActive + DOWNSTREAM_IDLE_MS - clock.now();
+    const now = clock.now();
+    if (this.headStarted >= 0 && this.stream === null && !this.closing && !this.closed) {
+      const headLeft = this.headStarted + this.headersTimeoutMs - now;
+      if (headLeft <= 0) {
+        this.closing = true;
+        this.buf = null;
+        this.headStarted = -1;
+        this.hooks.headersTimeout(this.owner, this.writeAndClose.bind(this));
+        return;
+      }
+      const idleLeft = this.lastActive + DOWNSTREAM_IDLE_MS - now;
+      clock.schedule(this, Math.min(headLeft, Math.max(idleLeft, 1)));
+      if (idleLeft > 0) return;
+    }
+    const left = this.lastActive + DOWNSTREAM_IDLE_MS - now;
     if (left > 0) clock.schedule(this, left);
     else if (this.stream === null) this.socket.destroy();
     else clock.schedule(this, DOWNSTREAM_IDLE_MS);

@@ -97,6 +97,10 @@ const HOOKS: H1Hooks<ConnectionOwner> = {
     owner.countHttp1();
     onProtocolError(owner.ctx, owner.info, status, reply);
   },
+  headersTimeout(owner: ConnectionOwner, reply: (text: string) => void): void {
+    owner.countHttp1();
+    onHeadersTimeout(owner.ctx, owner.info, reply);
+  },
   closed(owner: ConnectionOwner): void {
     owner.info.httpStats.downstream_cx_active.dec();
   },
@@ -126,7 +130,7 @@ export function handOverHttp(ctx: ProxyContext, socket: net.Socket, info: Downst
     serveH2(socket, null, owner, routeH2);
     return;
   }
-  new H1Connection(socket, owner, HOOKS);
+  new H1Connection(socket, owner, HOOKS, ctx.timeouts.requestHeadersMs);
 }
 
 
@@ -317,6 +321,24 @@ function onProtocolError(ctx: ProxyContext, info: DownstreamInfo, status: 400 | 
   reply(`HTTP/1.1 ${status} ${body}\r\ncontent-length: ${body.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${body}`);
   ctx.accessLog.log(record);
   ctx.log.debug({ status }, 'downstream protocol error');
+}
+
+/**
+ * request_headers_timeout expired with a head begun and unfinished: Envoy answers 408 with details
+ * `request_header_timeout`, counts http.<prefix>.downstream_rq_header_timeout and closes.
+ */
+function onHeadersTimeout(ctx: ProxyContext, info: DownstreamInfo, reply: (text: string) => void): void {
+  const record = recordFor(info);
+  const body = 'request header timeout';
+  record.responseCode = 408;
+  record.responseCodeDetails = 'request_header_timeout';
+  record.bytesSent = body.length;
+  info.httpStats.downstream_rq_header_timeout.inc();
+  info.httpStats.downstream_rq_total.inc();
+  info.httpStats.responseCode(408);
+  reply(`HTTP/1.1 408 Request Timeout\r\ncontent-length: ${body.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${body}`);
+  ctx.accessLog.log(record);
+  ctx.log.debug({ remote: info.remoteAddress }, 'request headers timeout');
 }
 
 function stripPort(authority: string): string {

@@ -345,6 +345,7 @@ export class HttpStats {
   readonly downstream_cx_http1_total: Counter;
   readonly downstream_cx_http2_total: Counter;
   readonly downstream_cx_protocol_error: Counter;
+  readonly downstream_rq_header_timeout: Counter;
   readonly downstream_rq_http1_total: Counter;
   readonly downstream_rq_http2_total: Counter;
   readonly downstream_rq_total: Counter;
@@ -369,6 +370,7 @@ export class HttpStats {
     this.downstream_rq_http1_total = store.counter(p + 'downstream_rq_http1_total');
     this.downstream_rq_http2_total = store.counter(p + 'downstream_rq_http2_total');
     this.downstream_cx_protocol_error = store.counter(p + 'downstream_cx_protocol_error');
+    this.downstream_rq_header_timeout = store.counter(p + 'downstream_rq_header_timeout');
     this.downstream_rq_total = store.counter(p + 'downstream_rq_total');
     this.downstream_rq_active = store.gauge(p + 'downstream_rq_active');
     this.downstream_rq_completed = store.counter(p + 'downstream_rq_completed');

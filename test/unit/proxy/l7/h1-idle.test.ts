@@ -23,6 +23,7 @@ async function pair(t: { teardown(fn: () => unknown): void }, answer: boolean): 
       stream.end();
     },
     protocolError(): void {},
+    headersTimeout(): void {},
     closed(): void {},
   };
   const srv = net.createServer();
