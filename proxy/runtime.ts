@@ -370,6 +370,7 @@ export class Runtime implements Drainable {
           healthy: h.healthy,
           weight: h.weight,
           locality: h.locality,
+          priority: h.priority,
           stats: { ...h.counters },
         })),
       });

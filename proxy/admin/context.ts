@@ -17,6 +17,8 @@ export interface HostStatus {
   weight: number;
   /** `region/zone/sub_zone` (Istio's locality string), '' when unknown */
   locality: string;
+  /** locality failover priority (localityLbSetting); absent = 0 */
+  priority?: number;
   stats: {
     cx_active: number;
     cx_connect_fail: number;

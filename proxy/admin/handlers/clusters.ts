@@ -57,7 +57,7 @@ export function renderClustersText(clusters: readonly ClusterStatus[]): string {
         p + 'zone::' + loc.zone + '\n' +
         p + 'sub_zone::' + loc.sub_zone + '\n' +
         p + 'canary::false\n' +
-        p + 'priority::0\n' +
+        p + 'priority::' + (h.priority ?? 0) + '\n' +
         p + 'success_rate::-1\n' +
         p + 'local_origin_success_rate::-1\n';
     }
@@ -98,6 +98,8 @@ export function clustersJson(clusters: readonly ClusterStatus[]): unknown {
         weight: h.weight,
         hostname: h.hostname,
         locality: locality(h),
+        // proto3 JSON omits zero: priority 0 has no key.
+        ...(h.priority !== undefined && h.priority > 0 ? { priority: h.priority } : {}),
       })),
     })),
   };

@@ -4,9 +4,21 @@
 // `distribute` splits requests by locality weight; retryRemoteLocalities sends the retry to the
 // other locality.
 
+import http from 'node:http';
 import t from 'tap';
 import { freePort, oneUpstreamConfig, startTestRuntime } from '../../../helpers/gateway';
 import { recordingUpstream, send, until } from '../../../helpers/recording-upstream';
+
+function getText(port: number, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      let b = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (b += c));
+      res.on('end', () => resolve(b));
+    }).on('error', reject);
+  });
+}
 
 function config(gwPort: number, local: number, remote: number, far: number, lb: string, outlier: string, retries = '{ attempts: 0 }'): string {
   return oneUpstreamConfig({ gwPort, upstreamPort: local, http: `  - route: [{ destination: { host: up.example, port: { number: 80 } } }]
@@ -38,6 +50,10 @@ t.test('failover: the local endpoint while healthy, then the failover region', a
     '{ consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 100 }'), { locality: 'us-east/zone1' });
   for (let i = 0; i < 10; i++) t.equal((await send(gwPort)).status, 200);
   t.same([local.seen.length, remote.seen.length, far.seen.length], [10, 0, 0], 'all to the same locality');
+  const clusters = await getText(gw.rt.adminPort, '/clusters');
+  const priorityOf = (port: number): string | undefined =>
+    clusters.split('\n').find((l) => l.startsWith(`outbound|80||up.example::127.0.0.1:${port}::priority::`))?.split('::').pop();
+  t.same([priorityOf(local.port), priorityOf(remote.port), priorityOf(far.port)], ['0', '1', '2'], '/clusters shows each endpoint\'s priority');
 
   localFails = true;
   t.equal((await send(gwPort)).status, 503, 'the local endpoint fails once and is ejected');
