@@ -34,8 +34,10 @@ const USAGE = `usage:
              [--network NAME] [--network-gateway NAME=HOST:PORT ...]   multi-network endpoints (S8)
              [--locality REGION/ZONE/SUBZONE]   this proxy's locality (localityLbSetting failover/distribute)
              [--drain-duration 5s]   on SIGTERM: readiness 503, keep serving this long, then exit 0
+             [--mtls-mode PERMISSIVE|STRICT|DISABLE] [--mtls-port-mode PORT=MODE ...]   sidecar inbound (15006)
+             [--dns-capture [--dns-port 15053]]   sidecar DNS proxy for sluice iptables --redirect-dns
   sluice validate --config PATH ... [--namespace NS] [--role R --labels ..]
-  sluice explain --config PATH ... --role R [--labels ..] [--network NAME] (--url URL | --sni HOST --port N | --tcp IP:PORT)
+  sluice explain --config PATH ... --role R [--labels ..] [--network NAME] (--url URL | --sni HOST --port N | --tcp IP:PORT | --inbound PORT)
   sluice iptables [--proxy-uid 1337] [--outbound-port 15001] [--inbound-port 15006] [--exclude-outbound-cidrs ..]
                   [--exclude-outbound-ports ..] [--inbound-ports '*'|list] [--dry-run] [--clean]
   sluice inject [--image sluice:0.1.0] [--config kubernetes|PATH] [--config-map NAME] [--drain-duration 5s]
@@ -53,7 +55,7 @@ export interface Flags {
   has(name: string): boolean;
 }
 
-const BOOLEAN_FLAGS = new Set(['dry-run', 'clean', 'once', 'no-capture', 'help']);
+const BOOLEAN_FLAGS = new Set(['dry-run', 'clean', 'once', 'no-capture', 'help', 'dns-capture']);
 
 export function parseFlags(argv: readonly string[], known: readonly string[], env: NodeJS.ProcessEnv = process.env): Flags {
   const values = new Map<string, string[]>();
@@ -133,6 +135,33 @@ function role(flags: Flags): Role {
 
 const RUN_FLAGS = ['kubeconfig', 'watch-namespaces', 'role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port', 'audit-log', 'audit-log-max-bytes', 'audit-log-keep', 'dns-servers', 'network', 'network-gateway', 'drain-duration', 'locality', 'max-connections-per-listener', 'max-downstream-connections', 'request-headers-timeout'];
 
+/** The sidecar inbound side's and DNS capture's flags (issue 15), beside RUN_FLAGS. */
+const INBOUND_DNS_FLAGS = ['mtls-mode', 'mtls-port-mode', 'dns-capture', 'dns-port'];
+
+const MTLS_MODES = ['STRICT', 'PERMISSIVE', 'DISABLE'] as const;
+type MtlsMode = (typeof MTLS_MODES)[number];
+
+function mtlsMode(v: string, flag: string): MtlsMode {
+  const m = v.toUpperCase();
+  if (!(MTLS_MODES as readonly string[]).includes(m)) throw new UsageError(`--${flag} must be STRICT, PERMISSIVE or DISABLE, got "${v}"`);
+  return m as MtlsMode;
+}
+
+/**
+ * The sidecar inbound mTLS mode, as a PeerAuthentication would set it: `--mtls-mode MODE` for the
+ * workload, `--mtls-port-mode PORT=MODE` (repeatable) per port. Default PERMISSIVE, as Istio.
+ */
+export function inboundMtlsOptions(flags: Flags): { mode: MtlsMode; ports: Record<number, MtlsMode> } {
+  const ports: Record<number, MtlsMode> = {};
+  for (const v of flags.all('mtls-port-mode')) {
+    const eq = v.indexOf('=');
+    const port = Number(v.slice(0, eq));
+    if (eq <= 0 || !Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--mtls-port-mode expects PORT=MODE, got "${v}"`);
+    ports[port] = mtlsMode(v.slice(eq + 1), 'mtls-port-mode');
+  }
+  return { mode: mtlsMode(flags.get('mtls-mode') ?? 'PERMISSIVE', 'mtls-mode'), ports };
+}
+
 /**
  * `--network NAME` (Istio's ISTIO_META_NETWORK; for a gateway also its REQUESTED_NETWORK_VIEW) and
  * `--network-gateway NAME=HOST:PORT` (repeatable; Istio's meshNetworks gateways): which endpoints
@@ -175,6 +204,9 @@ export function runOptionsFrom(flags: Flags): RunOptions {
     inboundPort: intFlag(flags, 'inbound-port', 15006, 1),
     certsDir: flags.get('certs') ?? '/etc/certs',
     ...networkOptions(flags),
+    inboundMtls: inboundMtlsOptions(flags),
+    dnsCapture: flags.get('dns-capture') === 'true',
+    dnsPort: intFlag(flags, 'dns-port', 15053, 1),
     outboundPolicy: policy as OutboundPolicy,
     accessLog: flags.get('access-log') ?? 'stdout',
     accessLogFormat: format,
@@ -200,7 +232,7 @@ export function runOptionsFrom(flags: Flags): RunOptions {
 }
 
 async function cmdRun(argv: string[]): Promise<number> {
-  const base = runOptionsFrom(parseFlags(argv, RUN_FLAGS));
+  const base = runOptionsFrom(parseFlags(argv, [...RUN_FLAGS, ...INBOUND_DNS_FLAGS]));
   // One process: --concurrency 1. Otherwise this process is the primary (config + admin) and forks
   // the workers, which re-run this same command and find themselves to be workers.
   const mode = cluster.isWorker ? 'worker' : base.concurrency > 1 ? 'primary' : 'single';
@@ -250,16 +282,16 @@ function cmdValidate(argv: string[]): number {
 }
 
 function cmdExplain(argv: string[]): number {
-  const flags = parseFlags(argv, ['config', 'namespace', 'role', 'labels', 'outbound-policy', 'certs', 'url', 'sni', 'port', 'tcp', 'network', 'network-gateway', 'locality']);
+  const flags = parseFlags(argv, ['config', 'namespace', 'role', 'labels', 'outbound-policy', 'certs', 'url', 'sni', 'port', 'tcp', 'network', 'network-gateway', 'locality', 'inbound', 'mtls-mode', 'mtls-port-mode']);
   const paths = fileConfigPaths(flags, 'explain');
   const r = role(flags);
   const namespace = flags.get('namespace') ?? (r === 'gateway' ? 'istio-system' : 'default');
   const loaded = loadPaths(paths, { defaultNamespace: namespace });
   if (loaded.messages.some((m) => m.level === 'error')) throw new ConfigError(loaded.messages);
   const policy = (flags.get('outbound-policy') ?? 'ALLOW_ANY') as OutboundPolicy;
-  const snap = compile(loaded.resources, { role: r, namespace, labels: parseLabels(flags.get('labels')), outboundPolicy: policy, certsDir: flags.get('certs') ?? '/etc/certs', ...networkOptions(flags) });
-  const target = parseExplainTarget({ url: flags.get('url'), sni: flags.get('sni'), port: flags.get('port'), tcp: flags.get('tcp') });
-  if (target === null) throw new UsageError('explain needs --url URL, or --sni HOST --port N, or --tcp IP:PORT');
+  const snap = compile(loaded.resources, { role: r, namespace, labels: parseLabels(flags.get('labels')), outboundPolicy: policy, certsDir: flags.get('certs') ?? '/etc/certs', ...networkOptions(flags), inboundMtls: inboundMtlsOptions(flags) });
+  const target = parseExplainTarget({ url: flags.get('url'), sni: flags.get('sni'), port: flags.get('port'), tcp: flags.get('tcp'), inbound: flags.get('inbound') });
+  if (target === null) throw new UsageError('explain needs --url URL, or --sni HOST --port N, or --tcp IP:PORT, or --inbound PORT');
   process.stdout.write(explain(snap, target).join('\n') + '\n');
   return 0;
 }

@@ -21,14 +21,16 @@ import { FLAG, ProxyErrorCode, rescueFor, type ProxyErrorCodeValue } from './err
 export type ExplainTarget =
   | { readonly kind: 'url'; readonly url: URL }
   | { readonly kind: 'sni'; readonly sni: string; readonly port: number }
-  | { readonly kind: 'tcp'; readonly ip: string; readonly port: number };
+  | { readonly kind: 'tcp'; readonly ip: string; readonly port: number }
+  /** A connection to the pod's own port, caught by the sidecar's inbound listener (15006). */
+  | { readonly kind: 'inbound'; readonly port: number };
 
 /** A bad `--url` / `?url=` etc.: the CLI and the admin turn it into a usage message. */
 export class ExplainTargetError extends Error {
   readonly code = 'PRX_ERR_EXPLAIN_TARGET';
 }
 
-const USAGE = 'explain needs url=URL, or sni=HOST with port=N, or tcp=IP:PORT';
+const USAGE = 'explain needs url=URL, or sni=HOST with port=N, or tcp=IP:PORT, or inbound=PORT';
 
 function portOf(s: string, what: string): number {
   const n = Number(s);
@@ -37,7 +39,8 @@ function portOf(s: string, what: string): number {
 }
 
 /** null when no target was given at all; throws ExplainTargetError for a malformed one. */
-export function parseExplainTarget(o: { url?: string | undefined; sni?: string | undefined; port?: string | undefined; tcp?: string | undefined }): ExplainTarget | null {
+export function parseExplainTarget(o: { url?: string | undefined; sni?: string | undefined; port?: string | undefined; tcp?: string | undefined; inbound?: string | undefined }): ExplainTarget | null {
+  if (o.inbound !== undefined) return { kind: 'inbound', port: portOf(o.inbound, 'inbound') };
   if (o.url !== undefined) {
     let url: URL;
     try {
@@ -439,6 +442,46 @@ function explainListener(snap: Snapshot, listener: Listener, target: ExplainTarg
   else explainHttp(snap, chain, target, port, t, live);
 }
 
+/**
+ * A connection to the pod's port `port` (config/compile/inbound.ts): the port's inbound listener or
+ * the passthrough one, each chain of its mTLS mode and where it goes. The outcome is the mesh
+ * client's (mTLS); a mode that refuses plain text says so in a line.
+ */
+function explainInbound(snap: Snapshot, port: number, t: Trace, live: LiveClusters | undefined): void {
+  const inbound = snap.inbound;
+  if (inbound === undefined) {
+    t.line('listener', 'none: only a sidecar has an inbound side');
+    t.refused('a gateway serves only its Gateway ports');
+    return;
+  }
+  const declared = inbound.ports.get(port);
+  const l = declared ?? inbound.passthrough;
+  t.listener = 'virtualInbound';
+  t.line('listener', `virtualInbound (0.0.0.0_15006), port ${port} ${declared !== undefined ? `declared ${l.protocol === 'http' ? 'HTTP' : 'TCP'} by this workload's services` : 'not declared by any service of this workload: relayed as TCP'}`);
+  const mtls = l.chains.find((c) => c.tls !== null) ?? null;
+  const plain = l.chains.find((c) => c.tls === null) ?? null;
+  const mode = mtls === null ? 'DISABLE' : plain === null ? 'STRICT' : 'PERMISSIVE';
+  t.line('mtls', `${mode}: ${mode === 'STRICT' ? 'mutual TLS required; plain text is refused (NR filter_chain_not_found)' : mode === 'PERMISSIVE' ? `mesh mTLS (ALPN ${(mtls!.match.applicationProtocols ?? []).join(', ')}) terminated; plain text (and other TLS) passed to the app as it came` : 'nothing terminated: bytes go to the app as they came'}`);
+  if (mtls !== null) t.line('chain', `${mtls.name}  (terminates TLS: ISTIO_MUTUAL with ${mtls.tls!.certFile}, client certificates verified against ${mtls.tls!.caFile})`);
+  if (plain !== null) t.line('chain', `${plain.name}  (plain text)`);
+  const chain = (mtls ?? plain)!;
+  t.chain = chain.name;
+  const f = chain.filter;
+  if (f.kind === 'http') {
+    t.line('http', `stats http.${f.statPrefix}., x-forwarded-client-cert ${f.forwardClientCert ?? 'untouched'} (By, Hash, Subject, URI of the verified client)`);
+    const route = f.routeConfig.defaultHost!.routes[0]!;
+    t.route = route.name;
+    if (route.action.kind === 'forward') describeClusters(snap, route.action.clusters.entries, t, live, true);
+  } else {
+    t.line('tcp', `tcp_proxy, stats tcp.${f.statPrefix}.`);
+    const route = f.routes[0]!;
+    t.route = route.name;
+    describeClusters(snap, route.clusters.entries, t, live, false);
+  }
+  const c = snap.clusters.get(t.clusters[0] ?? '');
+  if (c?.upstreamBindAddress !== undefined) t.line('source', `${c.upstreamBindAddress} (Istio's InboundPassthroughCluster source; sluice iptables lets it through)${c.originalDstOnLoopback === true ? `, to 127.0.0.1:${port}` : ''}`);
+}
+
 /** The full decision chain, with its outcome. `live` adds endpoint health from the running proxy. */
 export function explainDetailed(snap: Snapshot, target: ExplainTarget, live?: LiveClusters): Explanation {
   const t = new Trace();
@@ -451,6 +494,10 @@ export function explainDetailed(snap: Snapshot, target: ExplainTarget, live?: Li
   } else if (target.kind === 'sni') {
     port = target.port;
     t.line('request', `TLS ClientHello SNI ${target.sni} to port ${port}`);
+  } else if (target.kind === 'inbound') {
+    t.line('request', `inbound connection to this pod's port ${target.port}`);
+    explainInbound(snap, target.port, t, live);
+    return t.done();
   } else {
     port = target.port;
     ip = target.ip;

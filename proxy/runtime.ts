@@ -20,6 +20,8 @@ import { ProxyContext, type DownstreamTimeouts } from './context';
 import type { ConnectionLimits } from './listener/admission';
 import { CaptureListener } from './listener/capture';
 import { probeTcpHandles, tcpHandles, tcpHandlesUnavailableReason } from './transport/tcp-handle';
+import { InboundListener } from './listener/inbound';
+import { DnsProxy, resolvConfServers } from './dns/proxy';
 import { GatewayListeners } from './listener/gateway';
 import { HttpProxyListener } from './listener/http-proxy';
 import { originalDstSupport } from './transport/original-dst';
@@ -59,6 +61,11 @@ export interface RunOptions {
   readonly networkGateways?: Readonly<Record<string, readonly string[]>>;
   /** `--locality`: this proxy's region/zone/subzone (config/compile/locality.ts). */
   readonly locality?: string;
+  /** `--mtls-mode`, `--mtls-port-mode`: the inbound side's mTLS (config/compile/inbound.ts). */
+  readonly inboundMtls?: CompileOptions['inboundMtls'];
+  /** Sidecar `--dns-capture`: answer DNS on 127.0.0.1:dnsPort (proxy/dns/proxy.ts); absent = off. */
+  readonly dnsCapture?: boolean;
+  readonly dnsPort?: number;
   readonly outboundPolicy: OutboundPolicy;
   readonly accessLog: string;
   readonly accessLogFormat: 'istio' | 'envoy' | 'json';
@@ -107,6 +114,8 @@ export class Runtime implements Drainable {
   private source: FileSource | KubernetesSource | null = null;
   private gateway: GatewayListeners | null = null;
   private capture: CaptureListener | null = null;
+  private inbound: InboundListener | null = null;
+  private dns: DnsProxy | null = null;
   private httpProxy: HttpProxyListener | null = null;
   private readonly closers: (() => Promise<void> | void)[] = [];
   private serverState: ServerState = 'PRE_INITIALIZING';
@@ -146,7 +155,8 @@ export class Runtime implements Drainable {
     const o = this.options;
     return {
       role: o.role, namespace: o.namespace, labels: o.labels, outboundPolicy: o.outboundPolicy, certsDir: o.certsDir,
-      network: o.network, networkGateways: o.networkGateways, locality: o.locality,
+      network: o.network, networkGateways: o.networkGateways, locality: o.locality, inboundMtls: o.inboundMtls,
+      dnsCapture: o.role === 'sidecar' && o.dnsCapture === true,
     };
   }
 
@@ -276,6 +286,15 @@ export class Runtime implements Drainable {
       }
       this.capture = new CaptureListener(ctx, o.outboundPort);
       await this.capture.listen('0.0.0.0');
+      // The inbound side: without it, `sluice iptables` would leave every pod port refusing.
+      this.inbound = new InboundListener(ctx, o.inboundPort);
+      await this.inbound.listen('0.0.0.0');
+    }
+    // One DNS proxy per pod, not per worker: the single process, or the first worker, answers.
+    if (o.dnsCapture === true && o.role === 'sidecar' && (this.mode === 'single' || process.env['SLUICE_WORKER_INDEX'] === '0')) {
+      const dns = new DnsProxy({ host: '127.0.0.1', port: o.dnsPort ?? 15053, snapshot: () => ctx.snapshot, upstreams: () => resolvConfServers(), log: this.log });
+      await dns.listen();
+      this.dns = dns;
     }
     if (o.httpProxyPort !== null) {
       this.httpProxy = new HttpProxyListener(ctx, o.httpProxyPort);
@@ -351,6 +370,8 @@ export class Runtime implements Drainable {
     if (this.workers !== null) return [...this.workers.listeners()];
     const out: { name: string; address: string }[] = [];
     if (this.capture !== null) out.push(this.capture.address());
+    if (this.inbound !== null) out.push(this.inbound.address());
+    if (this.dns !== null) out.push(this.dns.address());
     if (this.httpProxy !== null) out.push(this.httpProxy.address());
     if (this.gateway !== null) out.push(...this.gateway.addresses());
     return out;
@@ -431,6 +452,8 @@ export class Runtime implements Drainable {
     this.serverState = 'DRAINING';
     this.source?.close();
     this.capture?.close();
+    this.inbound?.close();
+    this.dns?.close();
     this.httpProxy?.close();
     this.gateway?.close();
     this.clusters.close();

@@ -5,12 +5,14 @@
 
 import { createHash } from 'node:crypto';
 import type { Resources } from '../resources/types';
-import type { Cluster, Listener, Snapshot } from './snapshot';
+import type { Cluster, Inbound, Listener, Snapshot } from './snapshot';
 import { BLACKHOLE_CLUSTER } from './snapshot';
 import { Registry, type CompileOptions } from './registry';
 import { buildClusters } from './clusters';
 import { buildSidecarListeners } from './sidecar';
 import { buildGatewayListeners } from './gateway';
+import { buildInbound } from './inbound';
+import { buildDnsTable } from './dns';
 import { catchAllHttpHost, catchAllTcpCluster } from './route-config';
 import { deepFreeze, frozenMap } from './freeze';
 import { indexListeners } from './lookup';
@@ -69,7 +71,7 @@ export function snapshotVersion(resources: Resources, opts: CompileOptions): str
   h.value({
     resources, role: opts.role, namespace: opts.namespace, labels: opts.labels,
     outboundPolicy: opts.outboundPolicy, certsDir: opts.certsDir,
-    network: opts.network, networkGateways: opts.networkGateways,
+    network: opts.network, networkGateways: opts.networkGateways, inboundMtls: opts.inboundMtls, dnsCapture: opts.dnsCapture,
   });
   return h.digest();
 }
@@ -83,8 +85,11 @@ export function compile(resources: Resources, opts: CompileOptions): Snapshot {
   const policy = sidecar ? opts.outboundPolicy : 'REGISTRY_ONLY';
   const catchAll = { tcpCluster: sidecar ? catchAllTcpCluster(policy) : BLACKHOLE_CLUSTER, httpHost: catchAllHttpHost(policy) };
   let listeners: Map<string, Listener>;
-  if (sidecar) listeners = buildSidecarListeners(reg, catchAll.httpHost, catchAll.tcpCluster);
-  else {
+  let inbound: Inbound | undefined;
+  if (sidecar) {
+    listeners = buildSidecarListeners(reg, catchAll.httpHost, catchAll.tcpCluster);
+    inbound = buildInbound(reg, clusters);
+  } else {
     const extra = new Map<string, Cluster>();
     listeners = buildGatewayListeners(reg, extra);
     for (const [k, c] of extra) clusters.set(k, c);
@@ -97,6 +102,8 @@ export function compile(resources: Resources, opts: CompileOptions): Snapshot {
     outboundPolicy: opts.outboundPolicy,
     listeners: frozenMap(listeners),
     catchAll,
+    ...(inbound === undefined ? {} : { inbound: { ...inbound, ports: frozenMap(inbound.ports) } }),
+    ...(opts.dnsCapture === true && sidecar ? { dns: buildDnsTable(reg) } : {}),
     clusters: frozenMap(clusters),
     warnings: reg.warnings(),
     resources,

@@ -5,10 +5,11 @@
 import type {
   DestinationRule, Destination, Resources, ServiceEntry, ServicePort, VirtualService, Location, Resolution, Resource,
 } from '../resources/types';
-import type { ConfigMessage, OutboundPolicy, Role } from './snapshot';
+import type { ConfigMessage, InboundMtlsMode, OutboundPolicy, Role } from './snapshot';
 import { configMessage, ConfigErrorCode, type ConfigErrorCodeValue } from '../errors';
 import { clusterName, expandHost, MESH_GATEWAY, resolveGatewayName } from './names';
 import { labelsSubsetOf } from './hosts';
+import { allocateVips } from './dns';
 
 export interface CompileOptions {
   readonly role: Role;
@@ -26,6 +27,17 @@ export interface CompileOptions {
   readonly networkGateways?: Readonly<Record<string, readonly string[]>>;
   /** The proxy's locality `region/zone/subzone` (`--locality`, Istio's node locality): localityLbSetting. */
   readonly locality?: string;
+  /**
+   * Sidecar inbound mTLS (`--mtls-mode`, `--mtls-port-mode P=MODE`), what a PeerAuthentication
+   * says in Istio; absent = PERMISSIVE everywhere, Istio's default.
+   */
+  readonly inboundMtls?: { readonly mode: InboundMtlsMode; readonly ports: Readonly<Record<number, InboundMtlsMode>> };
+  /**
+   * Sidecar `--dns-capture` (Istio's ISTIO_META_DNS_CAPTURE + DNS_AUTO_ALLOCATE): hosts without
+   * `addresses` get a VIP from 240.240.0.0/16 (config/compile/dns.ts), and the snapshot carries the
+   * name -> address table the DNS proxy answers from.
+   */
+  readonly dnsCapture?: boolean;
 }
 
 /** One host of one visible ServiceEntry (Istio builds one model.Service per host). */
@@ -139,6 +151,7 @@ export class Registry {
         byHost.set(host, svc);
       });
     }
+    if (opts.dnsCapture === true && opts.role === 'sidecar') allocateVips(services, byHost);
     this.services = services;
     this.servicesByHost = byHost;
 

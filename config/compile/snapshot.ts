@@ -33,6 +33,16 @@ export interface Snapshot {
   readonly listeners: ReadonlyMap<string, Listener>;
   /** Sidecar catch-all for destinations no listener claims: PassthroughCluster or BlackHoleCluster. */
   readonly catchAll: CatchAll;
+  /**
+   * Sidecar only: the inbound side (`virtualInbound`, 15006), what the pod's own ports get
+   * (config/compile/inbound.ts). Absent on gateways.
+   */
+  readonly inbound?: Inbound;
+  /**
+   * Sidecar with `--dns-capture`: lower-case host -> its addresses (IPv4 and IPv6 literals), what
+   * the DNS proxy on 15053 answers A/AAAA queries with (config/compile/dns.ts). Absent = off.
+   */
+  readonly dns?: ReadonlyMap<string, readonly string[]>;
   /** All clusters any route can reach, plus PassthroughCluster and BlackHoleCluster. */
   readonly clusters: ReadonlyMap<string, Cluster>;
   /** Problems found while compiling that do not stop the proxy (e.g. destination host unknown). */
@@ -130,6 +140,12 @@ export interface HttpConnectionManager {
   readonly routeConfig: RouteConfig;
   /** Gateway server with `tls.httpsRedirect` on a plain port: answer 301 to https. */
   readonly httpsRedirect: boolean;
+  /**
+   * Envoy's forward_client_cert_details as Istio sets it on sidecar inbound: APPEND_FORWARD (the
+   * verified client certificate's By/Hash/Subject/URI/DNS appended to x-forwarded-client-cert; the
+   * header dropped on a connection without one). Absent: the header is forwarded untouched.
+   */
+  readonly forwardClientCert?: 'APPEND_FORWARD';
 }
 
 export interface TcpProxy {
@@ -346,6 +362,22 @@ export interface DirectResponseAction {
   /** RESPONSE_CODE_DETAILS: `direct_response` */
 }
 
+// ------------------------------------------------------------------ sidecar inbound
+
+/** Istio's PeerAuthentication mTLS modes (security/v1beta1 `PeerAuthentication.MutualTLS.Mode`). */
+export type InboundMtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+
+export interface Inbound {
+  /** Per declared port of this workload's services: chains by mode, then HTTP or TCP to `inbound|P||`. */
+  readonly ports: ReadonlyMap<number, Listener>;
+  /**
+   * Any other port (`InboundPassthroughClusterIpv4`): relayed as TCP to the app on 127.0.0.1 at
+   * the original destination's port, after the default mode's chains.
+   */
+  readonly passthrough: Listener;
+  readonly defaultMode: InboundMtlsMode;
+}
+
 // ------------------------------------------------------------------ sidecar catch-all
 
 export interface CatchAll {
@@ -433,6 +465,13 @@ export interface Cluster {
   readonly outlierDetection?: OutlierConfig | null;
   /** `loadBalancer.warmup`: Envoy's slow_start_config for hosts added after the cluster began. */
   readonly warmup?: WarmupConfig | null;
+  /**
+   * Source address upstream connections are bound to (Envoy upstream_bind_config): `127.0.0.6` on
+   * the sidecar's inbound clusters, which `sluice iptables` lets through uncaptured.
+   */
+  readonly upstreamBindAddress?: string;
+  /** ORIGINAL_DST to 127.0.0.1 at the original destination's port (InboundPassthroughClusterIpv4). */
+  readonly originalDstOnLoopback?: boolean;
 }
 
 /** Envoy's outlier_detection as Istio fills it (cluster_traffic_policy.go applyOutlierDetection). */

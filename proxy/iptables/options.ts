@@ -24,6 +24,10 @@ export interface CaptureOptions {
   inboundPorts: '*' | number[];
   /** Inbound ports left alone when inboundPorts is '*' (`-d`): Istio's 15090 prometheus, 15021 health, 15020 agent. */
   excludeInboundPorts: number[];
+  /** `--redirect-dns`: the app's DNS (UDP and TCP 53) to the sidecar's DNS proxy on dnsPort. */
+  redirectDns: boolean;
+  /** The DNS proxy's port (Istio 15053). */
+  dnsPort: number;
 }
 
 export function defaultCaptureOptions(): CaptureOptions {
@@ -37,6 +41,8 @@ export function defaultCaptureOptions(): CaptureOptions {
     excludeOutboundPorts: [],
     inboundPorts: '*',
     excludeInboundPorts: [15090, 15021, 15020],
+    redirectDns: false,
+    dnsPort: 15053,
   };
 }
 
@@ -89,6 +95,8 @@ export const IPTABLES_FLAGS: readonly FlagSpec[] = [
   { flag: '--exclude-outbound-ports', target: 'excludeOutboundPorts', kind: 'ports', help: 'comma list of destination ports never captured' },
   { flag: '--inbound-ports', target: 'inboundPorts', kind: 'inboundPorts', help: "inbound ports captured: '*' (default), a comma list, or '' = no inbound capture" },
   { flag: '--exclude-inbound-ports', target: 'excludeInboundPorts', kind: 'ports', help: "inbound ports not captured with '*' (default 15090,15021,15020)" },
+  { flag: '--redirect-dns', target: 'redirectDns', kind: 'bool', help: "send the app's DNS (UDP and TCP port 53, any server) to the sidecar's DNS proxy (run it with --dns-capture)" },
+  { flag: '--dns-port', target: 'dnsPort', kind: 'port', help: 'port of the sidecar DNS proxy (default 15053)' },
   { flag: '--dry-run', target: 'dryRun', kind: 'bool', help: 'print the iptables-restore input instead of installing it' },
   { flag: '--clean', target: 'clean', kind: 'bool', help: 'remove the ISTIO_* nat chains and the jumps to them, nothing else' },
 ];
@@ -158,6 +166,7 @@ function applyValue(result: ParsedIptablesArgs, spec: FlagSpec, value: string, w
       }
       const on = v === 'true' || v === '1';
       if (spec.target === 'dryRun') result.dryRun = on;
+      else if (spec.target === 'redirectDns') o.redirectDns = on;
       else result.clean = on;
       return;
     }
@@ -167,6 +176,7 @@ function applyValue(result: ParsedIptablesArgs, spec: FlagSpec, value: string, w
       return;
     case 'port':
       if (spec.target === 'outboundPort') o.outboundPort = parsePort(value, where, problems);
+      else if (spec.target === 'dnsPort') o.dnsPort = parsePort(value, where, problems);
       else o.inboundPort = parsePort(value, where, problems);
       return;
     case 'ports': {

@@ -5,7 +5,10 @@
 //   1. excluded ports        RETURN  "must be applied before connections back to self are redirected"
 //   2. 127.0.0.6 on lo       RETURN  source address of the inbound passthrough cluster
 //   3. proxy -> own VIP      ISTIO_IN_REDIRECT (hairpin: app -> proxy(out) -> proxy(in) -> app)
-//   4. app -> app on lo      RETURN  (unless loopback is explicitly included)
+//   4. app -> 127/8 on lo    ISTIO_REDIRECT, but 127.0.0.1: loopback VIPs (the seed's 127.255.0.2 for
+//                            httpbin.bar.global) are caught, as Istio 1.1's `-o lo ! -d 127.0.0.1`
+//                            rule caught them; IPv4 only
+//      app -> app on lo      RETURN  (unless loopback is explicitly included)
 //   5. proxy UID/GID         RETURN  the proxy's own upstream connections are never recaptured (no loop)
 //   6. 127.0.0.1             RETURN  localhost-aware apps and container-to-container traffic
 //   7. excluded CIDRs        RETURN  before inclusions
@@ -27,6 +30,7 @@ interface FamilyConstants {
 }
 
 const V4: FamilyConstants = { passthroughSource: '127.0.0.6/32', loopback: '127.0.0.1/32', family: 4 };
+
 const V6: FamilyConstants = { passthroughSource: '::6/128', loopback: '::1/128', family: 6 };
 
 function familyOf(cidr: string): 4 | 6 {
@@ -68,8 +72,20 @@ function build(o: CaptureOptions, fam: FamilyConstants): string {
   const wildcard = includes.length === 1 && includes[0] === '*';
   const loopbackIncluded = !wildcard && includes.some(isLoopbackCidr);
   const owners: Array<['--uid-owner' | '--gid-owner', number]> = [['--uid-owner', o.proxyUid], ['--gid-owner', o.proxyGid]];
+  if (o.redirectDns) {
+    // DNS capture (Istio's ISTIO_META_DNS_CAPTURE with --capture-all-dns): the app's queries, UDP and
+    // TCP, to any server go to the sidecar's DNS proxy; the proxy's own (forwarded) queries do not.
+    for (const proto of ['udp', 'tcp']) {
+      for (const [match, id] of owners) rules.push(`-A ISTIO_OUTPUT -p ${proto} --dport 53 -m owner ${match} ${id} -j RETURN`);
+      rules.push(`-A ISTIO_OUTPUT -p ${proto} --dport 53 -j REDIRECT --to-ports ${o.dnsPort}`);
+    }
+  }
+  // 127.0.0.1 itself is never a VIP: say so before the loopback-VIP rules below.
+  const loopbackVips = fam.family === 4 && wildcard;
+  if (loopbackVips) rules.push(`-A ISTIO_OUTPUT -o lo -d ${fam.loopback} -j RETURN`);
   for (const [match, id] of owners) {
     rules.push(`-A ISTIO_OUTPUT -o lo ! -d ${fam.loopback} -p tcp ! --dport ${INBOUND_TUNNEL_PORT} -m owner ${match} ${id} -j ISTIO_IN_REDIRECT`);
+    if (loopbackVips) rules.push(`-A ISTIO_OUTPUT -o lo -d 127.0.0.0/8 -p tcp -m owner ! ${match} ${id} -j ISTIO_REDIRECT`);
     if (!loopbackIncluded) rules.push(`-A ISTIO_OUTPUT -o lo -m owner ! ${match} ${id} -j RETURN`);
     rules.push(`-A ISTIO_OUTPUT -m owner ${match} ${id} -j RETURN`);
   }

@@ -36,6 +36,7 @@ import { NodeStream } from './node-stream';
 import { TargetForm, parseRequestTarget } from './request-target';
 import { grpcTimeoutMs } from './grpc';
 import { UpgradeOffer, WEBSOCKET_REQUEST_LINES, upgradeOffer } from './upgrade';
+import { appendedXfcc } from './xfcc';
 import type { DownstreamStream } from './stream';
 
 /** Per downstream connection: what the listener decided, attached to the socket. */
@@ -55,6 +56,8 @@ export class DownstreamInfo {
   readonly appendXff: boolean;
   /** Explicit proxy listener (HTTP_PROXY): requests carry absolute-form URIs and CONNECT is served. */
   readonly absoluteForm: boolean;
+  /** Sidecar inbound (l7/xfcc.ts): this hop's x-forwarded-client-cert element; null = no client certificate; absent = not set. */
+  readonly xfcc?: string | null;
 
   constructor(init: Omit<DownstreamInfo, never>) {
     this.hcm = init.hcm;
@@ -68,6 +71,7 @@ export class DownstreamInfo {
     this.scheme = init.scheme;
     this.appendXff = init.appendXff;
     this.absoluteForm = init.absoluteForm;
+    this.xfcc = init.xfcc;
   }
 }
 
@@ -285,6 +289,7 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
   if (info.appendXff) rest += 'x-forwarded-for: ' + xff + '\r\n';
   if (head.xfp === null) rest += 'x-forwarded-proto: ' + info.scheme + '\r\n';
   if (upstreamPath !== path) rest += 'x-envoy-original-path: ' + path + '\r\n';
+  if (info.xfcc != null) rest += 'x-forwarded-client-cert: ' + appendedXfcc(head, info.xfcc) + '\r\n';
   const upstreamAuthority = newHost ?? (head.host ?? authority);
   const upgrade = offer === UpgradeOffer.WEBSOCKET && stream.canTakeOver;
   const text = requestLine + 'host: ' + upstreamAuthority + '\r\n' + rest + (upgrade ? WEBSOCKET_REQUEST_LINES : '');

@@ -13,6 +13,7 @@ import type { ListenerStats } from '../observe/stats';
 import { DownstreamInfo, handOverHttp } from '../l7/http-connection';
 import { proxyTcp, type L4Info } from '../l4/tcp-proxy';
 import { terminateTls } from '../tls/terminate';
+import { xfccElement } from '../l7/xfcc';
 import { planTcp } from './tcp-plan';
 import { inspect, type Inspection, type InspectOptions } from './inspect';
 import { FLAG, ProxyErrorCode, rescueFor, type Flag, type ProxyError } from '../errors';
@@ -28,6 +29,8 @@ export interface AcceptedConnection {
   readonly listenerStats: ListenerStats;
   /** the addresses may be read lazily (socket-addresses.ts); sni/peerUriSan are set here once known */
   readonly l4: L4Info;
+  /** The sidecar's inbound listener (inbound.ts): its dropped connections are logged `inbound`, and it hears of them. */
+  readonly inbound?: { onNoChain(conn: AcceptedConnection, isTls: boolean): void };
 }
 
 /** How the first bytes of a connection on `listener` are inspected; null: they are not. */
@@ -53,6 +56,7 @@ export function dispatchConnection(ctx: ProxyContext, conn: AcceptedConnection, 
 export function dispatchInspected(ctx: ProxyContext, conn: AcceptedConnection, err: ProxyError | null, r: Inspection | null): void {
   if (err !== null || r === null) {
     conn.listenerStats.no_filter_chain_match.inc();
+    conn.inbound?.onNoChain(conn, false);
     logDropped(ctx, conn, null, NO_CHAIN.flags, err === null ? NO_CHAIN.details : err.message);
     conn.socket.destroy();
     return;
@@ -65,6 +69,7 @@ export function runChain(ctx: ProxyContext, conn: AcceptedConnection, chain: Fil
   const sni = insp?.sni ?? null;
   if (chain === null) {
     conn.listenerStats.no_filter_chain_match.inc();
+    conn.inbound?.onNoChain(conn, insp?.isTls === true);
     logDropped(ctx, conn, sni, NO_CHAIN.flags, NO_CHAIN.details);
     conn.socket.destroy();
     return;
@@ -85,7 +90,8 @@ export function runChain(ctx: ProxyContext, conn: AcceptedConnection, chain: Fil
     }
     terminateTls(socket, chain.tls, secureContext, conn.listenerStats, {
       secure(secure, servername, peerUriSan) {
-        handToFilter(ctx, conn, chain, secure, sni ?? servername, peerUriSan, null, 'https');
+        const xfcc = chain.filter.kind === 'http' && chain.filter.forwardClientCert !== undefined ? xfccElement(secure) : undefined;
+        handToFilter(ctx, conn, chain, secure, sni ?? servername, peerUriSan, null, 'https', xfcc);
       },
       failed(f) {
         logDropped(ctx, conn, sni, FLAG.NONE, 'downstream TLS handshake failed: ' + f.reason);
@@ -96,7 +102,10 @@ export function runChain(ctx: ProxyContext, conn: AcceptedConnection, chain: Fil
   handToFilter(ctx, conn, chain, socket, sni, null, head, 'http');
 }
 
-function handToFilter(ctx: ProxyContext, conn: AcceptedConnection, chain: FilterChain, socket: net.Socket, sni: string | null, peerUriSan: string | null, head: Buffer | null, scheme: 'http' | 'https'): void {
+function handToFilter(
+  ctx: ProxyContext, conn: AcceptedConnection, chain: FilterChain, socket: net.Socket, sni: string | null, peerUriSan: string | null,
+  head: Buffer | null, scheme: 'http' | 'https', xfcc?: string | null,
+): void {
   const f = chain.filter;
   if (f.kind === 'http') {
     if (head !== null && head.length > 0) socket.unshift(head);
@@ -112,6 +121,8 @@ function handToFilter(ctx: ProxyContext, conn: AcceptedConnection, chain: Filter
       scheme,
       appendXff: ctx.role === 'gateway',
       absoluteForm: false,
+      // APPEND_FORWARD: a connection without a verified client certificate forwards no header.
+      xfcc: f.forwardClientCert === undefined ? undefined : xfcc ?? null,
     });
     handOverHttp(ctx, socket, info);
     // inspect() leaves the socket explicitly paused; adding a 'data' listener does not resume it.
@@ -139,6 +150,7 @@ class ChainQuery implements ChainInput {
 function logDropped(ctx: ProxyContext, conn: AcceptedConnection, sni: string | null, flags: Flag, details: string): void {
   const r = recordFor({ localAddress: conn.l4.localAddress, remoteAddress: conn.l4.remoteAddress, sni, peerUriSan: null });
   r.addFlag(flags);
+  if (conn.inbound !== undefined) r.direction = 'inbound';
   r.connectionTerminationDetails = details;
   ctx.accessLog.log(r);
 }

@@ -44,6 +44,8 @@ export class AccessLogRecord {
   /** DOWNSTREAM_PEER_URI_SAN: the client certificate's URI SAN (SPIFFE id) on terminated mTLS. */
   downstreamPeerUriSan: string | null = null;
   routeName: string | null = null;
+  /** `inbound` / `outbound`; null = told by the cluster (see directionOf). */
+  direction: 'inbound' | 'outbound' | null = null;
 
   constructor(startTime: number, startHr: number) {
     this.startTime = startTime;
@@ -55,6 +57,16 @@ export class AccessLogRecord {
     if (flag === FLAG.NONE) return;
     this.responseFlags = this.responseFlags === '-' ? flag : this.responseFlags + ',' + flag;
   }
+}
+
+/**
+ * Which side of the sidecar a record is about: the inbound listener's clusters (`inbound|P||`,
+ * InboundPassthroughClusterIpv4) say inbound, everything else outbound, unless the record says.
+ */
+export function directionOf(r: AccessLogRecord): 'inbound' | 'outbound' {
+  if (r.direction !== null) return r.direction;
+  const c = r.upstreamCluster;
+  return c !== null && (c.startsWith('inbound|') || c === 'InboundPassthroughClusterIpv4') ? 'inbound' : 'outbound';
 }
 
 /** What every access-log line says about the downstream side, whatever the protocol. */

@@ -14,7 +14,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import type { AccessLogRecord, AccessLogSink } from './access-log-record';
+import { directionOf, type AccessLogRecord, type AccessLogSink } from './access-log-record';
 import type { Counter, StatsStore } from './stats';
 
 export interface AuditLogOptions {
@@ -86,7 +86,7 @@ export function formatAudit(r: AccessLogRecord): string {
     ',"path":' + js(r.path) + ',"cluster":' + js(r.upstreamCluster) + ',"upstream_host":' + js(r.upstreamHost) +
     ',"bytes_received":' + r.bytesReceived + ',"bytes_sent":' + r.bytesSent + ',"duration_ms":' + Math.trunc(r.durationMs) +
     ',"response_code":' + r.responseCode + ',"response_flags":' + JSON.stringify(r.responseFlags === '' ? '-' : r.responseFlags) +
-    ',"response_code_details":' + js(r.responseCodeDetails) + ',"route":' + js(r.routeName) + '}\n'
+    ',"response_code_details":' + js(r.responseCodeDetails) + ',"route":' + js(r.routeName) + ',"direction":"' + directionOf(r) + '"}\n'
   );
 }
 

@@ -164,11 +164,13 @@ export class UpstreamCluster {
     // lb PASSTHROUGH makes any cluster an original-destination one (Istio: ORIGINAL_DST + CLUSTER_PROVIDED).
     if (this.config.type === 'ORIGINAL_DST' || this.config.lb.kind === 'PASSTHROUGH') {
       if (originalDst === null) return null;
-      const key = originalDst.address + ':' + originalDst.port;
+      // InboundPassthroughClusterIpv4: the app on loopback at the port the client asked for.
+      const address = this.config.originalDstOnLoopback === true ? '127.0.0.1' : originalDst.address;
+      const key = address + ':' + originalDst.port;
       let h = this.originalDstHosts.get(key);
       if (h === undefined) {
         if (this.originalDstHosts.size > 10_000) this.originalDstHosts.clear();
-        h = new UpstreamHost(originalDst.address, originalDst.port, '', null);
+        h = new UpstreamHost(address, originalDst.port, '', null);
         this.originalDstHosts.set(key, h);
       }
       return h;
@@ -245,6 +247,7 @@ export class UpstreamCluster {
       tls: this.tlsOrigination,
       sni: t === null ? null : t.sni ?? (t.autoSni ? sni : null) ?? sni,
       keepalive: c.tcpKeepalive,
+      localAddress: c.upstreamBindAddress ?? null,
     };
   }
 

@@ -212,6 +212,8 @@ export interface ConnectOptions {
   readonly sni: string | null;
   /** connectionPool.tcp.tcpKeepalive: idle time by Node, interval and probes by the addon once connected */
   readonly keepalive: { readonly timeMs: number; readonly intervalMs: number; readonly probes: number } | null;
+  /** Bind the connection's source to this address first (Envoy upstream_bind_config); null = the kernel's choice. */
+  readonly localAddress?: string | null;
 }
 
 /**
@@ -227,9 +229,11 @@ export function connectUpstream(stats: ClusterStats, host: UpstreamHost, opts: C
     connectTls(stats, host, opts, t, cb, onread);
     return;
   }
-  const tcp = onread === null
-    ? net.connect({ host: host.address, port: host.port, noDelay: true, allowHalfOpen: true })
-    : net.connect({ host: host.address, port: host.port, noDelay: true, allowHalfOpen: true, onread });
+  const tcp = opts.localAddress != null
+    ? net.connect({ host: host.address, port: host.port, noDelay: true, allowHalfOpen: true, localAddress: opts.localAddress, ...(onread === null ? {} : { onread }) })
+    : onread === null
+      ? net.connect({ host: host.address, port: host.port, noDelay: true, allowHalfOpen: true })
+      : net.connect({ host: host.address, port: host.port, noDelay: true, allowHalfOpen: true, onread });
   const conn = watch(stats, host, opts, tcp, cb);
   tcp.on('connect', onTcpConnect);
   if (opts.connectTimeoutMs > 0) clock.schedule(conn, opts.connectTimeoutMs);

@@ -121,7 +121,10 @@ export function connectHandle(stats: ClusterStats, host: UpstreamHost, opts: Con
   req.address = host.address;
   req.port = host.port;
   req.conn = conn;
-  const err = host.address.includes(':') ? handle.connect6(req, host.address, host.port) : handle.connect(req, host.address, host.port);
+  const v6 = host.address.includes(':');
+  let err = 0;
+  if (opts.localAddress != null) err = v6 ? handle.bind6(opts.localAddress, 0, 0) : handle.bind(opts.localAddress, 0);
+  if (err === 0) err = v6 ? handle.connect6(req, host.address, host.port) : handle.connect(req, host.address, host.port);
   if (err !== 0) {
     req.conn = undefined;
     process.nextTick(() => conn.completed(err));

@@ -29,6 +29,7 @@ export const COMMAND_PACKAGES: Readonly<Record<string, string>> = {
   setpriv: 'util-linux',
   nghttp: 'nghttp2-client',
   h2load: 'nghttp2-client',
+  dig: 'bind9-dnsutils',
 };
 
 /** How long an apt-get waits for another one's lock (s), and how long one may run (ms). */

@@ -18,7 +18,7 @@ export const explainEndpoints: readonly Endpoint[] = [
     handle(env, query) {
       let target;
       try {
-        target = parseExplainTarget({ url: param(query, 'url'), sni: param(query, 'sni'), port: param(query, 'port'), tcp: param(query, 'tcp') });
+        target = parseExplainTarget({ url: param(query, 'url'), sni: param(query, 'sni'), port: param(query, 'port'), tcp: param(query, 'tcp'), inbound: param(query, 'inbound') });
       } catch (err) {
         if (err instanceof ExplainTargetError) return text(`${err.message}\nusage: ${EXPLAIN_USAGE}\n`, 400);
         throw err;

@@ -43,6 +43,13 @@ const ISTIO_DEFAULT_V4 = `*nat
 COMMIT
 `;
 
+// sluice's defaults: Istio's, plus the loopback-VIP capture (rules.ts, rule 4): the app's connections to
+// 127.0.0.0/8 other than 127.0.0.1 go to the outbound listener, as Istio 1.1's `-o lo ! -d 127.0.0.1` did.
+const SLUICE_DEFAULT_V4 = ISTIO_DEFAULT_V4
+  .replace('-A ISTIO_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN\n', '-A ISTIO_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN\n-A ISTIO_OUTPUT -o lo -d 127.0.0.1/32 -j RETURN\n')
+  .replace('-A ISTIO_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN\n', '-A ISTIO_OUTPUT -o lo -d 127.0.0.0/8 -p tcp -m owner ! --uid-owner 1337 -j ISTIO_REDIRECT\n-A ISTIO_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN\n')
+  .replace('-A ISTIO_OUTPUT -o lo -m owner ! --gid-owner 1337 -j RETURN\n', '-A ISTIO_OUTPUT -o lo -d 127.0.0.0/8 -p tcp -m owner ! --gid-owner 1337 -j ISTIO_REDIRECT\n-A ISTIO_OUTPUT -o lo -m owner ! --gid-owner 1337 -j RETURN\n');
+
 function withOptions(patch: Partial<CaptureOptions>): CaptureOptions {
   return { ...defaultCaptureOptions(), ...patch };
 }
@@ -51,8 +58,23 @@ function lines(text: string): string[] {
   return text.split('\n').filter((l) => l !== '');
 }
 
-t.test('defaults produce exactly Istio\'s injected REDIRECT rules', async (t) => {
-  t.equal(buildRules(defaultCaptureOptions()), ISTIO_DEFAULT_V4);
+t.test('defaults produce Istio\'s injected REDIRECT rules, plus the loopback VIPs', async (t) => {
+  t.equal(buildRules(defaultCaptureOptions()), SLUICE_DEFAULT_V4);
+  t.not(SLUICE_DEFAULT_V4, ISTIO_DEFAULT_V4, 'the VIP lines were inserted');
+});
+
+t.test('--redirect-dns: the app\'s UDP and TCP 53 to 15053, the proxy\'s own queries left alone', async (t) => {
+  const parsed = parseIptablesArgs(['--redirect-dns'], {}).options;
+  const rules = lines(buildRules(parsed));
+  const at = (r: string) => rules.indexOf(r);
+  for (const proto of ['udp', 'tcp']) {
+    const redirect = at(`-A ISTIO_OUTPUT -p ${proto} --dport 53 -j REDIRECT --to-ports 15053`);
+    t.ok(redirect > 0, `${proto} redirected`);
+    t.ok(at(`-A ISTIO_OUTPUT -p ${proto} --dport 53 -m owner --uid-owner 1337 -j RETURN`) < redirect && at(`-A ISTIO_OUTPUT -p ${proto} --dport 53 -m owner --gid-owner 1337 -j RETURN`) < redirect, `${proto}: the proxy's own queries RETURN first`);
+    t.ok(redirect < at('-A ISTIO_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN'), `${proto}: before app-on-lo RETURN (a stub resolver on 127.0.0.53)`);
+  }
+  t.notOk(lines(buildRules(defaultCaptureOptions())).some((r) => r.includes('--dport 53')), 'off by default');
+  t.equal(parseIptablesArgs(['--redirect-dns', '--dns-port', '16053'], {}).options.dnsPort, 16053);
 });
 
 t.test('IPv6 rules swap in ::6 and ::1, as Istio\'s ipv6 goldens do', async (t) => {
@@ -181,6 +203,8 @@ t.test('flags parse, in both --flag v and --flag=v forms', async (t) => {
     excludeOutboundPorts: [22, 3306],
     inboundPorts: [8080, 9090],
     excludeInboundPorts: [15090, 15021, 15020],
+    redirectDns: false,
+    dnsPort: 15053,
   });
   t.equal(dryRun, true);
   t.equal(clean, false);

@@ -106,7 +106,14 @@ t.test('json format: Istio keys in order, typed values, null for unset', async (
     'connection_termination_details', 'bytes_received', 'bytes_sent', 'duration', 'upstream_service_time', 'x_forwarded_for',
     'user_agent', 'request_id', 'authority', 'upstream_host', 'upstream_cluster', 'upstream_local_address',
     'downstream_local_address', 'downstream_remote_address', 'requested_server_name', 'upstream_transport_failure_reason',
+    'downstream_peer_uri_san', 'direction',
   ]);
+  t.equal(doc.direction, 'outbound', 'an outbound| cluster');
+  const inbound = seedHttp();
+  inbound.upstreamCluster = 'inbound|8000||';
+  inbound.downstreamPeerUriSan = 'spiffe://cluster.local/ns/foo/sa/sleep';
+  const inDoc = JSON.parse(formatJson(inbound));
+  t.same([inDoc.direction, inDoc.downstream_peer_uri_san], ['inbound', 'spiffe://cluster.local/ns/foo/sa/sleep'], 'the inbound side and the verified client');
   t.equal(doc.start_time, '2018-06-14T11:46:23.596Z');
   t.equal(doc.response_code, 301);
   t.equal(doc.duration, 3);

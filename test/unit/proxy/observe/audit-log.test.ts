@@ -43,7 +43,7 @@ t.test('formatAudit: identity, destination, port, cluster, bytes, result', async
   t.same(JSON.parse(formatAudit(httpRecord())), {
     time: '2026-11-22T03:46:23.596Z', source: '198.18.1.2:41822', source_address: '198.18.1.2:41822', destination: 'edition.cnn.com', sni: null,
     port: 80, protocol: 'HTTP/1.1', method: 'GET', path: '/politics/0', cluster: 'outbound|80||edition.cnn.com', upstream_host: '198.18.2.10:80',
-    bytes_received: 0, bytes_sent: 12, duration_ms: 3, response_code: 301, response_flags: '-', response_code_details: 'via_upstream', route: 'to-cnn',
+    bytes_received: 0, bytes_sent: 12, duration_ms: 3, response_code: 301, response_flags: '-', response_code_details: 'via_upstream', route: 'to-cnn', direction: 'outbound',
   }, 'HTTP request: the Host without its port is the destination, the address the source');
 
   const tls = new AccessLogRecord(0, 0);
