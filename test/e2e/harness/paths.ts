@@ -12,7 +12,7 @@ export function distFile(relative: string): string {
 }
 
 /** argv that runs a compiled stand-in server from test/e2e/servers/ (name without extension). */
-export function serverArgv(name: 'external' | 'tcp-echo', args: readonly string[] = []): string[] {
+export function serverArgv(name: 'external' | 'tcp-echo' | 'httpbin', args: readonly string[] = []): string[] {
   return [process.execPath, distFile(`test/e2e/servers/${name}.js`), ...args];
 }
 
