@@ -156,7 +156,7 @@ export class Runtime implements Drainable {
     return {
       role: o.role, namespace: o.namespace, labels: o.labels, outboundPolicy: o.outboundPolicy, certsDir: o.certsDir,
       network: o.network, networkGateways: o.networkGateways, locality: o.locality, inboundMtls: o.inboundMtls,
-      dnsCapture: o.role === 'sidecar' && o.dnsCapture === true,
+      ...(o.dnsCapture === true ? { dnsCapture: true } : {}),
     };
   }
 
