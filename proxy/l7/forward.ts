@@ -357,7 +357,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     if (host !== null && (code === ProxyErrorCode.UPSTREAM_RESET || code === ProxyErrorCode.UPSTREAM_PER_TRY_TIMEOUT)) {
       host.outlier?.localOriginFailure(code === ProxyErrorCode.UPSTREAM_PER_TRY_TIMEOUT);
     }
-    if (!this.responseStarted && this.retryPolicy !== null && retriableFailure(this.retryPolicy, code, code === ProxyErrorCode.UPSTREAM_RESET)) {
+    if (!this.responseStarted && this.retryPolicy !== null && retriableFailure(this.retryPolicy, code, code === ProxyErrorCode.UPSTREAM_RESET, err.transportReason)) {
       if (this.retryAllowed()) {
         this.scheduleRetry();
         return;

@@ -7,7 +7,7 @@
 //   gateway-error     502, 503, 504 responses, and the same failures as 5xx
 //   reset             a reset or disconnect (and a per-try timeout)
 //   connect-failure   the connect failed or timed out
-//   refused-stream    an HTTP/2 REFUSED_STREAM (HTTP/1.1 has none: never true here yet)
+//   refused-stream    an HTTP/2 upstream's REFUSED_STREAM reset (HTTP/1.1 has none)
 //   retriable-4xx     409
 //   retriable-status-codes   the listed codes (bare numbers in `retryOn`)
 //   envoy-ratelimited a response carrying `x-envoy-ratelimited`
@@ -46,8 +46,10 @@ export function retriableResponse(p: RetryPolicy, head: ResponseHead): boolean {
  * Would a retry be tried after this failure (Envoy wouldRetryFromReset)? `requestSent`: the
  * request went out on a connection (a connect failure never sent it).
  */
-export function retriableFailure(p: RetryPolicy, code: ProxyErrorCodeValue, requestSent: boolean): boolean {
+export function retriableFailure(p: RetryPolicy, code: ProxyErrorCodeValue, requestSent: boolean, transportReason: string | null = null): boolean {
   const on = p.on;
+  // An HTTP/2 upstream's REFUSED_STREAM (h2-upstream.ts): the request was not processed.
+  if (on.refusedStream && transportReason === 'refused_stream_reset') return true;
   const connectFailure = code === ProxyErrorCode.UPSTREAM_CONNECT || code === ProxyErrorCode.UPSTREAM_CONNECT_TIMEOUT || code === ProxyErrorCode.UPSTREAM_TLS;
   if (connectFailure) return on.connectFailure || on.fiveXx || on.gatewayError || on.resetBeforeRequest;
   if (code === ProxyErrorCode.UPSTREAM_RESET || code === ProxyErrorCode.UPSTREAM_PER_TRY_TIMEOUT) {
