@@ -6,6 +6,7 @@ import { ConfigErrorCode } from '../errors';
 import type { ConfigMessage } from '../compile/snapshot';
 import { fqdn } from './common';
 import { terminatesTls } from './gateway';
+import { checkNotActedOn } from './not-acted-on';
 import { checkResource } from './resource-checks';
 import { Reporter, type Locator } from './schema';
 import type { ClientTLSSettings, Destination, DestinationRule, Gateway, Resource, Resources, ServiceEntry, TrafficPolicy, VirtualService } from './types';
@@ -40,6 +41,7 @@ export function crossCheck(res: Resources, loc: Locator, out: ConfigMessage[]): 
   }
   for (const se of res.serviceEntries) checkTcpPortsHaveAddresses(se, loc, reporter(se));
   for (const dr of res.destinationRules) checkOriginationTraps(dr, entries, loc, reporter(dr));
+  checkNotActedOn(res, loc, out);
 }
 
 /**
