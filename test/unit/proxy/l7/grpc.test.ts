@@ -5,10 +5,14 @@
 // 12 UNIMPLEMENTED, a refused upstream -> 14 UNAVAILABLE); grpc-timeout bounds the call;
 // maxRequestsPerConnection opens a new connection after that many streams.
 
+import fs from 'node:fs';
 import http2 from 'node:http2';
 import type net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import t from 'tap';
 import { grpcTimeoutMs } from '../../../../proxy/l7/grpc';
+import { makeCa, makeLeaf } from '../../../e2e/harness/certs';
 import { freePort, startTestRuntime } from '../../../helpers/gateway';
 
 function config(gwPort: number, upstreamPort: number, extra = ''): string {
@@ -180,4 +184,42 @@ spec:
   }
   t.equal(gw.stat('cluster.outbound|50051||greeter.example.upstream_cx_http2_total'), 3, 'five calls, two per connection: three connections');
   t.equal(up.sessions(), 3);
+});
+
+t.test('HTTP/2 over originated TLS: ALPN h2 to a TLS-only gRPC upstream, certificate verified', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-grpc-tls-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const ca = await makeCa(dir, 'ca');
+  const leaf = await makeLeaf(dir, ca, { cn: 'greeter.example', dnsNames: ['greeter.example'], name: 'up' });
+  let alpn: string | false | undefined;
+  // allowHTTP1 false: a client that does not negotiate h2 is refused by the server.
+  const server = http2.createSecureServer({ cert: fs.readFileSync(leaf.certFile), key: fs.readFileSync(leaf.keyFile), allowHTTP1: false });
+  server.on('session', (sess) => (alpn = sess.alpnProtocol));
+  server.on('stream', (s) => {
+    s.resume();
+    s.on('end', () => {
+      s.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '0' }));
+      s.end(message('over tls'));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const gwPort = await freePort();
+  const gw = await startTestRuntime(t, config(gwPort, (server.address() as net.AddressInfo).port, `---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: greeter, namespace: default }
+spec:
+  host: greeter.example
+  trafficPolicy: { tls: { mode: SIMPLE, sni: greeter.example, caCertificates: ${ca.certFile} } }
+`));
+  const session = http2.connect(`http://127.0.0.1:${gwPort}`);
+  t.teardown(() => session.destroy());
+  const r = await call(session, 'greeter.example', '/greeter.Greeter/SayHello', 'x');
+  t.equal(r.status, 200);
+  t.equal(r.body.subarray(5).toString(), 'over tls');
+  t.equal(r.trailers?.['grpc-status'], '0', 'trailers over the TLS h2 upstream');
+  t.equal(alpn, 'h2', 'ALPN negotiated h2 with the upstream');
+  t.equal(gw.stat('cluster.outbound|50051||greeter.example.upstream_cx_http2_total'), 1);
 });
