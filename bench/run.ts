@@ -23,6 +23,7 @@ import { ensurePeers, startHaproxy, startNginx, startNodeRelay, startSluice, rai
 import { saturate, paced, type HttpLoadResult } from './macro/http-load';
 import type { TcpLoadOptions, TcpLoadResult } from './macro/tcp-load';
 import { runCapture, type CaptureResult, type CaptureRun } from './macro/capture';
+import { runInbound } from './macro/inbound';
 import { newestProfile, summarize, type ProfileSummary } from './macro/profile';
 import type { ConfigScaleResult } from './config-scale';
 import { renderMarkdown, machineDescription, type BenchReport, type Cell } from './macro/report';
@@ -38,7 +39,7 @@ const IDLE = Math.min(IDLE_WANTED, maxIdleConnections());
 const WARMUP_S = 1;
 /** How long idle connections are held before the second RSS reading (IDLE_SETTLE, s). */
 const IDLE_SETTLE_S = Number(process.env.IDLE_SETTLE ?? 30);
-const ALL = ['l4-bulk', 'l4-short', 'l7', 'l7-fixed', 'sni', 'tls-orig', 'capture', 'idle-rss', 'profile', 'config-scale'];
+const ALL = ['l4-bulk', 'l4-short', 'l7', 'l7-fixed', 'sni', 'tls-orig', 'capture', 'inbound', 'idle-rss', 'profile', 'config-scale'];
 const ONLY = new Set(process.env.ONLY ? process.env.ONLY.split(',').map((s) => s.trim()) : ALL);
 const WANT_PEERS = new Set((process.env.PEERS ?? 'sluice,haproxy,nginx,node-relay').split(','));
 const RESULTS_DIR = path.resolve(__dirname, '..', '..', 'bench', 'results');
@@ -291,13 +292,18 @@ async function main(): Promise<void> {
       }
     }
 
+    /** The netns rows need root: say so loudly and skip, else run. */
+    const asRoot = (name: string): boolean => {
+      if (process.getuid?.() === 0) return true;
+      const why = `${name} SKIPPED: needs root for network namespaces and iptables REDIRECT`;
+      log(`bench: ${why}`);
+      report.skipped.push(why);
+      return false;
+    };
+
     // ---- Sidecar capture vs a gateway port (netns, root only)
     if (ONLY.has('capture')) {
-      if (process.getuid?.() !== 0) {
-        const why = 'capture SKIPPED: needs root for a network namespace and iptables REDIRECT';
-        log(`bench: ${why}`);
-        report.skipped.push(why);
-      } else {
+      if (asRoot('capture')) {
         const c: CaptureResult = await runCapture({ durationS: DURATION, parallel: PARALLEL, rounds: ROUNDS, log });
         report.extra.capture = c;
         const metric = 'Sidecar capture, short TCP connections (conn/s)';
@@ -305,6 +311,20 @@ async function main(): Promise<void> {
         put(metric, 'direct', { value: c.direct.load.rate, cpuPerUnit: null, cpuUnit: 'CPU-µs/conn', higherIsBetter: true, errors: c.direct.load.errors, note: rounds(c.direct) });
         put(metric, 'sluice (gateway port)', { value: c.gatewayPort.load.rate, cpuPerUnit: c.gatewayPort.proxyCpuUsPerConn, cpuUnit: 'CPU-µs/conn', higherIsBetter: true, errors: c.gatewayPort.load.errors, note: rounds(c.gatewayPort) });
         put(metric, 'sluice', { value: c.captured.load.rate, cpuPerUnit: c.captured.proxyCpuUsPerConn, cpuUnit: 'CPU-µs/conn', higherIsBetter: true, errors: c.captured.load.errors, note: `REDIRECT + SO_ORIGINAL_DST; ${rounds(c.captured)}` });
+      }
+    }
+
+    // ---- The sidecar's inbound side (15006), beside the outbound capture row (netns, root only)
+    if (ONLY.has('inbound')) {
+      if (asRoot('inbound')) {
+        const r = await runInbound({ durationS: DURATION, parallel: PARALLEL, connections: CONNECTIONS, log });
+        report.extra.inbound = r;
+        const tcpMetric = 'Sidecar inbound, short TCP connections (conn/s)';
+        put(tcpMetric, 'direct', { value: r.tcp.direct.rate, cpuPerUnit: null, cpuUnit: 'CPU-µs/conn', higherIsBetter: true, errors: r.tcp.direct.errors });
+        put(tcpMetric, 'sluice', { value: r.tcp.captured.rate, cpuPerUnit: r.tcp.proxyCpuUsPerConn, cpuUnit: 'CPU-µs/conn', higherIsBetter: true, errors: r.tcp.captured.errors, note: 'PREROUTING REDIRECT to 15006, InboundPassthroughClusterIpv4 from 127.0.0.6' });
+        const httpMetric = 'Sidecar inbound, HTTP keep-alive requests (req/s)';
+        put(httpMetric, 'direct', { value: r.http.direct.rps, cpuPerUnit: null, cpuUnit: 'CPU-µs/req', higherIsBetter: true, errors: r.http.direct.errors });
+        put(httpMetric, 'sluice', { value: r.http.captured.rps, cpuPerUnit: r.http.proxyCpuUsPerRequest, cpuUnit: 'CPU-µs/req', higherIsBetter: true, errors: r.http.captured.errors, note: 'declared HTTP port: inbound|8000||, plain text (PERMISSIVE)' });
       }
     }
 

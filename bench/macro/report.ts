@@ -8,6 +8,7 @@ import type { ProfileSummary } from './profile';
 import { profileMarkdown } from './profile';
 import type { ConfigScaleResult } from '../config-scale';
 import type { CaptureResult } from './capture';
+import type { InboundResult } from './inbound';
 
 export interface Cell {
   value: number;
@@ -37,6 +38,7 @@ export interface BenchReport {
   extra: {
     fixedRate?: number;
     capture?: CaptureResult;
+    inbound?: InboundResult;
     profiles?: Record<string, ProfileSummary>;
     configScale?: ConfigScaleResult;
   };

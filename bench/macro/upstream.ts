@@ -22,6 +22,8 @@ export interface UpstreamOptions {
   host?: string;
   /** fixed ports (0 = any); capture.ts needs a known TCP port inside its namespace */
   tcpPort?: number;
+  /** fixed HTTP port (0 = any); inbound.ts declares it in a ServiceEntry */
+  httpPort?: number;
   cert?: string;
   key?: string;
   maxRequestsPerConnection?: number;
@@ -114,7 +116,7 @@ export async function startUpstreams(o: UpstreamOptions): Promise<UpstreamPorts>
   const want = new Set(o.only ?? ['tcp', 'tls', 'http', 'https']);
   const ports: UpstreamPorts = {};
   if (want.has('tcp')) ports.tcp = await listen(net.createServer({ noDelay: true }, onCommandSocket), host, o.tcpPort ?? 0);
-  if (want.has('http')) ports.http = await listen(net.createServer({ noDelay: true }, httpHandler(0)), host, 0);
+  if (want.has('http')) ports.http = await listen(net.createServer({ noDelay: true }, httpHandler(0)), host, o.httpPort ?? 0);
   if (o.cert !== undefined && o.key !== undefined) {
     const cred = { cert: fs.readFileSync(o.cert), key: fs.readFileSync(o.key) };
     if (want.has('tls')) {
