@@ -408,7 +408,21 @@ function explainHttp(snap: Snapshot, chain: FilterChain, target: ExplainTarget, 
     t.outcome = { result: 'redirect', status: a.status, flag: FLAG.NONE, details: 'direct_response', cause: null };
   } else {
     if (a.timeoutMs > 0) t.line('timeout', `${a.timeoutMs} ms (504 UT when exceeded)`);
-    if (a.retry !== null) t.line('retries', `${a.retry.attempts} on ${a.retry.retryOn.join(',')}`);
+    if (a.retry !== null) {
+      const r = a.retry;
+      t.line('retries', `${r.attempts} on ${r.retryOn.join(',')}` + (r.perTryTimeoutMs > 0 ? `, ${r.perTryTimeoutMs} ms per try` : '') + (r.retryRemoteLocalities ? ', to other localities' : ''));
+    }
+    const f = a.fault ?? null;
+    if (f !== null) {
+      const parts: string[] = [];
+      if (f.delay !== null) parts.push(`delay ${f.delay.ms} ms for ${f.delay.percent}% (DI)`);
+      if (f.abort !== null) parts.push(`abort ${f.abort.grpcStatus !== null ? 'grpc-status ' + f.abort.grpcStatus : f.abort.httpStatus} for ${f.abort.percent}% (FI)`);
+      t.line('fault', parts.join(', then '));
+    }
+    for (const m of a.mirrors ?? []) t.line('mirror', `${m.percent}% to ${m.cluster} (Host + -shadow, fire-and-forget)`);
+    if (a.cors !== undefined && a.cors !== null) t.line('cors', `preflights from ${a.cors.allowOrigins.length} allowed origin pattern(s) answered here; others ${a.cors.unmatchedPreflights === 'IGNORE' ? 'answered without CORS headers' : 'forwarded'}`);
+    const rw = a.rewrite?.path ?? null;
+    if (rw !== null) t.line('rewrite', rw.kind === 'prefix' ? `path ${rw.matchedLength < 0 ? 'replaced by' : `prefix (${rw.matchedLength} chars) replaced by`} ${rw.replacement}` : `path regex ${rw.regex.source} -> ${rw.substitution}`);
     describeClusters(snap, a.clusters.entries, t, live, true);
   }
 }
