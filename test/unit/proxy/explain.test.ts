@@ -314,3 +314,19 @@ t.test('S7-S9 gateways: AUTO_PASSTHROUGH by SNI, the .global rewrite, local subs
   t.match(s8.lines.join('\n'), /endpoints: 198\.18\.7\.10:15443 /, 'S8 egress gateway (--network external): the remote gateway, not itself');
   t.match(explainDetailed(egress(''), sni('outbound_.8000_._.httpbin.bar.global', 15443)).outcome.cause, /only endpoints of httpbin\.bar\.global are this gateway itself/);
 });
+
+t.test('a VIP and an inbound port: whose address it is and where it goes; the inbound chains by mode', async (t) => {
+  const side = sampleSnap('s7', { role: 'sidecar', namespace: 'foo' });
+  const vip = explainDetailed(side, { kind: 'tcp', ip: '127.255.0.2', port: 8000 });
+  t.same(vip.clusters, ['outbound|8000||httpbin.bar.global'], "the seed's loopback VIP reaches its service");
+  t.match(vip.lines.join('\n'), /vip: +127\.255\.0\.2 is an address of ServiceEntry foo\/httpbin-bar \(httpbin\.bar\.global\)/);
+  const pod = sampleSnap('s7/cluster2', { role: 'sidecar', namespace: 'bar', labels: { app: 'httpbin', version: 'beta' } });
+  const http = explainDetailed(pod, { kind: 'inbound', port: 8000 });
+  t.same(http.clusters, ['inbound|8000||']);
+  t.match(http.lines.join('\n'), /mtls: +PERMISSIVE[^]*chain: +0\.0\.0\.0_8000\|mtls[^]*chain: +0\.0\.0\.0_8000\|plaintext[^]*x-forwarded-client-cert APPEND_FORWARD[^]*source: +127\.0\.0\.6/);
+  const other = explainDetailed(pod, { kind: 'inbound', port: 9999 });
+  t.same(other.clusters, ['InboundPassthroughClusterIpv4'], 'an undeclared port: TCP to the app');
+  t.match(other.lines.join('\n'), /to 127\.0\.0\.1:9999/);
+  t.same(parseExplainTarget({ inbound: '8000' }), { kind: 'inbound', port: 8000 });
+  t.equal(explainDetailed(sampleSnap('s7/cluster2', EGRESS), { kind: 'inbound', port: 8000 }).outcome.result, 'failure', 'a gateway has no inbound side');
+});
