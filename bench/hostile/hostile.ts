@@ -5,7 +5,8 @@
 // HEADER_TIMEOUT_S (10: shorter than the 60 s default so a run ends in bounded time; both peers
 // get the same), PEERS (sluice,nginx).
 //
-// Attack (from a child process, so the measuring client's event loop is not the attacker's):
+// Attack (from a child process, so the measuring client's event loop is not the attacker's; the
+// upstream has a process of its own too):
 //   - SLOWLORIS connections send a request line, then one header line per second, never the end;
 //   - NON_READERS clients ask for 8 MiB and never read;
 //   - OVERSIZED clients send a 1 MiB header block;
@@ -131,14 +132,27 @@ async function attacker(port: number): Promise<void> {
 
 // ------------------------------------------------------------------ the measured side
 
-function upstream(): Promise<{ port: number; close: () => void }> {
+/** The upstream, in a process of its own: pushing 8 MiB answers must not slow the measuring client. */
+function serveUpstream(): void {
   const big = Buffer.alloc(8 * MIB, 'x');
   const server = http.createServer((req, res) => {
     if (req.url === '/big') res.end(big);
     else res.end('small answer\n');
   });
   server.keepAliveTimeout = 600_000;
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ port: (server.address() as net.AddressInfo).port, close: () => server.close() })));
+  server.listen(0, '127.0.0.1', () => process.stdout.write(`PORT ${(server.address() as net.AddressInfo).port}\n`));
+}
+
+function upstream(): Promise<{ port: number; close: () => void }> {
+  const child = spawn(process.execPath, [__filename, '--upstream'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /PORT (\d+)/.exec(out);
+      if (m) resolve({ port: Number(m[1]), close: () => child.kill() });
+    });
+  });
 }
 
 function freePort(): Promise<number> {
@@ -311,4 +325,5 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[2] === '--attacker') void attacker(Number(process.argv[3]));
+else if (process.argv[2] === '--upstream') serveUpstream();
 else void main().then(() => process.exit(0));
