@@ -239,7 +239,9 @@ async function startPeer(name: string, dir: string, up: number): Promise<{ port:
     const cfg = path.join(dir, 'sluice.yaml');
     fs.writeFileSync(cfg, sluiceConfig(port, up));
     const admin = await freePort();
-    const [cmd, argv] = withNofile(process.execPath, [path.join(__dirname, '..', '..', 'proxy', 'cli.js'), 'run', '--role', 'gateway', '--labels', 'istio=egressgateway', '--config', cfg, '--concurrency', '1', '--access-log', 'off', '--admin', `127.0.0.1:${admin}`, '--prometheus-port', 'off', '--health-port', 'off', '--request-headers-timeout', `${HEADER_TIMEOUT_S}s`, '--max-downstream-connections', String(CONN_LIMIT)]);
+    // HOSTILE_PROFILE=DIR: a V8 CPU profile of sluice (written when it stops; HOSTILE_STOP_SIGNAL=SIGINT).
+    const profile = process.env['HOSTILE_PROFILE'] ? ['--cpu-prof', `--cpu-prof-dir=${process.env['HOSTILE_PROFILE']}`] : [];
+    const [cmd, argv] = withNofile(process.execPath, [...profile, path.join(__dirname, '..', '..', 'proxy', 'cli.js'), 'run', '--role', 'gateway', '--labels', 'istio=egressgateway', '--config', cfg, '--concurrency', '1', '--access-log', 'off', '--admin', `127.0.0.1:${admin}`, '--prometheus-port', 'off', '--health-port', 'off', '--request-headers-timeout', `${HEADER_TIMEOUT_S}s`, '--max-downstream-connections', String(CONN_LIMIT)]);
     const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, SLUICE_LOG_LEVEL: 'error' } });
     await waitPort(port);
     const counters = async (): Promise<string> => {
@@ -297,7 +299,7 @@ async function measure(name: string, up: number): Promise<string> {
   atk.send('stop');
   const rep = await report;
   const load1 = os.loadavg()[0]!;
-  peer.child.kill('SIGKILL');
+  peer.child.kill(process.env['HOSTILE_STOP_SIGNAL'] === 'SIGINT' ? 'SIGINT' : 'SIGKILL');
   atk.kill();
   agent.destroy();
   fs.rmSync(dir, { recursive: true, force: true });
