@@ -1,4 +1,4 @@
-// Config at scale (issue 6, item 4): 10,000 ServiceEntries, each with a VirtualService and a
+// Config at scale: 10,000 ServiceEntries, each with a VirtualService and a
 // DestinationRule (subsets, traffic policy, retries/timeouts), compiled for a sidecar.
 //   1. load (YAML parse + validation) and compile times, median of REPS runs;
 //   2. runtime lookups stay flat: ns per (listener -> filter chain -> virtual host -> route)

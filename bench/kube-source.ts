@@ -1,4 +1,4 @@
-// The Kubernetes config source at scale (issue 16: "memory and CPU stay bounded for 10k
+// The Kubernetes config source at scale ("memory and CPU stay bounded for 10k
 // Services"): the test API server (test/helpers/kube-api-server) holds SERVICES Services, each
 // with one EndpointSlice of two endpoints, plus a Gateway and a VirtualService; the source lists
 // them (pages of 500), builds the config, and the compiler compiles it; then one Service changes

@@ -1,4 +1,4 @@
-// `npm run bench`: the macro benchmark suite (issue 6). sluice (one worker) side by side with HAProxy
+// `npm run bench`: the macro benchmark suite. sluice (one worker) side by side with HAProxy
 // (`nbthread 1`) and nginx (one worker) on loopback, plus the direct path (no proxy). Writes a
 // markdown table and JSON (bench/results/<timestamp>.json + latest.json + latest.md).
 //

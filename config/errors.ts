@@ -1,6 +1,6 @@
 // Config problems: stable codes, and one message shape everywhere (CLI, logs, /config_dump):
 //   FILE:DOC: KIND/NAME: field.path: message
-// as `sluice validate` prints them (DESIGN.md, CLI). Errors reject the config (a running proxy
+// as `sluice validate` prints them (CLI). Errors reject the config (a running proxy
 // keeps its last good snapshot); warnings are printed and the config is used.
 
 import type { ConfigMessage } from './compile/snapshot';

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `sluice` command (DESIGN.md, "CLI"): run | validate | explain | iptables | inject | demo.
+// The `sluice` command: run | validate | explain | iptables | inject | demo.
 // Every flag can also come from the environment as SLUICE_<FLAG> (`--outbound-port` ->
 // SLUICE_OUTBOUND_PORT), for containers. Exit codes: 0 ok, 1 invalid config / runtime failure,
 // 2 usage error.
@@ -216,7 +216,7 @@ export function runOptionsFrom(flags: Flags): RunOptions {
       maxBytes: intFlag(flags, 'audit-log-max-bytes', DEFAULT_AUDIT_MAX_BYTES, 1, Number.MAX_SAFE_INTEGER),
       keep: intFlag(flags, 'audit-log-keep', DEFAULT_AUDIT_KEEP, 0, 1000),
     },
-    // DESIGN.md: default = number of cores, as Envoy's --concurrency; in a container with a CPU
+    // Default = number of cores, as Envoy's --concurrency; in a container with a CPU
     // limit, that limit (workers/cpu-limit.ts).
     concurrency: intFlag(flags, 'concurrency', defaultConcurrency(), 1, 256),
     drainDurationMs: parseDurationMs(flags.get('drain-duration') ?? `${DEFAULT_DRAIN_MS}ms`, 'drain-duration'),

@@ -4,7 +4,7 @@
 // proxy supplies it), LB policy and TLS — using the same lookup functions the proxy uses, so what it
 // prints is what the proxy does. A dead end names what the proxy would answer (status, Envoy
 // response flag, RESPONSE_CODE_DETAILS) and a sentence on the usual cause, found by reading the
-// source resources the snapshot was compiled from (ENVOY-ISTIO.md §6: "which path did my request
+// source resources the snapshot was compiled from ("which path did my request
 // take, and why did it get 503/404?").
 //
 // Not on the hot path: explain allocates freely.

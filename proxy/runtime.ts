@@ -199,7 +199,7 @@ export class Runtime implements Drainable {
     } else {
       this.source = new FileSource(o.configPaths, { defaultNamespace: o.namespace, checkFiles: true }, (r) => this.onConfigChange(r));
       // Reloads load + compile on a worker thread: at 10,000 services that is seconds of CPU the
-      // proxy's event loop (and every connection on it) would otherwise wait for (issue 6).
+      // proxy's event loop (and every connection on it) would otherwise wait for.
       this.source.offThread(this.compileOptions(), (c) => this.onConfigChange(c));
       initial = this.source.load();
     }
@@ -281,7 +281,7 @@ export class Runtime implements Drainable {
     if (o.capture) {
       const support = originalDstSupport();
       if (!support.ok) {
-        // Never guess where a captured connection was going (DESIGN.md): refuse to capture.
+        // Never guess where a captured connection was going: refuse to capture.
         throw Object.assign(new Error(`the sidecar capture listener needs the SO_ORIGINAL_DST addon: ${support.reason}`), { code: 'PRX_ERR_ORIGINAL_DST' });
       }
       this.capture = new CaptureListener(ctx, o.outboundPort);

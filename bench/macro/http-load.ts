@@ -5,7 +5,7 @@
 // rate/connections requests per one-second bucket (httpClient.js `reqsMadeThisSecond`), so every
 // second starts with a burst at full speed and then goes quiet; the tail it reports is the burst's
 // queueing, not the proxy's latency at that rate. The paced driver below sends request i at
-// start + i/rate (open loop, as PERFORMANCE.md §6 asks), and measures from that intended time, so a
+// start + i/rate (open loop), and measures from that intended time, so a
 // stall is counted against every request it delayed (no coordinated omission).
 //
 // Latency from autocannon is taken from its per-response `responseTime` (float ms, hrtime based)

@@ -1,4 +1,4 @@
-// Our own TCP/TLS load driver (STYLE.md rule 14: autocannon for HTTP, own drivers for TCP/TLS),
+// Our own TCP/TLS load driver (autocannon for HTTP, own drivers for TCP/TLS),
 // run as a child process (`node tcp-load.js '<json>'`) so it can also run inside a network
 // namespace (the sidecar-capture bench). Speaks upstream.ts's one-byte protocol. Prints one JSON
 // line with the result on stdout.
@@ -118,7 +118,7 @@ async function short(o: TcpLoadOptions): Promise<TcpLoadResult> {
       const inWindow = now >= tMeasure;
       if (inWindow && measureStartNs === 0n) measureStartNs = process.hrtime.bigint();
       const r = await oneShort(o);
-      // Increment after the await, never `x += await` (PERFORMANCE.md §7: the lost-update race).
+      // Increment after the await, never `x += await` (the lost-update race).
       if (!r.ok) { errors++; continue; }
       total++;
       if (r.resumed) resumed++;

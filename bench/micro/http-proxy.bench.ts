@@ -1,6 +1,6 @@
 // L7 HTTP/1.1 keep-alive through one sluice gateway worker (and nginx with one worker when installed),
 // same upstream, same client, in one run: autocannon at saturation (req/s, p50/p99) and then at a
-// fixed rate of half the slowest proxy's maximum (p99 below the knee, PERFORMANCE.md §6), plus the
+// fixed rate of half the slowest proxy's maximum (p99 below the knee), plus the
 // proxy's CPU µs per request read from /proc/PID/stat (the fair figure on a shared 2-core box).
 // The upstream is a raw `net` server answering "hello world\n" to every head it sees, in its own
 // process, so it costs every proxy the same and little.

@@ -1,7 +1,7 @@
 // L4 relay, old vs new: socket.pipe() both ways, stream.pipeline() both ways, proxy/l4/relay.ts with
 // 'data' events both ways ('relay') and with the upstream read into its own buffer ('onread'), and
 // the bare-handle path ('handles': listener/accept-handles.ts + upstream/handle-connect.ts +
-// l4/handle-relay.ts, what plain TCP takes now), each in its own proxy child process so its CPU can be read alone (PERFORMANCE.md §7 method).
+// l4/handle-relay.ts, what plain TCP takes now), each in its own proxy child process so its CPU can be read alone.
 // Bulk download (sink -> proxy -> client) over loopback, CONNECTIONS in parallel, then a short
 // connect/1-byte/close churn. Reports Gb/s, proxy CPU-s per GB, proxy CPU µs per connection, RSS.
 // Bounded: BYTES per mode (default 512 MiB) and CHURN connections per mode (default 2000).

@@ -1,5 +1,5 @@
 // CIDR parsing (compile time) and containment (per connection). Containment of an IPv4 address,
-// the common case, parses the dotted quad in place without allocating (STYLE.md rule 8).
+// the common case, parses the dotted quad in place without allocating.
 
 import type { Cidr } from './snapshot';
 import { isIP } from 'node:net';

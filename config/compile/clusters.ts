@@ -1,6 +1,6 @@
 // Clusters: one `outbound|PORT||HOST` per visible ServiceEntry host x port, one
 // `outbound|PORT|SUBSET|HOST` per DestinationRule subset of that host, plus PassthroughCluster and
-// BlackHoleCluster, which always exist (ENVOY-ISTIO.md §1.1). Like Istio, clusters exist for
+// BlackHoleCluster, which always exist. Like Istio, clusters exist for
 // every visible service, not only for the ones a route names.
 
 import type { DestinationRule, ServicePort } from '../resources/types';
@@ -192,7 +192,7 @@ export function buildClusters(reg: Registry): Map<string, Cluster> {
 }
 
 /**
- * AUTO_PASSTHROUGH "SNI-DNAT" clusters (ENVOY-ISTIO.md §4, Istio `buildOutboundSniDnatClusters`):
+ * AUTO_PASSTHROUGH "SNI-DNAT" clusters (Istio `buildOutboundSniDnatClusters`):
  * named by the SNI string, same endpoints as the outbound cluster, no TLS origination: the
  * client's mTLS bytes are passed through untouched. Built only for MESH_INTERNAL services. Subsets
  * are this proxy's DestinationRules' (null when none defines `subsetName`).

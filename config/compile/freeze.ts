@@ -1,4 +1,4 @@
-// Deep freezing for the snapshot (STYLE.md rule 3: fastify's clone -> validate -> deepFreeze).
+// Deep freezing for the snapshot (fastify's clone -> validate -> deepFreeze).
 // `Object.freeze` does not stop `Map.set`/`Set.add`, so the compiler builds its maps and sets as
 // ImmutableMap/ImmutableSet, whose mutators throw; `deepFreeze` then freezes every plain object and
 // array reachable from the root. A snapshot that cannot change is what makes a reload a single
@@ -52,7 +52,7 @@ export function frozenSet<T>(values: Iterable<T>): ReadonlySet<T> {
  * A plain object or array that is already frozen is taken as deep-frozen and not walked: only
  * frozenMap/frozenSet freeze shallowly (they are walked, once each), and the loaded Resources the
  * snapshot carries were deep-frozen by the loader; re-walking them was most of this function's
- * cost at 10,000 services (issue 6).
+ * cost at 10,000 services.
  */
 export function deepFreeze<T>(root: T): T {
   return freezeWalk(root, false);

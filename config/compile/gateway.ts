@@ -1,4 +1,4 @@
-// Gateway listeners (ENVOY-ISTIO.md §3.2, §3.6, §3.9, §4). The proxy serves the Gateways whose
+// Gateway listeners. The proxy serves the Gateways whose
 // selector ⊆ its labels; one listener `0.0.0.0_<port>` per server port, servers on one port merged.
 // Which VirtualService block a server uses:
 //   HTTP/HTTP2/GRPC, or HTTPS terminated (SIMPLE/MUTUAL/ISTIO_MUTUAL) -> `http` rules
@@ -144,7 +144,7 @@ function tcpRoutesFor(reg: Registry, ref: ServerRef, port: number): TcpRoute[] {
 const ANY_MATCH = { serverNames: null, transport: 'any', applicationProtocols: null, destinationPrefixes: null } as const;
 
 /**
- * AUTO_PASSTHROUGH (ENVOY-ISTIO.md §4): one chain per SNI `outbound_.PORT_.SUBSET_.HOST`, its
+ * AUTO_PASSTHROUGH: one chain per SNI `outbound_.PORT_.SUBSET_.HOST`, its
  * cluster named by that SNI, no VirtualService. HOST is either a service here whose host the
  * server's hosts cover (`*.local` -> `httpbin.bar.svc.cluster.local`), or the `.global` name of a
  * local Kubernetes service when the server's hosts cover that name (`*.global`): the connection

@@ -1,6 +1,6 @@
 // Host-name matching with Istio/Envoy wildcard rules: `*` matches everything, `*.example.com`
-// matches any name ending in `.example.com` (not `example.com` itself) (ENVOY-ISTIO.md §3.2,
-// gateway.proto `Server.hosts`). HostSets are built at compile time; matching is a Set lookup
+// matches any name ending in `.example.com` (not `example.com` itself)
+// (Istio's gateway.proto `Server.hosts`). HostSets are built at compile time; matching is a Set lookup
 // plus a short suffix scan and allocates nothing for lower-case input.
 
 import type { HostSet } from './snapshot';

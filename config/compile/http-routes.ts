@@ -1,6 +1,6 @@
 // VirtualService `http` rules -> ordered Envoy routes for one scope (mesh or one gateway, one
-// port). Rules keep VS order and each kept match becomes one route; first match wins at runtime
-// (ENVOY-ISTIO.md §3.7). Which matches survive follows Istio `TranslateRoute`/`sourceMatchHTTP`
+// port). Rules keep VS order and each kept match becomes one route; first match wins at runtime.
+// Which matches survive follows Istio `TranslateRoute`/`sourceMatchHTTP`
 // (§3.2): `match.port` unset or equal to the listener port, AND if `match.gateways` is non-empty
 // it must name the current gateway (sourceLabels are then ignored), else sourceLabels ⊆ proxy
 // labels and sourceNamespace equals the proxy namespace.

@@ -1,5 +1,5 @@
 // compile(resources, options) -> Snapshot: the whole control plane in one pure function
-// (DESIGN.md "Data flow"; STYLE.md rule 3). No I/O, no timers, no clock: the same input gives a
+// (config/ARCHITECTURE.md). No I/O, no timers, no clock: the same input gives a
 // deep-equal, deep-frozen output, and `version` is a hash of the inputs, so a reload that
 // changes nothing can be recognised and skipped.
 
@@ -23,7 +23,7 @@ export type { CompileOptions } from './registry';
  * sha256 of the canonical JSON of `v` (object keys sorted, undefined members dropped, undefined
  * array items as null): equal inputs -> equal hash. The text is fed to the hash in 64 KiB pieces
  * instead of being built whole: at 10,000 services the joined intermediate strings were a third
- * of compile time (issue 6). Pieces end between tokens, so the bytes hashed are exactly the text.
+ * of compile time. Pieces end between tokens, so the bytes hashed are exactly the text.
  */
 class CanonicalHash {
   private readonly hash = createHash('sha256');
@@ -80,7 +80,7 @@ export function compile(resources: Resources, opts: CompileOptions): Snapshot {
   const reg = new Registry(resources, opts);
   const clusters = buildClusters(reg);
   const sidecar = opts.role === 'sidecar';
-  // outboundTrafficPolicy "does not apply to gateways" (ENVOY-ISTIO.md §3.4): a gateway routes
+  // outboundTrafficPolicy "does not apply to gateways": a gateway routes
   // only what its VirtualServices say, so its catch-all never forwards.
   const policy = sidecar ? opts.outboundPolicy : 'REGISTRY_ONLY';
   const catchAll = { tcpCluster: sidecar ? catchAllTcpCluster(policy) : BLACKHOLE_CLUSTER, httpHost: catchAllHttpHost(policy) };

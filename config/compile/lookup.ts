@@ -1,6 +1,6 @@
 // The runtime lookups the proxy and `sluice explain` run on a snapshot. All are O(1) map gets or
 // O(rules) scans over compiled matchers, and allocate nothing in the common case (lower-case
-// names, IPv4, no query string) (STYLE.md rules 4 and 8). `explainRoute` is the same decision,
+// names, IPv4, no query string). `explainRoute` is the same decision,
 // spelled out, so what explain prints is what the proxy does.
 
 import type {
@@ -38,7 +38,7 @@ export function indexListeners(s: Snapshot): Map<number, PortListeners> {
   return idx;
 }
 
-/** Exact `<ip>_<port>`, then `0.0.0.0_<port>` (Envoy `use_original_dst`, ENVOY-ISTIO.md §3.3). */
+/** Exact `<ip>_<port>`, then `0.0.0.0_<port>` (Envoy `use_original_dst`). */
 export function findListener(s: Snapshot, ip: string, port: number): Listener | null {
   const p = indexListeners(s).get(port);
   if (p === undefined) return null;
@@ -78,7 +78,7 @@ export function chainMismatch(ch: FilterChain, c: ChainInput): string | null {
 
 /**
  * A listener's chains by SNI: a sidecar's TLS port has one chain per service host (10,000 at
- * scale), and scanning them all per connection is not flat (issue 6). A chain whose serverNames
+ * scale), and scanning them all per connection is not flat. A chain whose serverNames
  * are only exact names can match only a connection whose SNI is one of them: those chains are
  * indexed by name; every other chain is a candidate for every connection. Candidates are tried in
  * chain order, so the first accepting chain is the one the plain scan finds.

@@ -1,5 +1,5 @@
 // Istio's names for the things the compiler builds. Kept in one place because users grep stats,
-// access logs and /config_dump for exactly these strings (ENVOY-ISTIO.md §1.1, §1.3).
+// access logs and /config_dump for exactly these strings.
 
 /** `outbound|80|cnn|istio-egressgateway.istio-system.svc.cluster.local` (Istio `BuildSubsetKey`). */
 export function clusterName(port: number, subset: string, host: string): string {
@@ -43,7 +43,7 @@ const CLUSTER_SUFFIX = '.svc.cluster.local';
 
 /**
  * Short names (no dot) in VirtualService hosts/destinations and DestinationRule hosts mean a
- * Kubernetes service in the resource's own namespace (ENVOY-ISTIO.md §3.7: "Short host names
+ * Kubernetes service in the resource's own namespace ("Short host names
  * resolve in the VS's namespace"). `*` stays `*`. Host names are case-insensitive: lower-case.
  */
 export function expandHost(host: string, namespace: string): string {
@@ -53,8 +53,8 @@ export function expandHost(host: string, namespace: string): string {
 }
 
 /**
- * Resolve a VirtualService `gateways` entry to `namespace/name` (Istio `resolveGatewayName`,
- * ENVOY-ISTIO.md §3.2): `gw` -> `<vsns>/gw`, `./gw` -> `<vsns>/gw`, `ns/gw` as is, legacy
+ * Resolve a VirtualService `gateways` entry to `namespace/name` (Istio `resolveGatewayName`):
+ * `gw` -> `<vsns>/gw`, `./gw` -> `<vsns>/gw`, `ns/gw` as is, legacy
  * `gw.ns.svc.cluster.local` (any dotted name) -> `ns/gw`; `mesh` stays `mesh`.
  */
 export function resolveGatewayName(name: string, vsNamespace: string): string {

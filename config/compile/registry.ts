@@ -52,7 +52,7 @@ export interface Service {
 
 export interface BoundVirtualService {
   readonly vs: VirtualService;
-  /** Resolved `ns/name` or `mesh`; absent in the YAML = [mesh] (ENVOY-ISTIO.md §3.2). */
+  /** Resolved `ns/name` or `mesh`; absent in the YAML = [mesh]. */
   readonly gateways: readonly string[];
   /** Expanded, lower-case. */
   readonly hosts: readonly string[];
@@ -65,7 +65,7 @@ export interface RuleScope {
 }
 
 /**
- * exportTo (ENVOY-ISTIO.md §3.5): absent/empty or `*` = everywhere; `.` = the resource's own
+ * exportTo: absent/empty or `*` = everywhere; `.` = the resource's own
  * namespace; otherwise a list of namespaces.
  */
 function visibleTo(exportTo: readonly string[] | undefined, resourceNs: string, proxyNs: string): boolean {
@@ -200,8 +200,8 @@ export class Registry {
 
   /**
    * The DestinationRule for a service host: an exact host beats a wildcard (longest suffix first);
-   * among equals, the proxy's namespace, then the service's, then load order (ENVOY-ISTIO.md §3.8:
-   * client ns -> service ns -> root ns). Indexed (HostIndex): O(labels of the host), not O(rules).
+   * among equals, the proxy's namespace, then the service's, then load order
+   * (client ns -> service ns -> root ns). Indexed (HostIndex): O(labels of the host), not O(rules).
    */
   destinationRuleFor(host: string, serviceNs: string | null): DestinationRule | null {
     // Exact (a wildcard service host equal to a wildcard DR host counts as exact, as before).

@@ -1,6 +1,6 @@
 // Virtual hosts -> a RouteConfig with its lookup tables precomputed: exact domains in a Map
 // (with and without `:port`), `*.suffix` domains longest first, `*` as the default host
-// (STYLE.md rule 4: compiled matchers, never a scan of raw config per request).
+// (compiled matchers, never a scan of raw config per request).
 
 import type { Route, RouteConfig, VirtualHost } from './snapshot';
 import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER } from './snapshot';
@@ -30,7 +30,7 @@ export function buildRouteConfig(name: string, virtualHosts: readonly VirtualHos
   return { name, virtualHosts: all, exactDomains: frozenMap(exact), wildcardDomains: wildcard, defaultHost: def };
 }
 
-/** Istio's catch-all virtual host for unknown HTTP hosts on a sidecar (ENVOY-ISTIO.md §2.4, §3.4). */
+/** Istio's catch-all virtual host for unknown HTTP hosts on a sidecar. */
 export function catchAllHttpHost(policy: OutboundPolicy): VirtualHost {
   const route: Route = policy === 'ALLOW_ANY'
     ? {

@@ -1,4 +1,4 @@
-// Sidecar outbound listeners (ENVOY-ISTIO.md §3.3, §3.4). The capture listener hands each
+// Sidecar outbound listeners. The capture listener hands each
 // connection to the virtual listener for its original destination (`<ip>_<port>`, else
 // `0.0.0.0_<port>`), as Envoy's `use_original_dst`. Per ServiceEntry port protocol:
 //   HTTP-ish        -> `0.0.0.0_P`, HTTP connection manager, route config `P`, vhost per host

@@ -1,5 +1,5 @@
 // The compiled, frozen view of the config that the data plane reads. This file is the contract
-// between config/ (which builds it, purely) and proxy/ (which only reads it). See DESIGN.md.
+// between config/ (which builds it, purely) and proxy/ (which only reads it). See config/ARCHITECTURE.md.
 //
 // Shape follows Envoy's model as Istio generates it, so names line up with what Istio users see
 // in /config_dump, stats and access logs:
@@ -389,7 +389,7 @@ export interface CatchAll {
 
 // ------------------------------------------------------------------ clusters
 
-/** Envoy cluster discovery types, from ServiceEntry resolution (ENVOY-ISTIO.md §1.1). */
+/** Envoy cluster discovery types, from ServiceEntry resolution. */
 export type DiscoveryType = 'EDS' | 'STRICT_DNS' | 'LOGICAL_DNS' | 'ORIGINAL_DST' | 'STATIC';
 
 export type LbPolicy =
@@ -504,5 +504,5 @@ export interface WarmupConfig {
 
 export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';
 export const BLACKHOLE_CLUSTER = 'BlackHoleCluster';
-/** Istio's default circuit-breaker thresholds (math.MaxUint32), ENVOY-ISTIO.md §1.8. */
+/** Istio's default circuit-breaker thresholds (math.MaxUint32). */
 export const ISTIO_MAX_UINT32 = 4294967295;

@@ -1,5 +1,5 @@
 // VirtualService `tls` and `tcp` rules -> L4 routes for one scope. Unlike HTTP, every condition
-// must hold (Istio `matchTLS`/`matchTCP`, ENVOY-ISTIO.md §3.2): the gateway (per-match list, else
+// must hold (Istio `matchTLS`/`matchTCP`): the gateway (per-match list, else
 // the VS list), sourceLabels ⊆ proxy labels, port, sourceNamespace. Conditions settled here
 // (gateway, port, labels) are not repeated in the compiled route.
 

@@ -1,5 +1,5 @@
 // DestinationRule traffic policy -> per-cluster settings. The merge follows Istio's
-// `MergeTrafficPolicy` exactly (ENVOY-ISTIO.md §3.8):
+// `MergeTrafficPolicy` exactly:
 //   1. the DR's top-level policy, with its portLevelSettings for this port *replacing* (not
 //      merging) loadBalancer, connectionPool, outlierDetection and tls;
 //   2. the subset's policy overrides per setting;

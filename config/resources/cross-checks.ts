@@ -1,4 +1,4 @@
-// Rules that need more than one resource: the known traps of ENVOY-ISTIO.md §6 that Istio accepts
+// Rules that need more than one resource: the known traps that Istio accepts
 // but that will not do what the user meant, and the few cross-resource errors Istio itself has.
 // Every one names the resource and field to fix and says what will happen at runtime.
 
@@ -27,7 +27,7 @@ export function crossCheck(res: Resources, loc: Locator, out: ConfigMessage[]): 
   for (const g of res.gateways) gateways.set(`${g.metadata.namespace}/${g.metadata.name}`, g);
 
   // Built once: per-destination scans over every ServiceEntry/DestinationRule made a load of N
-  // services with N rules quadratic (issue 6, config at scale).
+  // services with N rules quadratic (config at scale).
   const entries = entryIndex(res.serviceEntries);
   const subsets = subsetIndex(res.destinationRules);
 
@@ -190,7 +190,7 @@ function checkGatewayRefs(vs: VirtualService, gateways: ReadonlyMap<string, Gate
   }
 }
 
-/** ENVOY-ISTIO.md §3.6: after a gateway terminates TLS only tcp:/http: routes apply; a tls: route never matches (#51471). */
+/** After a gateway terminates TLS only tcp:/http: routes apply; a tls: route never matches (#51471). */
 function checkTlsRoutesOnTerminatingServers(vs: VirtualService, gateways: ReadonlyMap<string, Gateway>, loc: Locator, rep: Reporter): void {
   (vs.spec.tls ?? []).forEach((rule, i) => {
     if (!rule) return;

@@ -1,4 +1,4 @@
-// DestinationRule: field tables + Istio's own validation rules (ENVOY-ISTIO.md §3.8; Istio
+// DestinationRule: field tables + Istio's own validation rules (Istio
 // pkg/config/validation ValidateDestinationRule, validateTLS, validateLoadBalancer).
 
 import { ConfigErrorCode } from '../errors';

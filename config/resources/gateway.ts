@@ -1,4 +1,4 @@
-// Gateway: field table + Istio's own validation rules (ENVOY-ISTIO.md §3.6; Istio
+// Gateway: field table + Istio's own validation rules (Istio
 // pkg/config/validation validateServer / validateTLSOptions).
 
 import { ConfigErrorCode } from '../errors';

@@ -231,7 +231,7 @@ function parseFile(f: SourceFile, ctx: LoadContext): void {
 /**
  * Runs `fn` with `process.env` replaced by a plain copy. The yaml parser reads
  * `process.env.LOG_TOKENS` once per token, and the real `process.env` is a native interceptor
- * (a getenv per read): that was 30-40 % of parsing 10,000 ServiceEntries (issue 6). The parse is
+ * (a getenv per read): that was 30-40 % of parsing 10,000 ServiceEntries. The parse is
  * synchronous, so no other code can observe the swap, and the real object is always restored.
  */
 function withPlainEnv(fn: () => void): void {

@@ -126,7 +126,7 @@ export function toSnake(camel: string): string {
 export class Locator {
   // Plain Maps, not WeakMaps: a Locator lives for one load, and every object it describes is held
   // by the load's result anyway; hundreds of thousands of WeakMap entries (ephemerons) made GC a
-  // fifth of loading 10,000 ServiceEntries (issue 6).
+  // fifth of loading 10,000 ServiceEntries.
   private readonly paths = new Map<object, string>();
   private readonly keys = new Map<object, ReadonlyMap<string, string>>();
   private readonly invalid = new Map<object, Set<string>>();

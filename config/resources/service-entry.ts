@@ -1,4 +1,4 @@
-// ServiceEntry: field table + Istio's own validation rules (ENVOY-ISTIO.md §3.5; Istio
+// ServiceEntry: field table + Istio's own validation rules (Istio
 // pkg/config/validation ValidateServiceEntry).
 
 import { isIP } from 'node:net';

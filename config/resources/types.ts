@@ -1,7 +1,7 @@
 // Normalised Istio networking resources: what the loader hands the compiler.
 //
 // Field names are Istio's lowerCamel JSON names (the loader also accepts the proto snake_case
-// spelling and rewrites it, as Istio's jsonpb does). Every field of ENVOY-ISTIO.md §3 is modelled,
+// spelling and rewrites it, as Istio's jsonpb does). Every field sluice acts on is modelled,
 // even where the data plane does not act on it yet; README.md ("Istio fields") says which ones
 // sluice honours. Enums are kept as Istio spells them (upper case). Durations are parsed to
 // milliseconds by the loader (`1.5s` -> 1500) so that nothing downstream parses strings.

@@ -1,4 +1,4 @@
-// VirtualService: field tables + Istio's own validation rules (ENVOY-ISTIO.md §3.7; Istio
+// VirtualService: field tables + Istio's own validation rules (Istio
 // pkg/config/validation ValidateVirtualService, validateHTTPRoute, validateTLSMatch).
 
 import { ConfigErrorCode } from '../errors';

@@ -1,4 +1,4 @@
-// Load + compile of a reload on a worker thread (issue 6: "a reload at that size does not stall
+// Load + compile of a reload on a worker thread ("a reload at that size does not stall
 // traffic for more than one compile"). At 10,000 ServiceEntries a load + compile takes seconds of
 // CPU; on the proxy's thread every connection would wait that long. Here the thread does the work
 // (compile-thread.ts) and the proxy's event loop only pays for receiving the result: the

@@ -1,4 +1,4 @@
-// A compiled snapshot crossing from the config thread to the proxy's thread in pieces (issue 6).
+// A compiled snapshot crossing from the config thread to the proxy's thread in pieces.
 //
 // One structured clone of a 10,000-service snapshot (~67 MB, ~1.2 M objects) is deserialized in a
 // single synchronous call on the receiving thread: 0.5-1.2 s during which no connection is served.

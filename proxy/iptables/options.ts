@@ -101,7 +101,7 @@ export const IPTABLES_FLAGS: readonly FlagSpec[] = [
   { flag: '--clean', target: 'clean', kind: 'bool', help: 'remove the ISTIO_* nat chains and the jumps to them, nothing else' },
 ];
 
-/** SLUICE_PROXY_UID for --proxy-uid, as DESIGN.md says for every flag. */
+/** SLUICE_PROXY_UID for --proxy-uid, as for every flag (README.md). */
 export function envNameOf(flag: string): string {
   return 'SLUICE_' + flag.slice(2).replace(/-/g, '_').toUpperCase();
 }

@@ -1,6 +1,6 @@
 // The L4 byte pipe between a downstream and an upstream socket (Envoy's tcp_proxy data path).
 //
-// Hand-written rather than pipe()/pipeline() (PERFORMANCE.md §1): pipe() does not propagate a
+// Hand-written rather than pipe()/pipeline(): pipe() does not propagate a
 // destroy (nodejs/node#19288) nor carry a half-close on its own, and pipeline() costs ~50% more
 // CPU per connection for its eos/finished machinery. What this does, per direction:
 //   'data' -> peer.write(); write() === false -> pause() the source; peer 'drain' -> resume().

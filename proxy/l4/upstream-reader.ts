@@ -1,7 +1,7 @@
 // Reads an upstream socket into buffers sluice manages (net.connect's `onread`), instead of
 // Node's default of allocating a fresh 64 KiB backing store per read and shrinking it with realloc.
 // For the bulk direction of an egress proxy (upstream -> downstream) that is most of the CPU a
-// relay spends outside the syscalls (PERFORMANCE.md §1.5: 0.60 vs 0.73 CPU-s/GB on Node 20).
+// relay spends outside the syscalls (0.60 vs 0.73 CPU-s/GB on Node 20).
 //
 // Only client sockets can do this (`onread` is ignored by net.createServer, nodejs/node#53792), so
 // the downstream direction keeps 'data' events.

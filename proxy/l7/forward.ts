@@ -10,7 +10,7 @@
 // retried with nothing lost. A request whose body has started is not retried (sluice does not
 // buffer bodies for replay; Envoy buffers up to its connection buffer limit). After the response
 // has started, an upstream failure resets the downstream connection; it never appends text to a
-// truncated body (STYLE.md rule 12).
+// truncated body.
 
 import { performance } from 'node:perf_hooks';
 import type { ForwardAction, HeaderOps, RetryPolicy } from '../../config/compile/snapshot';
@@ -541,7 +541,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     record.upstreamTransportFailureReason = err.transportReason;
     record.responseCodeDetails = r.details;
     if (this.responseStarted || this.stream.headersSent) {
-      // Mid-body failure: reset, never append text (STYLE.md rule 12).
+      // Mid-body failure: reset, never append text.
       this.finish();
       this.stream.reset();
       return;

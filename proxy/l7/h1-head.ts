@@ -1,6 +1,6 @@
 // A strict HTTP/1.1 message-head parser (RFC 9112), written for a proxy: it accepts exactly the
-// heads whose framing every hop agrees on, and rejects the request-smuggling shapes outright
-// (issue 6): Content-Length together with Transfer-Encoding, duplicate or non-numeric
+// heads whose framing every hop agrees on, and rejects the request-smuggling shapes outright:
+// Content-Length together with Transfer-Encoding, duplicate or non-numeric
 // Content-Length, a Transfer-Encoding other than `chunked`, obs-fold (a line starting with
 // SP/HTAB), bare LF or bare CR, whitespace between a field name and its colon, control bytes in
 // values, and heads larger than the limit (431). Envoy's HTTP/1 codec (and llhttp in strict mode)

@@ -5,7 +5,7 @@
 // errors) and one access-log line per request.
 //
 // Connections are served by the fast path (h1-server.ts: strict head parser, exact body framing —
-// the request-smuggling cases of issue 6 are refused there) and forwarded over pooled keep-alive
+// the request-smuggling shapes are refused there) and forwarded over pooled keep-alive
 // upstream connections (h1-upstream.ts). The explicit HTTP proxy listener still hands in node:http
 // requests; node-stream.ts adapts them to the same DownstreamStream, so routing exists once.
 

@@ -1,5 +1,5 @@
 // Envoy's pending-request stats of a cluster (`cluster.<name>.upstream_rq_pending_total`,
-// `_pending_active`, `_pending_failure_eject`, `upstream_rq_cancelled`; ENVOY-ISTIO.md §1.4), kept
+// `_pending_active`, `_pending_failure_eject`, `upstream_rq_cancelled`), kept
 // by the HTTP/1.1 pools (h1-upstream.ts). Created on a cluster's first pooled request rather than
 // with ClusterStats, so a config with 60k clusters carries no extra stats for clusters that never
 // see HTTP traffic; resolved once per ClusterStats (which outlives reloads), so counters do too.

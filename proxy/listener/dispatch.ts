@@ -18,7 +18,7 @@ import { planTcp } from './tcp-plan';
 import { inspect, type Inspection, type InspectOptions } from './inspect';
 import { FLAG, ProxyErrorCode, rescueFor, type Flag, type ProxyError } from '../errors';
 
-/** Bound on first-bytes inspection (PERFORMANCE.md §5.3: hellos span segments; Istio waits indefinitely by default). */
+/** Bound on first-bytes inspection (hellos span segments; Istio waits indefinitely by default). */
 const INSPECT_TIMEOUT_MS = 10_000;
 const INSPECT_MAX_BYTES = 16 * 1024 + 5 * 4;
 const NO_CHAIN = rescueFor(ProxyErrorCode.NO_FILTER_CHAIN);

@@ -5,7 +5,7 @@
 // (`exclusive`, so cluster does not route the listen through the primary) and the kernel spreads
 // new connections over the workers' sockets. Otherwise cluster's round-robin, the only choice on
 // Node 20: the primary accepts every connection and passes it to a worker over IPC, a
-// single-threaded hop per connection (PERFORMANCE.md §2), and the worker's server has no socket of
+// single-threaded hop per connection, and the worker's server has no socket of
 // its own to set TCP_NODELAY on once (accept-handles.ts). One process (`--concurrency 1`) binds
 // plainly. A port of 0 is never bound with reusePort: each worker would get a port of its own.
 

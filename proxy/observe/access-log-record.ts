@@ -1,7 +1,7 @@
 // One access-log entry: an HTTP request or a TCP/TLS connection. All fields are initialised in the
-// constructor so V8 keeps one hidden class (STYLE.md rule 8); the data plane fills them in as the
+// constructor so V8 keeps one hidden class; the data plane fills them in as the
 // exchange proceeds and hands the record to the AccessLog sink when it completes. Field meanings
-// are Envoy's command operators (ENVOY-ISTIO.md §2); `null` prints as `-`.
+// are Envoy's command operators; `null` prints as `-`.
 
 import { performance } from 'node:perf_hooks';
 import { FLAG, type Flag } from '../errors';

@@ -1,5 +1,5 @@
 // Access log: formatters for a completed AccessLogRecord and the asynchronous sink that writes
-// them. Three formats (ENVOY-ISTIO.md §2):
+// them. Three formats:
 //   istio  Istio >= 1.9 default text line (the default; a superset of Envoy's classic line)
 //   envoy  Envoy's classic default line, the shape shown in the seed documents
 //   json   Istio's JSON encoding (accessLogEncoding: JSON), Istio's key names and order
@@ -148,7 +148,7 @@ export type AccessLog = AccessLogSink & {
 export const DEFAULT_ACCESS_LOG_BUFFER_BYTES = 8 * 1024 * 1024;
 const WRITE_CHUNK_BYTES = 1024 * 1024;
 
-/** Stat names, declared once (STYLE.md rule 15). */
+/** Stat names, declared once. */
 export const ACCESS_LOG_STATS = {
   written: 'access_log.written',
   dropped: 'access_log.dropped',

@@ -33,7 +33,7 @@ const DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024;
 /** Lines gathered into one fs.write, as the access log's SonicBoom does. */
 const WRITE_CHUNK_BYTES = 1024 * 1024;
 
-/** Stat names, declared once (STYLE.md rule 15). */
+/** Stat names, declared once. */
 export const AUDIT_LOG_STATS = {
   written: 'audit_log.written',
   dropped: 'audit_log.dropped',

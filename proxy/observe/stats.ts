@@ -1,9 +1,9 @@
 // Envoy-named statistics. The hot path only ever does `counter.value++` on objects it resolved
-// when the cluster / listener was created (STYLE.md rule 10): no string building, no Map lookups
+// when the cluster / listener was created: no string building, no Map lookups
 // per request, connection or chunk. Rendering (/stats text and JSON, /stats/prometheus) reads the
 // store; see render-stats.ts.
 //
-// Names are Envoy's, in the pre-1.23 shape without the `;` delimiter (DESIGN.md, "Names and
+// Names are Envoy's, in the pre-1.23 shape without the `;` delimiter ("Names and
 // formats"): `cluster.outbound|80||edition.cnn.com.upstream_cx_total`. Any `:` in a name segment
 // is replaced by `_`, as Envoy does (`listener.0.0.0.0_15001.`).
 
@@ -81,7 +81,7 @@ export class Histogram extends Stat {
 export type AnyStat = Counter | Gauge | Histogram;
 
 /**
- * Tag extraction as Istio configures Envoy (ENVOY-ISTIO.md §1.7): the cluster name, listener
+ * Tag extraction as Istio configures Envoy: the cluster name, listener
  * address, HTTP/TCP stat prefix and response code become labels; the rest is the metric name.
  */
 export function promViewOf(name: string): PromView {
@@ -255,7 +255,7 @@ export class ClusterStats {
     this.prefix = p;
     this.store = store;
     // One label list for all of this cluster's stats: at 60,000 clusters, tag extraction per stat
-    // (promViewOf) was a third of building them (issue 6). clusterProm gives what it would give.
+    // (promViewOf) was a third of building them. clusterProm gives what it would give.
     const labels: PromView['labels'] = [['cluster_name', scope]];
     this.upstream_cx_total = store.counter(p + 'upstream_cx_total', clusterProm('upstream_cx_total', labels));
     this.upstream_cx_active = store.gauge(p + 'upstream_cx_active', clusterProm('upstream_cx_active', labels));

@@ -1,4 +1,4 @@
-// Incremental TLS ClientHello parser: the SNI-passthrough "peek" of PERFORMANCE.md §5.3.
+// Incremental TLS ClientHello parser: the SNI-passthrough "peek".
 //
 // The caller hands us every byte received so far (concatenated) and calls again when more arrive.
 // We never throw on input and never trust a length field: each read is checked against the bytes
@@ -12,7 +12,7 @@
 //   body      = version(2) random(32) session_id<0..32> cipher_suites<2..2^16-2>
 //               compression_methods<1..2^8-1> [extensions<0..2^16-1>]
 // Post-quantum key shares (X25519MLKEM768) push Chrome/Go hellos past one TCP segment, and a
-// hello may legally span several records, so both are handled (PERFORMANCE.md §5.3).
+// hello may legally span several records, so both are handled.
 
 export type HelloResult =
   | { readonly kind: 'need-more' }                 // not enough bytes yet

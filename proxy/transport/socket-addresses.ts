@@ -4,8 +4,8 @@
 // `localAddress` are a getpeername/getsockname syscall each, plus a cached object and strings on
 // the socket for the connection's life. On the TCP path nothing asks unless a route matches on
 // addresses, a load balancer hashes the source IP, or a record is kept for the access log, so with
-// `--access-log off` a plain TCP connection costs neither the syscalls nor the memory (issue 6:
-// CPU per short connection and RSS per idle connection).
+// `--access-log off` a plain TCP connection costs neither the syscalls nor the memory (CPU per
+// short connection and RSS per idle connection, both measured in bench/README.md).
 //
 // These classes are the L4Info (l4/tcp-proxy.ts) of an accepted connection, structurally: the
 // transport imports nothing above it.

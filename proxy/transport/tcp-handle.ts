@@ -2,7 +2,7 @@
 // a plain-TCP cluster): accept, connect, read, write, shut down, reset and close straight on Node's
 // `tcp_wrap` / `stream_wrap` bindings, the objects net.Socket itself drives.
 //
-// Why (issue 6): per short proxied connection, two net.Sockets (Duplex state, EventEmitter, write
+// Why: per short proxied connection, two net.Sockets (Duplex state, EventEmitter, write
 // queue, nextTick'd events, a Socket per accept even before we know what the connection is) cost a
 // Node relay ~200-250 CPU-µs on this box against HAProxy's ~100; the same relay on bare handles costs
 // ~135-175 and runs as many connections per second as HAProxy (bench/micro/relay.bench.ts, mode
@@ -11,7 +11,7 @@
 //
 // The risk, and how it is contained: `process.binding()` is deprecated (DEP0111, documentation-only;
 // a warning only under --pending-deprecation), but `tcp_wrap` and `stream_wrap` are on its allow-list
-// from Node 20 through 24 (PERFORMANCE.md §1.3). Everything that touches the bindings is in this file
+// from Node 20 through 24. Everything that touches the bindings is in this file
 // and checked once at start-up (`tcpHandles()`): when they are missing or not shaped as expected,
 // sluice says so once and every connection takes the net.Socket path, which stays the path for TLS,
 // HTTP and anything inspected. `SLUICE_TCP_HANDLES=off` forces that fallback.

@@ -5,7 +5,7 @@
 // At 10,000 services a snapshot has 60,000 clusters: comparing them, and building the new ones
 // with their stats, takes 0.3 s on a reload and seconds on first boot. update() does that work in
 // slices of SLICE_MS with a turn of the event loop between them, into a new table; traffic keeps
-// using the current table until the new one replaces it in one assignment (issue 6).
+// using the current table until the new one replaces it in one assignment.
 
 import type { Snapshot } from '../../config/compile/snapshot';
 import { ClusterStats, type StatsStore } from '../observe/stats';

@@ -2,7 +2,7 @@
 // cluster stats, counted by cx-accounting.ts as the bare-handle connector (handle-connect.ts) counts.
 //
 // The connect timer is on the proxy's one clock (timer-wheel.ts), one per connection (not per
-// request or chunk), cancelled on connect. TLS uses the cluster's prebuilt SecureContext and its session cache (PERFORMANCE.md §5).
+// request or chunk), cancelled on connect. TLS uses the cluster's prebuilt SecureContext and its session cache.
 //
 // A TLS connection is one TLSSocket that opens its own TCP connection (tls.connect with host and
 // port), not a net.Socket wrapped afterwards: one socket object per connection instead of two, and
@@ -184,7 +184,7 @@ function onVerdict(conn: UpstreamConnection): void {
   conn.ready();
 }
 
-/** TLS 1.3 tickets arrive after the handshake (PERFORMANCE.md §5.2); keep the latest per SNI. */
+/** TLS 1.3 tickets arrive after the handshake; keep the latest per SNI. */
 function onSession(this: net.Socket, session: Buffer): void {
   const conn = slotOf(this).connection!;
   const t = conn.tls!;

@@ -1,5 +1,5 @@
 // Load balancing over a cluster's hosts, per DestinationRule `loadBalancer` (Istio's default is
-// LEAST_REQUEST, ENVOY-ISTIO.md §3.8). Each policy is a small object created once per cluster
+// LEAST_REQUEST). Each policy is a small object created once per cluster
 // generation; `pick` runs per connection/request and allocates nothing.
 //
 // Endpoint `weight` (ServiceEntry endpoints) is honoured as Envoy does: ROUND_ROBIN and

@@ -6,7 +6,7 @@
 //
 // How the workers share a port depends on the Node (listener/listen-options.ts): each binds it with
 // SO_REUSEPORT where Node has `reusePort` (22.12+, 23.1+, Linux); on Node 20 cluster's round-robin,
-// the primary accepting and passing each connection (PERFORMANCE.md §2).
+// the primary accepting and passing each connection.
 
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';

@@ -1,4 +1,4 @@
-// Seed scenarios S1, S2 and S5 (seeds/README.md) on real kernels: the app's plain curl is caught by
+// Seed scenarios S1, S2 and S5 on real kernels: the app's plain curl is caught by
 // iptables REDIRECT, the sidecar (UID 1337, SO_ORIGINAL_DST) routes it by the seed's Istio YAML,
 // through the egress gateway when the config says so, to the external stand-in.
 

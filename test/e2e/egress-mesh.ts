@@ -1,4 +1,4 @@
-// The seeds' egress world as network namespaces (DESIGN.md "Test topology"):
+// The seeds' egress world as network namespaces:
 //
 //   app (198.18.1.2) ──mesh 198.18.1.0/24── gateway (198.18.1.1 | 198.18.2.1) ──internet 198.18.2.0/24── external (198.18.2.10)
 //

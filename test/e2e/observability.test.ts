@@ -1,4 +1,4 @@
-// What an operator reads from a running egress gateway after real traffic (issue 5): the seed's
+// What an operator reads from a running egress gateway after real traffic: the seed's
 // own `curl -s localhost:15000/stats | grep edition.cnn.com.upstream_cx_total` run verbatim inside
 // the gateway's network namespace, /stats (text and JSON), /stats/prometheus parsed with the
 // exposition rules (on the admin and on 15090, scraped from another host), /clusters (text and

@@ -1,5 +1,5 @@
-// The sidecar's outbound traffic policy for destinations no ServiceEntry declares (ENVOY-ISTIO.md
-// §2.4, §3.4): ALLOW_ANY passes them to their original destination (PassthroughCluster);
+// The sidecar's outbound traffic policy for destinations no ServiceEntry declares
+// (Istio's outboundTrafficPolicy): ALLOW_ANY passes them to their original destination (PassthroughCluster);
 // REGISTRY_ONLY answers HTTP with 502 `block_all` and closes TCP/TLS (BlackHoleCluster, flag UH).
 // Connections dialled to the capture port itself are black-holed, so the proxy cannot loop.
 

@@ -1,4 +1,4 @@
-// Seed S10 (seeds/README.md, 003): one TCP service, two versions, chosen by the ingress gateway port.
+// Seed S10 (003): one TCP service, two versions, chosen by the ingress gateway port.
 // The seed's own YAML (config/samples/s10) on real kernels:
 //
 //   client 198.18.4.2 ──edge── ingress gateway 198.18.4.1 (sluice, istio=ingressgateway, :31400 :31401)

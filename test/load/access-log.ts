@@ -1,4 +1,4 @@
-// Access log under load (issue 5): a 30-second autocannon run through a real sluice gateway process
+// Access log under load: a 30-second autocannon run through a real sluice gateway process
 // writing its access log to a file. Checks that no line is lost — lines in the file == requests
 // autocannon completed (+ the requests in flight when autocannon stopped, which the proxy logs with
 // DC as Envoy does) — or that access_log.dropped says exactly how many were, and that the proxy's

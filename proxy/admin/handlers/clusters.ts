@@ -1,5 +1,5 @@
-// GET /clusters: Envoy's text lines (`source/server/admin/clusters_handler.cc`, ENVOY-ISTIO.md
-// §1.8) and `?format=json` in the shape of `envoy.admin.v3.Clusters`.
+// GET /clusters: Envoy's text lines (`source/server/admin/clusters_handler.cc`)
+// and `?format=json` in the shape of `envoy.admin.v3.Clusters`.
 
 import type { CircuitBreakers } from '../../../config/compile/snapshot';
 import type { ClusterStatus, HostStatus } from '../context';

@@ -1,5 +1,5 @@
 // GET /config_dump: what the proxy is running, in Envoy's envelope `{"configs":[...]}` with one
-// entry per Envoy config-dump type (ENVOY-ISTIO.md §1.8), filled with sluice's compiled snapshot
+// entry per Envoy config-dump type, filled with sluice's compiled snapshot
 // (listeners, clusters, routes), the TLS files in use, and the Istio resources the snapshot was
 // compiled from. Field names inside the entries are sluice's (camelCase), not Envoy protos: the
 // envelope lets people find things where they look for them in Envoy, without pretending to be

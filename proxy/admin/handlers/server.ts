@@ -1,5 +1,5 @@
 // Server-level endpoints: /ready, /server_info, /listeners and the POST-only controls
-// /healthcheck/fail|ok, /logging, /quitquitquit (ENVOY-ISTIO.md §1.8; Envoy
+// /healthcheck/fail|ok, /logging, /quitquitquit (Envoy
 // server_info_handler.cc, listeners_handler.cc, server_cmd_handler.cc).
 
 import { LOG_LEVELS, normalizeLogLevel } from '../../observe/log';

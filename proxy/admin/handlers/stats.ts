@@ -1,5 +1,5 @@
 // /stats (text | json | prometheus), /stats/prometheus and POST /reset_counters
-// (ENVOY-ISTIO.md §1.2, §1.7; Envoy docs/root/operations/admin.rst).
+// (§1.7; Envoy docs/root/operations/admin.rst).
 
 import { renderPrometheus, renderStatsJson, renderStatsText, type StatsFilter } from '../../observe/render-stats';
 import { PROMETHEUS_TYPE, JSON_TYPE, TEXT, text, type AdminReply, type AdminEnv, type Endpoint } from '../endpoint';

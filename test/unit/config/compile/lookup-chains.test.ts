@@ -1,4 +1,4 @@
-// selectChain's SNI index (issue 6: lookups stay flat with 10,000 TLS hosts on one port) picks
+// selectChain's SNI index (lookups stay flat with 10,000 TLS hosts on one port) picks
 // exactly the chain the plain in-order scan picks: a seeded random comparison over listeners that
 // mix exact-SNI chains, wildcard and `*` server names, transport/ALPN/destination conditions and
 // unconditional chains, queried with matching, missing, upper-case and unknown SNIs.

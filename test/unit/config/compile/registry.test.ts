@@ -1,5 +1,5 @@
-// Registry's indexed lookups (issue 6: config at scale) give exactly what the rules of
-// ENVOY-ISTIO.md §3.8 say, which the old linear scans spelled out: the reference functions below
+// Registry's indexed lookups (config at scale) give exactly what the rules of
+// DestinationRule lookup say, which the old linear scans spelled out: the reference functions below
 // are those scans, and a seeded random property test compares them with the index over many mixed
 // configs (exact, `*.suffix` at several depths, `*`, wildcard service hosts, several namespaces,
 // DRs and VSs repeating hosts, gateway-only VSs). Named cases pin the precedence rules on their own.

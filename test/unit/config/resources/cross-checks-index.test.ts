@@ -1,4 +1,4 @@
-// The host-pattern index the cross-resource checks use (issue 6: load at scale) matches exactly
+// The host-pattern index the cross-resource checks use (load at scale) matches exactly
 // the names hostMatches() matches: a seeded random comparison over exact names, `*.suffix` at
 // several depths, `*`, wildcard queries and odd shapes (`*foo.com`, a leading dot).
 import t from 'tap';

@@ -1,5 +1,5 @@
 // Kinds sluice does not act on, in files: ignored with one warning per kind, never an error, and a
-// directory holding them starts a gateway that serves a real request (issue 16: "a config
+// directory holding them starts a gateway that serves a real request ("a config
 // directory with other Istio kinds starts"). A Gateway API Gateway is not an Istio Gateway.
 import t from 'tap';
 import * as fs from 'node:fs';

@@ -1,4 +1,4 @@
-// Reloads compiled on a worker thread (issue 6): the snapshot that comes back is the one the
+// Reloads compiled on a worker thread: the snapshot that comes back is the one the
 // in-thread compile gives — same values, same key order, same prototypes (immutable Map/Set), as
 // frozen, RegExps intact, lookups answering the same — for every seed sample as sidecar and as
 // gateway; unchanged bytes need no work; an invalid config comes back with exactly the in-thread

@@ -1,4 +1,4 @@
-// A running proxy reloading from files does the load + compile on its config thread (issue 6) and
+// A running proxy reloading from files does the load + compile on its config thread and
 // still behaves as before: an invalid file is rejected with the same error messages the in-thread
 // load gives and the last good snapshot stays; a valid change is applied, and the snapshot in
 // force is the one the in-thread compile gives. Real Runtime, real files, real watcher; bounded waits.

@@ -1,4 +1,4 @@
-// Request smuggling on the fast HTTP path (issue 6): every ambiguous framing is refused with 400
+// Request smuggling on the fast HTTP path: every ambiguous framing is refused with 400
 // (431 for a head over 60 KiB, as Envoy answers), the connection is closed by the proxy, and the
 // upstream never sees the request hidden in the body. A real gateway Runtime, a real node:http
 // upstream that records every request it receives, raw bytes from a net socket.

@@ -1,4 +1,4 @@
-// `sluice validate` warnings for the TLS traps (ENVOY-ISTIO.md §3.6, §6 #2/#3): what fires, and that
+// `sluice validate` warnings for the TLS traps: what fires, and that
 // the seed samples' own TLS configurations (S3 origination, S2m/S4m ISTIO_MUTUAL) stay silent.
 
 import fs from 'node:fs';

@@ -1,4 +1,4 @@
-// ClusterManager.update works in slices between turns of the event loop (issue 6: 60,000 clusters
+// ClusterManager.update works in slices between turns of the event loop (60,000 clusters
 // took 0.3-0.5 s per reload in one block) and swaps in one step: until the update resolves, get()
 // answers with the previous clusters and none of them is closed; after, unchanged clusters are the
 // same objects, changed and removed ones are closed. Also: sameValue, which replaced a

@@ -1,4 +1,4 @@
-// issue 16, "Done when": a gateway started as `sluice run --config kubernetes --kubeconfig F`
+// A gateway started as `sluice run --config kubernetes --kubeconfig F`
 // against the test API server (test/helpers/kube-api-server), all driven with the real kubectl:
 //   (a) routes a request to a Kubernetes Service that exists only as Service + EndpointSlice
 //       (a not-ready endpoint gets nothing);
