@@ -9,7 +9,7 @@ import type { ConfigMessage, InboundMtlsMode, OutboundPolicy, Role } from './sna
 import { configMessage, ConfigErrorCode, type ConfigErrorCodeValue } from '../errors';
 import { clusterName, expandHost, MESH_GATEWAY, resolveGatewayName } from './names';
 import { labelsSubsetOf } from './hosts';
-import { allocateVips } from './dns';
+import { allocateVips } from './vip-allocation';
 
 export interface CompileOptions {
   readonly role: Role;
