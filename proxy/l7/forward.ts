@@ -7,8 +7,9 @@
 // (StreamHandler downstream, UpstreamHandler upstream), so no closure is made per request.
 //
 // The request body is only read once the upstream connection is ready, so a connect failure can be
-// retried with nothing lost. A request whose body has started is not retried (sluice does not
-// buffer bodies for replay; Envoy buffers up to its connection buffer limit). After the response
+// retried with nothing lost. After that, a body of up to 64 KiB (Content-Length) is kept and sent
+// again by a retry; a larger or chunked one is not, and such a request is not retried once its body
+// has gone upstream (Envoy buffers up to its 1 MiB buffer limit). After the response
 // has started, an upstream failure resets the downstream connection; it never appends text to a
 // truncated body.
 
@@ -35,6 +36,9 @@ import type { ResponseReader } from './response-reader';
 import { relayUpgraded, switchingProtocolsHead, type TunnelOwner } from './upgrade';
 import type { RelayResult } from '../l4/relay';
 import type net from 'node:net';
+
+/** Request bodies up to this size are kept for a retry (Envoy keeps up to its buffer limit, 1 MiB). */
+const REPLAY_LIMIT = 64 * 1024;
 
 export interface ForwardInit {
   readonly ctx: ProxyContext;
@@ -105,6 +109,13 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
   private retried = false;
   private finished = false;
   private waitingDrain = false;
+  /**
+   * Copies of a small request body (Content-Length up to REPLAY_LIMIT), kept so a retry can send it
+   * again, as Envoy buffers bodies for retries; null = not kept (no retry policy, chunked or larger:
+   * such a request is not retried once its body has gone upstream).
+   */
+  private replay: Buffer[] | null = null;
+  private bodyDone = false;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(init: ForwardInit) {
@@ -127,6 +138,8 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     this.startShadows = init.startShadows;
     // null: the route has no retry policy (`retries.attempts: 0`, or faults configured), so none.
     this.retryPolicy = init.action.retry;
+    const h = init.stream.head;
+    if (init.action.retry !== null && init.stream.hasBody && !h.chunked && h.contentLength > 0 && h.contentLength <= REPLAY_LIMIT) this.replay = [];
     this.attemptsLeft = init.action.retry === null ? 0 : init.action.retry.attempts;
     this.record.upstreamCluster = this.cluster.name;
   }
@@ -217,8 +230,14 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     else if (head.contentLength >= 0) framing = 'content-length: ' + head.contentLength + '\r\n';
     // Istio turns on Envoy's include_request_attempt_count: every try says which it is.
     conn.begin(this, this.headText + 'x-envoy-attempt-count: ' + this.attemptCount + '\r\n' + framing + '\r\n', head.method === 'HEAD', head.chunked, this.upgrade);
-    if (stream.hasBody) stream.startBody();
-    else conn.endRequest();
+    if (!stream.hasBody) conn.endRequest();
+    else if (!stream.bodyStarted) stream.startBody();
+    else {
+      // A retry of a request whose body had begun: what was read goes again, the rest follows.
+      for (const c of this.replay!) conn.writeBody(c);
+      if (this.bodyDone) conn.endRequest();
+      else stream.resumeBody();
+    }
   }
 
   onUpstreamConnectError(err: ProxyError): void {
@@ -375,7 +394,7 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
    */
   private retryAllowed(): boolean {
     if (this.attemptsLeft <= 0 || this.responseStarted || this.stream.headersSent) return false;
-    if (this.stream.hasBody && this.stream.bodyStarted) return false;
+    if (this.stream.hasBody && this.stream.bodyStarted && this.replay === null) return false;
     const rs = this.retryStatsOf();
     if (!this.retryActive && rs.active >= this.cluster.config.circuitBreakers.maxRetries) {
       rs.upstream_rq_retry_overflow.inc();
@@ -466,11 +485,13 @@ export class ForwardExchange implements StreamHandler, UpstreamHandler, TunnelOw
     this.record.bytesReceived += chunk.length;
     const shadows = this.shadows;
     if (shadows !== null) for (const s of shadows) s.body(chunk);
+    if (this.replay !== null) this.replay.push(Buffer.from(chunk));
     const conn = this.conn;
     if (conn !== null && !conn.writeBody(chunk)) this.stream.pauseBody();
   }
 
   onBodyEnd(): void {
+    this.bodyDone = true;
     const shadows = this.shadows;
     if (shadows !== null) for (const s of shadows) s.bodyEnd();
     this.conn?.endRequest();
