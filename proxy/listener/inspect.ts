@@ -26,6 +26,7 @@
 import type net from 'node:net';
 import { ProxyError, ProxyErrorCode } from '../errors';
 import { parseClientHello, HelloInvalidReason } from '../tls/client-hello';
+import { clock, type WheelTimer } from '../timer-wheel';
 
 export interface Inspection {
   readonly isTls: boolean;
@@ -115,12 +116,13 @@ export function decideFirstBytes(head: Buffer, final: boolean, opts: Pick<Inspec
  * `fail`, and stops delivering in `release`; this class accumulates the head, decides, enforces the
  * byte and time limits and calls back exactly once.
  */
-export abstract class FirstBytesInspector<R extends Inspection> {
+export abstract class FirstBytesInspector<R extends Inspection> implements WheelTimer {
   protected head: Buffer = EMPTY;
   /** the peer half-closed before a decision */
   protected eof = false;
   private done = false;
-  private timer: NodeJS.Timeout | null = null;
+  /** the inspection's time limit, on the proxy's one clock (timer-wheel.ts) */
+  wheelDue = -1;
 
   constructor(protected readonly opts: InspectOptions, private readonly cb: (err: ProxyError | null, r: R | null) => void) {}
 
@@ -131,7 +133,7 @@ export abstract class FirstBytesInspector<R extends Inspection> {
   protected abstract result(d: Decided): R;
 
   protected armTimeout(): void {
-    if (this.opts.timeoutMs > 0) this.timer = setTimeout(onInspectTimeout, this.opts.timeoutMs, this);
+    if (this.opts.timeoutMs > 0) clock.schedule(this, this.opts.timeoutMs);
   }
 
   protected received(chunk: Buffer): void {
@@ -149,8 +151,8 @@ export abstract class FirstBytesInspector<R extends Inspection> {
     else this.decide(true);
   }
 
-  timedOut(): void {
-    this.timer = null;
+  /** The time limit passed without a decision. */
+  onTimer(): void {
     this.fail(ProxyErrorCode.INSPECT_LIMIT, `no protocol decision within ${this.opts.timeoutMs} ms`);
   }
 
@@ -177,15 +179,8 @@ export abstract class FirstBytesInspector<R extends Inspection> {
   private finish(): void {
     this.done = true;
     this.release();
-    if (this.timer !== null) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
+    clock.cancel(this);
   }
-}
-
-function onInspectTimeout(i: { timedOut(): void }): void {
-  i.timedOut();
 }
 
 /** The net.Socket transport; one per inspected connection, handlers bound once (no per-chunk closures). */
