@@ -40,6 +40,12 @@ export interface Verdict {
   readonly category: Category;
   /** Why a failure was expected, or what was wrong. */
   readonly reason: string;
+  /**
+   * A worker of a proxy it crossed was killed from NEAR_KILL_BEFORE_MS before it started to
+   * LINE_LOST_AFTER_MS after it ended: the time in which Node 20's round-robin hand-off of new
+   * connections to workers is known to misbehave (README, Chaos soak).
+   */
+  readonly nearKill: boolean;
 }
 
 /**
@@ -51,6 +57,7 @@ export interface Verdict {
 const KILL_BEFORE_MS = 250;
 const KILL_AFTER_MS = 250;
 const LINE_LOST_AFTER_MS = 3000;
+const NEAR_KILL_BEFORE_MS = 10_000;
 
 function killedWithin(r: TransferResult, proxy: ProxyName, kills: readonly Kill[], afterMs: number): boolean {
   return kills.some((k) => k.proxy === proxy && k.at >= r.t0 - KILL_BEFORE_MS && k.at <= r.t1 + afterMs);
@@ -194,7 +201,8 @@ export function judge(results: readonly TransferResult[], targets: readonly Targ
       reason = [reason, ...problems].filter((s) => s !== '').join('; ');
     }
     if (notes.length > 0 && category !== 'unexpected') reason = [reason, ...notes].filter((s) => s !== '').join('; ');
-    verdicts.push({ result: r, category, reason });
+    const nearKill = target.proxies.some((p) => kills.some((k) => k.proxy === p && k.at >= r.t0 - NEAR_KILL_BEFORE_MS && k.at <= r.t1 + LINE_LOST_AFTER_MS));
+    verdicts.push({ result: r, category, reason, nearKill });
   }
   return {
     verdicts,
