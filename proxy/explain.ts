@@ -433,6 +433,10 @@ function explainHttp(snap: Snapshot, chain: FilterChain, target: ExplainTarget, 
     const rw = a.rewrite?.path ?? null;
     if (rw !== null) t.line('rewrite', rw.kind === 'prefix' ? `path ${rw.matchedLength < 0 ? 'replaced by' : `prefix (${rw.matchedLength} chars) replaced by`} ${rw.replacement}` : `path regex ${rw.regex.source} -> ${rw.substitution}`);
     describeClusters(snap, a.clusters.entries, t, live, true);
+    // An abort drawn every time answers every request (after any delay): that is the result.
+    if (f !== null && f.abort !== null && f.abort.percent >= 100) {
+      t.fail(ProxyErrorCode.FAULT_ABORT, true, 'the route\'s fault.abort answers every request (percentage 100)', f.abort.grpcStatus !== null ? 200 : f.abort.httpStatus);
+    }
   }
 }
 
