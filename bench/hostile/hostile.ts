@@ -10,8 +10,10 @@
 //   - SLOWLORIS connections send a request line, then one header line per second, never the end;
 //   - NON_READERS clients ask for 8 MiB and never read;
 //   - OVERSIZED clients send a 1 MiB header block;
-//   - once those are in, FLOOD more connections are opened at once, past the proxy's connection
-//     limit (sluice: --max-downstream-connections; nginx: worker_connections), and held.
+//   - once those are in (non-readers first, then slowloris, then the oversized heads, so the flood
+//     comes while the slow connections are still open), FLOOD more connections are opened at
+//     once, past the proxy's connection limit (sluice: --max-downstream-connections; nginx:
+//     worker_connections), and held.
 // Meanwhile one well-behaved client sends GET /small every 100 ms on a keep-alive connection opened
 // before the attack. Reported: its p50/p99/max latency and failures, when each slow-header
 // connection was closed and with what, the flood's fate, peak RSS, the load average.
@@ -58,6 +60,14 @@ async function attacker(port: number): Promise<void> {
       s.once('connect', () => resolve(s));
       s.once('error', () => resolve(null));
     });
+  // Non-readers: ask for 8 MiB, never read.
+  for (let i = 0; i < NON_READERS; i++) {
+    const s = await open();
+    if (s === null) continue;
+    sockets.push(s);
+    s.pause();
+    s.write('GET /big HTTP/1.1\r\nHost: hostile.test\r\n\r\n');
+  }
   // Slowloris: in batches, so the kernel's accept queue is not the thing measured.
   const slowDone: Promise<void>[] = [];
   for (let i = 0; i < SLOWLORIS; i++) {
@@ -80,14 +90,6 @@ async function attacker(port: number): Promise<void> {
       if (got.startsWith('HTTP/1.1 408')) r.slow408++;
       resolve();
     })));
-  }
-  // Non-readers: ask for 8 MiB, never read.
-  for (let i = 0; i < NON_READERS; i++) {
-    const s = await open();
-    if (s === null) continue;
-    sockets.push(s);
-    s.pause();
-    s.write('GET /big HTTP/1.1\r\nHost: hostile.test\r\n\r\n');
   }
   // Oversized heads: a 1 MiB header block.
   for (let i = 0; i < OVERSIZED; i++) {
