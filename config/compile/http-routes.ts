@@ -141,7 +141,7 @@ function buildAction(reg: Registry, b: BoundVirtualService, rule: HTTPRoute, m: 
   return {
     kind: 'forward',
     clusters,
-    // "timeouts or retries will not be enabled when faults are enabled" (§3.7)
+    // "timeouts or retries will not be enabled when faults are enabled" (Istio's HTTPFaultInjection doc)
     timeoutMs: fault !== null ? 0 : rule.timeoutMs ?? 0,
     rewrite: rw.rewrite,
     requestHeaders,

@@ -10,7 +10,7 @@ import { compileStringMatch } from './string-match';
 /** Envoy's default base interval for retry back-off (`retry_back_off.base_interval`). */
 export const DEFAULT_BACKOFF_BASE_MS = 25;
 
-/** Istio's retryOn when `retries` is absent or gives none (§3.7; 503 no longer retried since 1.24). */
+/** Istio's retryOn when `retries` is absent or gives none (Istio route/retry/retry.go; 503 is no longer retried by default since Istio 1.24). */
 export const DEFAULT_RETRY_ON = 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes';
 
 const GRPC_RETRY_ON: Readonly<Record<string, number>> = {

@@ -61,7 +61,8 @@ export function lbPolicy(lb: LoadBalancerSettings | undefined): LbPolicy {
 }
 
 /**
- * outlierDetection -> Envoy's, with Istio's and Envoy's defaults (§3.8): consecutive5xxErrors 5
+ * outlierDetection -> Envoy's, with Istio's (cluster_traffic_policy.go) and Envoy's
+ * (outlier_detection.proto) defaults: consecutive5xxErrors 5
  * (0 disables), consecutiveGatewayErrors off unless set, interval 10 s, baseEjectionTime 30 s,
  * maxEjectionPercent 10, minHealthPercent 0 (panic mode off); local-origin failures count apart
  * only with splitExternalLocalOriginErrors (then consecutiveLocalOriginFailures, default 5).
