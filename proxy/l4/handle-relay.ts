@@ -31,7 +31,7 @@
 // connects, as Envoy does; what it read, up to EARLY_READ_LIMIT, is the relay's first write).
 
 import type { RelayHooks } from './relay';
-import { tcpHandles, uvError, type TcpHandle, type TcpHandles, type WriteReq } from '../transport/tcp-handle';
+import { tcpHandles, uvError, writeReusingReq, WRITE_DONE, WRITE_PENDING, type OwnedWriteReq, type TcpHandle, type TcpHandles } from '../transport/tcp-handle';
 import { slotOf } from '../transport/socket-slot';
 
 declare module '../transport/socket-slot' {
@@ -61,7 +61,6 @@ export interface EarlyRead {
   readonly reading: boolean;
 }
 
-type SideWriteReq = WriteReq & { side?: Side };
 
 /** One end of the relay. */
 class Side {
@@ -162,21 +161,12 @@ export class HandleRelay {
   private write(from: Side, chunk: Buffer): void {
     const to = from.peer;
     if (to.closing) return;
-    // Node wraps the req object only when the write has to wait in libuv; a write done at once
-    // (nearly every write of a short connection) leaves it untouched, for the next write.
-    const req: SideWriteReq = spareWriteReq ?? this.h.newWriteReq();
-    req.handle = to.handle;
-    req.oncomplete = onWritten;
-    req.side = to;
-    const err = to.handle.writeBuffer(req, chunk);
-    if (err !== 0 || !this.h.lastWriteWasAsync()) {
-      req.side = undefined;
-      spareWriteReq = req;
-      if (err !== 0) this.fail(to, uvError(err, 'write'));
+    // A write req is reused until a write has to wait in libuv (transport/tcp-handle.ts).
+    const r = writeReusingReq(this.h, to.handle, chunk, onWritten, to);
+    if (r !== WRITE_PENDING) {
+      if (r !== WRITE_DONE) this.fail(to, uvError(r, 'write'));
       return;
     }
-    spareWriteReq = null;
-    req.buffer = chunk;
     to.pendingWrites++;
     from.handle.readStop();
   }
@@ -261,17 +251,14 @@ export class HandleRelay {
   }
 }
 
-/** A write req object no write has wrapped yet (see write()). */
-let spareWriteReq: SideWriteReq | null = null;
-
 // Handle and request callbacks shared by every relay: no closure per connection or chunk.
 function onRead(this: TcpHandle, arrayBuffer: ArrayBuffer | undefined): Buffer | undefined {
   const side = slotOf(this).side;
   return side === null ? undefined : side.relay.read(side, arrayBuffer);
 }
-function onWritten(this: SideWriteReq, status: number): void {
-  const side = this.side!;
-  this.side = undefined;
+function onWritten(this: OwnedWriteReq<Side>, status: number): void {
+  const side = this.owner!;
+  this.owner = undefined;
   this.buffer = null;
   side.relay.written(side, status);
 }

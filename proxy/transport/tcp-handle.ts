@@ -153,6 +153,39 @@ function load(): { handles: TcpHandles | null; reason: string } {
   };
 }
 
+/** A write req carrying what its completion callback needs (`owner`), set for a pending write only. */
+export type OwnedWriteReq<O> = WriteReq & { owner?: O | undefined };
+
+/** A write req object no write has wrapped yet (see writeReusingReq). */
+let spareWriteReq: OwnedWriteReq<unknown> | null = null;
+
+/** writeReusingReq's result for a write libuv finished at once (no callback follows). */
+export const WRITE_DONE = 0;
+/** ... for a write still in libuv: `oncomplete` is called later, with `this.owner` set. */
+export const WRITE_PENDING = 1;
+
+/**
+ * Write `chunk` to `handle`: WRITE_DONE, WRITE_PENDING, or a negative errno. Node wraps a write req
+ * object only when the write has to wait in libuv; a write done at once (nearly every write of a
+ * short connection) leaves it untouched, so it is kept for the next write instead of allocating
+ * one per write. A pending write keeps `chunk` alive on the req until `oncomplete`.
+ */
+export function writeReusingReq<O>(h: TcpHandles, handle: TcpHandle, chunk: Buffer, oncomplete: (this: OwnedWriteReq<O>, status: number) => void, owner: O): number {
+  const req = (spareWriteReq ?? h.newWriteReq()) as OwnedWriteReq<O>;
+  req.handle = handle;
+  req.oncomplete = oncomplete as WriteReq['oncomplete'];
+  req.owner = owner;
+  const err = handle.writeBuffer(req, chunk);
+  if (err !== 0 || !h.lastWriteWasAsync()) {
+    req.owner = undefined;
+    spareWriteReq = req;
+    return err;
+  }
+  spareWriteReq = null;
+  req.buffer = chunk;
+  return WRITE_PENDING;
+}
+
 /** An Error shaped as Node's own socket errors (`code` = the errno name, e.g. ECONNRESET). */
 export function uvError(errno: number, syscall: string): NodeJS.ErrnoException {
   let name: string;
