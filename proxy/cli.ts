@@ -17,14 +17,15 @@ import { KUBERNETES_CONFIG } from '../config/sources/kubernetes/source';
 import { runDemo } from './demo';
 import { DEFAULT_INJECT_OPTIONS, inject } from './inject/inject';
 import { InjectError } from './inject/annotations';
-import { explain, parseExplainTarget } from './explain';
+import { egressDecisionLines, explainDetailed, parseExplainTarget } from './explain';
 import { DEFAULT_AUDIT_KEEP, DEFAULT_AUDIT_MAX_BYTES } from './observe/audit-log';
+import type { OutboundPolicyMode } from './observe/egress-decision';
 
 const USAGE = `usage:
   sluice run --role sidecar|gateway --config PATH [--config PATH ...] [--namespace NS] [--labels k=v,...]
              (--config kubernetes [--kubeconfig FILE] [--watch-namespaces NS,...]: config from the API server)
              [--admin HOST:PORT] [--outbound-port 15001] [--inbound-port 15006] [--certs DIR]
-             [--outbound-policy ALLOW_ANY|REGISTRY_ONLY] [--access-log stdout|off|PATH]
+             [--outbound-policy ALLOW_ANY|REGISTRY_ONLY] [--outbound-policy-mode enforce|report] [--access-log stdout|off|PATH]
              [--access-log-format istio|envoy|json] [--concurrency N (default: the cgroup CPU limit, else cores)] [--http-proxy-port PORT] [--no-capture]
              [--prometheus-port 15090|off] [--health-port 15021|off]
              [--audit-log PATH [--audit-log-max-bytes 104857600] [--audit-log-keep 5]]
@@ -133,7 +134,7 @@ function role(flags: Flags): Role {
   return r;
 }
 
-const RUN_FLAGS = ['kubeconfig', 'watch-namespaces', 'role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port', 'audit-log', 'audit-log-max-bytes', 'audit-log-keep', 'dns-servers', 'network', 'network-gateway', 'drain-duration', 'locality', 'max-connections-per-listener', 'max-downstream-connections', 'request-headers-timeout'];
+const RUN_FLAGS = ['kubeconfig', 'watch-namespaces', 'role', 'config', 'namespace', 'labels', 'admin', 'outbound-port', 'inbound-port', 'certs', 'outbound-policy', 'outbound-policy-mode', 'access-log', 'access-log-format', 'concurrency', 'http-proxy-port', 'no-capture', 'prometheus-port', 'health-port', 'audit-log', 'audit-log-max-bytes', 'audit-log-keep', 'dns-servers', 'network', 'network-gateway', 'drain-duration', 'locality', 'max-connections-per-listener', 'max-downstream-connections', 'request-headers-timeout'];
 
 /** The sidecar inbound side's and DNS capture's flags (issue 15), beside RUN_FLAGS. */
 const INBOUND_DNS_FLAGS = ['mtls-mode', 'mtls-port-mode', 'dns-capture', 'dns-port'];
@@ -179,6 +180,13 @@ export function networkOptions(flags: Flags): { network: string; networkGateways
   return { network: flags.get('network') ?? '', networkGateways, locality: flags.get('locality') ?? '' };
 }
 
+/** `--outbound-policy-mode enforce|report` (Smokescreen's enforce/report): default enforce. */
+function policyMode(flags: Flags): OutboundPolicyMode {
+  const mode = flags.get('outbound-policy-mode') ?? 'enforce';
+  if (mode !== 'enforce' && mode !== 'report') throw new UsageError(`--outbound-policy-mode must be enforce or report, got "${mode}"`);
+  return mode;
+}
+
 export function runOptionsFrom(flags: Flags): RunOptions {
   const configPaths = flags.all('config');
   if (configPaths.length === 0) throw new UsageError('--config is required (a file, a directory, several --config flags, or kubernetes)');
@@ -186,6 +194,7 @@ export function runOptionsFrom(flags: Flags): RunOptions {
   const watchNamespaces = flags.all('watch-namespaces').flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
   const policy = flags.get('outbound-policy') ?? 'ALLOW_ANY';
   if (policy !== 'ALLOW_ANY' && policy !== 'REGISTRY_ONLY') throw new UsageError(`--outbound-policy must be ALLOW_ANY or REGISTRY_ONLY, got "${policy}"`);
+  const mode = policyMode(flags);
   const format = flags.get('access-log-format') ?? 'istio';
   if (format !== 'istio' && format !== 'envoy' && format !== 'json') throw new UsageError(`--access-log-format must be istio, envoy or json, got "${format}"`);
   const r = role(flags);
@@ -208,6 +217,7 @@ export function runOptionsFrom(flags: Flags): RunOptions {
     dnsCapture: flags.get('dns-capture') === 'true',
     dnsPort: intFlag(flags, 'dns-port', 15053, 1),
     outboundPolicy: policy as OutboundPolicy,
+    outboundPolicyMode: mode,
     accessLog: flags.get('access-log') ?? 'stdout',
     accessLogFormat: format,
     dnsServers: flags.all('dns-servers').flatMap((v) => v.split(',')).filter((v) => v !== ''),
@@ -282,7 +292,7 @@ function cmdValidate(argv: string[]): number {
 }
 
 function cmdExplain(argv: string[]): number {
-  const flags = parseFlags(argv, ['config', 'namespace', 'role', 'labels', 'outbound-policy', 'certs', 'url', 'sni', 'port', 'tcp', 'network', 'network-gateway', 'locality', 'inbound', 'mtls-mode', 'mtls-port-mode']);
+  const flags = parseFlags(argv, ['config', 'namespace', 'role', 'labels', 'outbound-policy', 'outbound-policy-mode', 'certs', 'url', 'sni', 'port', 'tcp', 'network', 'network-gateway', 'locality', 'inbound', 'mtls-mode', 'mtls-port-mode']);
   const paths = fileConfigPaths(flags, 'explain');
   const r = role(flags);
   const namespace = flags.get('namespace') ?? (r === 'gateway' ? 'istio-system' : 'default');
@@ -292,7 +302,9 @@ function cmdExplain(argv: string[]): number {
   const snap = compile(loaded.resources, { role: r, namespace, labels: parseLabels(flags.get('labels')), outboundPolicy: policy, certsDir: flags.get('certs') ?? '/etc/certs', ...networkOptions(flags), inboundMtls: inboundMtlsOptions(flags) });
   const target = parseExplainTarget({ url: flags.get('url'), sni: flags.get('sni'), port: flags.get('port'), tcp: flags.get('tcp'), inbound: flags.get('inbound') });
   if (target === null) throw new UsageError('explain needs --url URL, or --sni HOST --port N, or --tcp IP:PORT, or --inbound PORT');
-  process.stdout.write(explain(snap, target).join('\n') + '\n');
+  const e = explainDetailed(snap, target);
+  const decision = policy === 'REGISTRY_ONLY' && r === 'sidecar' ? egressDecisionLines(e, target, policyMode(flags)) : [];
+  process.stdout.write([...e.lines, ...decision].join('\n') + '\n');
   return 0;
 }
 

@@ -17,6 +17,7 @@ import { expandHost, MESH_GATEWAY, resolveGatewayName } from '../config/compile/
 import type { Gateway, Server, VirtualService } from '../config/resources/types';
 import type { ClusterStatus } from './admin/context';
 import { FLAG, ProxyErrorCode, rescueFor, type ProxyErrorCodeValue } from './errors';
+import { EGRESS_POLICY_STATS, NOT_IN_REGISTRY, type OutboundPolicyMode } from './observe/egress-decision';
 
 export type ExplainTarget =
   | { readonly kind: 'url'; readonly url: URL }
@@ -549,4 +550,19 @@ export function explainDetailed(snap: Snapshot, target: ExplainTarget, live?: Li
 /** The decision chain as text lines (what `sluice explain` prints). */
 export function explain(snap: Snapshot, target: ExplainTarget, live?: LiveClusters): string[] {
   return [...explainDetailed(snap, target, live).lines];
+}
+
+/**
+ * The egress decision line (observe/egress-decision.ts) for an explanation made on a REGISTRY_ONLY
+ * snapshot: why the host is denied, and what report mode does with it instead. Empty when the
+ * traffic is not the catch-all's.
+ */
+export function egressDecisionLines(e: Explanation, target: ExplainTarget, mode: OutboundPolicyMode): string[] {
+  if (e.route !== 'block_all' && !e.clusters.includes(BLACKHOLE_CLUSTER)) return [];
+  const host = target.kind === 'url' ? target.url.hostname : target.kind === 'sni' ? target.sni : target.kind === 'tcp' ? target.ip : String(target.port);
+  const decision = mode === 'report' ? 'would_deny' : 'deny';
+  const then = mode === 'report'
+    ? 'report mode lets it through to PassthroughCluster as ALLOW_ANY would'
+    : 'enforce mode refuses it';
+  return [`decision:  ${decision} (${NOT_IN_REGISTRY}): ${host} is not in any ServiceEntry visible to this proxy; ${then}; audit "decision":"${decision}", counter ${EGRESS_POLICY_STATS.host(decision, host)}`];
 }

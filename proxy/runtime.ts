@@ -27,6 +27,7 @@ import { HttpProxyListener } from './listener/http-proxy';
 import { originalDstSupport } from './transport/original-dst';
 import { createAccessLog } from './observe/access-log';
 import { withAudit, type AuditLogOptions } from './observe/audit-log';
+import { withEgressPolicy, type OutboundPolicyMode } from './observe/egress-decision';
 import { createLogger } from './observe/log';
 import { StatsStore } from './observe/stats';
 import { ClusterManager } from './upstream/cluster-manager';
@@ -67,6 +68,8 @@ export interface RunOptions {
   readonly dnsCapture?: boolean;
   readonly dnsPort?: number;
   readonly outboundPolicy: OutboundPolicy;
+  /** `--outbound-policy-mode`: report lets through what REGISTRY_ONLY would deny, logged `would_deny` (observe/egress-decision.ts). Default enforce. */
+  readonly outboundPolicyMode?: OutboundPolicyMode;
   readonly accessLog: string;
   readonly accessLogFormat: 'istio' | 'envoy' | 'json';
   /** `--audit-log PATH`: the egress audit log (proxy/observe/audit-log.ts); null/absent = off. */
@@ -154,7 +157,7 @@ export class Runtime implements Drainable {
   private compileOptions(): CompileOptions {
     const o = this.options;
     return {
-      role: o.role, namespace: o.namespace, labels: o.labels, outboundPolicy: o.outboundPolicy, certsDir: o.certsDir,
+      role: o.role, namespace: o.namespace, labels: o.labels, outboundPolicy: effectiveOutboundPolicy(o), certsDir: o.certsDir,
       network: o.network, networkGateways: o.networkGateways, locality: o.locality, inboundMtls: o.inboundMtls,
       ...(o.dnsCapture === true ? { dnsCapture: true } : {}),
     };
@@ -267,7 +270,8 @@ export class Runtime implements Drainable {
     await this.clusters.update(snapshot);
     await probeTcpHandles();
     // Workers share stdout through the primary (lines from several processes would interleave).
-    const accessLog = withAudit(this.mode === 'worker' && o.accessLog === 'stdout' ? new IpcAccessLog(o.accessLogFormat, s) : createAccessLog({ target: o.accessLog, format: o.accessLogFormat }, s), o.auditLog, s);
+    const logs = withAudit(this.mode === 'worker' && o.accessLog === 'stdout' ? new IpcAccessLog(o.accessLogFormat, s) : createAccessLog({ target: o.accessLog, format: o.accessLogFormat }, s), o.auditLog, s);
+    const accessLog = withEgressPolicy(logs, { registryOnly: o.role === 'sidecar' && o.outboundPolicy === 'REGISTRY_ONLY', mode: o.outboundPolicyMode ?? 'enforce' }, s);
     this.accessLog = accessLog;
     this.closers.push(() => accessLog.close());
     const ctx = new ProxyContext({ role: o.role, stats: s, clusters: this.clusters, accessLog, log: this.log, serverTls: new ServerTlsContexts(), snapshot, ...(o.connectionLimits !== undefined ? { limits: o.connectionLimits } : {}), ...(o.timeouts !== undefined ? { timeouts: o.timeouts } : {}) });
@@ -471,4 +475,9 @@ export class Runtime implements Drainable {
 /** How plain TCP is carried (proxy/transport/tcp-handle.ts), for the start-up line: a slow TCP port can be told from a fallback. */
 function tcpTransport(): string {
   return tcpHandles() !== null ? 'bare handles' : `net.Socket (${tcpHandlesUnavailableReason()})`;
+}
+
+/** Report mode compiles REGISTRY_ONLY as ALLOW_ANY: the traffic passes, the egress decision logs it `would_deny`. */
+export function effectiveOutboundPolicy(o: Pick<RunOptions, 'outboundPolicy' | 'outboundPolicyMode'>): OutboundPolicy {
+  return o.outboundPolicyMode === 'report' ? 'ALLOW_ANY' : o.outboundPolicy;
 }

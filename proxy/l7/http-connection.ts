@@ -228,6 +228,7 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
     return;
   }
   record.routeName = route.name;
+  record.routeSource = route.source;
   const action = route.action;
   if (action.kind === 'direct') {
     sendLocalReply(stream, record, action.status, action.body, '-', 'direct_response');

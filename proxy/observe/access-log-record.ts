@@ -4,7 +4,11 @@
 // are Envoy's command operators; `null` prints as `-`.
 
 import { performance } from 'node:perf_hooks';
+import type { RuleSource } from '../../config/compile/snapshot';
 import { FLAG, type Flag } from '../errors';
+
+/** `deny`: refused; `would_deny`: refused under --outbound-policy-mode enforce, let through in report mode. */
+export type PolicyDecision = 'deny' | 'would_deny';
 
 export class AccessLogRecord {
   /** ms since epoch: START_TIME */
@@ -46,6 +50,18 @@ export class AccessLogRecord {
   routeName: string | null = null;
   /** `inbound` / `outbound`; null = told by the cluster (see directionOf). */
   direction: 'inbound' | 'outbound' | null = null;
+  /**
+   * The rule behind the matched HTTP route: an unnamed VirtualService rule has ROUTE_NAME `''`
+   * (Envoy prints `-`), so the audit log names the rule by it instead (`vs/ns/name.http.0`).
+   */
+  routeSource: RuleSource | null = null;
+  /**
+   * The egress policy's verdict (observe/egress-decision.ts): set by whoever denied (an
+   * AuthorizationPolicy), else derived from the catch-all the record went to; null = allowed.
+   */
+  policyDecision: PolicyDecision | null = null;
+  /** Why it was denied (or would be), e.g. `not_in_registry`; null when allowed. */
+  policyReason: string | null = null;
 
   constructor(startTime: number, startHr: number) {
     this.startTime = startTime;

@@ -16,6 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { directionOf, type AccessLogRecord, type AccessLogSink } from './access-log-record';
 import type { Counter, StatsStore } from './stats';
+import { requestedHost } from './egress-decision';
 
 export interface AuditLogOptions {
   readonly path: string;
@@ -40,12 +41,6 @@ export const AUDIT_LOG_STATS = {
   rotated: 'audit_log.rotated',
   writeError: 'audit_log.write_error',
 } as const;
-
-function hostOf(authority: string): string {
-  if (authority.charCodeAt(0) === 91 /* [ */) return authority.slice(1, authority.indexOf(']'));
-  const colon = authority.lastIndexOf(':');
-  return colon < 0 ? authority : authority.slice(0, colon);
-}
 
 function portOf(address: string | null): number | null {
   if (address === null) return null;
@@ -72,22 +67,29 @@ function js(v: string | null): string {
 /**
  * One audit line. `destination` is what the client asked for: the Host of an HTTP request, else the
  * SNI of a TLS connection, else the address it connected to. `source` is the verified identity
- * (DOWNSTREAM_PEER_URI_SAN) when there is one, else the downstream address.
+ * (DOWNSTREAM_PEER_URI_SAN) when there is one, else the downstream address. `decision` is `allow`,
+ * `deny` or `would_deny` (report mode) with its `reason` (observe/egress-decision.ts).
  */
 export function formatAudit(r: AccessLogRecord): string {
-  const destination = r.authority !== null && r.authority !== '' ? hostOf(r.authority)
-    : r.requestedServerName !== null && r.requestedServerName !== '' ? r.requestedServerName
-    : r.downstreamLocalAddress === null ? null : hostOf(r.downstreamLocalAddress);
+  const destination = requestedHost(r);
   const port = portOf(r.downstreamLocalAddress);
   return (
-    '{"time":"' + timeText(r.startTime) + '","source":' + js(r.downstreamPeerUriSan ?? r.downstreamRemoteAddress) +
+    '{"time":"' + timeText(r.startTime) + '","decision":"' + (r.policyDecision ?? 'allow') + '","reason":' + js(r.policyReason) + ',"source":' + js(r.downstreamPeerUriSan ?? r.downstreamRemoteAddress) +
     ',"source_address":' + js(r.downstreamRemoteAddress) + ',"destination":' + js(destination) + ',"sni":' + js(r.requestedServerName) +
     ',"port":' + (port === null ? 'null' : port) + ',"protocol":' + js(r.protocol ?? 'tcp') + ',"method":' + js(r.method) +
     ',"path":' + js(r.path) + ',"cluster":' + js(r.upstreamCluster) + ',"upstream_host":' + js(r.upstreamHost) +
     ',"bytes_received":' + r.bytesReceived + ',"bytes_sent":' + r.bytesSent + ',"duration_ms":' + Math.trunc(r.durationMs) +
     ',"response_code":' + r.responseCode + ',"response_flags":' + JSON.stringify(r.responseFlags === '' ? '-' : r.responseFlags) +
-    ',"response_code_details":' + js(r.responseCodeDetails) + ',"route":' + js(r.routeName) + ',"direction":"' + directionOf(r) + '"}\n'
+    ',"response_code_details":' + js(r.responseCodeDetails) + ',"route":' + js(auditRoute(r)) + ',"direction":"' + directionOf(r) + '"}\n'
   );
+}
+
+/** The matched route's name, else (an unnamed VirtualService rule) the rule it came from; null = no route matched. */
+function auditRoute(r: AccessLogRecord): string | null {
+  if (r.routeName !== null && r.routeName !== '') return r.routeName;
+  const s = r.routeSource;
+  if (s === null || s.kind !== 'VirtualService') return null;
+  return `${s.namespace}/${s.name}.http.${s.ruleIndex}` + (s.matchIndex >= 0 ? `.match.${s.matchIndex}` : '');
 }
 
 function openAppend(file: string): { fd: number; size: number } {

@@ -8,7 +8,7 @@ import { compile } from '../../../config/compile/index';
 import type { OutboundPolicy, Role, Snapshot } from '../../../config/compile/snapshot';
 import { loadPaths, loadText } from '../../../config/resources/load';
 import type { ClusterStatus } from '../../../proxy/admin/context';
-import { ExplainTargetError, explain, explainDetailed, parseExplainTarget, type ExplainTarget } from '../../../proxy/explain';
+import { egressDecisionLines, ExplainTargetError, explain, explainDetailed, parseExplainTarget, type ExplainTarget } from '../../../proxy/explain';
 
 const SAMPLES = path.join(__dirname, '..', '..', '..', '..', 'config', 'samples');
 
@@ -158,6 +158,18 @@ t.test('REGISTRY_ONLY: HTTP gets 502 block_all, TCP goes to BlackHoleCluster (UH
   t.match(tcp.outcome.cause, /^REGISTRY_ONLY: the destination is not in any ServiceEntry/);
   const allow = explainDetailed(sampleSnap('s1', { role: 'sidecar' }), { kind: 'tcp', ip: '198.18.2.10', port: 22 });
   t.same([allow.clusters, allow.outcome.result], [['PassthroughCluster'], 'forward'], 'ALLOW_ANY passes it through');
+});
+
+t.test('the egress decision line: why a host is denied, and what report mode does instead', async (t) => {
+  const snap = sampleSnap('s1', { role: 'sidecar', policy: 'REGISTRY_ONLY' });
+  const target = url('http://unknown.example/');
+  const e = explainDetailed(snap, target);
+  t.match(egressDecisionLines(e, target, 'enforce'), [/^decision: +deny \(not_in_registry\): unknown\.example is not in any ServiceEntry.*enforce mode refuses it.*counter egress_policy\.denied\.host\.unknown\.example$/]);
+  t.match(egressDecisionLines(e, target, 'report'), [/^decision: +would_deny \(not_in_registry\):.*report mode lets it through to PassthroughCluster.*egress_policy\.would_deny\.host\.unknown\.example$/]);
+  const tcp: ExplainTarget = { kind: 'tcp', ip: '198.18.2.10', port: 22 };
+  t.match(egressDecisionLines(explainDetailed(snap, tcp), tcp, 'enforce'), [/deny \(not_in_registry\): 198\.18\.2\.10 /], 'TCP: named by the original destination');
+  const known = url('http://edition.cnn.com/');
+  t.same(egressDecisionLines(explainDetailed(snap, known), known, 'enforce'), [], 'a registered host: no decision line');
 });
 
 t.test('TLS mode mismatch: tls: rules on a port whose Gateway server terminates TLS', async (t) => {

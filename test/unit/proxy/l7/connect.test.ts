@@ -4,13 +4,13 @@
 // under REGISTRY_ONLY an unregistered host is refused with 403 before any tunnel exists, logged in
 // the access log and the audit log with the host named; under ALLOW_ANY it would pass through.
 
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
+import { curl } from '../../../helpers/curl';
 import { decideConnect } from '../../../../proxy/l7/connect';
 import { makeCa, makeLeaf, type CertFiles } from '../../../e2e/harness/certs';
 import { startTestRuntime } from '../../../helpers/gateway';
@@ -47,14 +47,6 @@ async function tlsUpstream(t: { teardown(fn: () => unknown): void }): Promise<nu
     server.close(() => r());
   }));
   return (server.address() as net.AddressInfo).port;
-}
-
-function curl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('curl', ['-sS', '--max-time', '10', ...args], (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : Number((err as { code?: number }).code ?? 1), stdout, stderr });
-    });
-  });
 }
 
 t.test('curl -p -x reaches a registered TLS host and is refused (403, logged) for an unregistered one', async (t) => {

@@ -41,7 +41,7 @@ function httpRecord(i = 0): AccessLogRecord {
 
 t.test('formatAudit: identity, destination, port, cluster, bytes, result', async (t) => {
   t.same(JSON.parse(formatAudit(httpRecord())), {
-    time: '2026-11-22T03:46:23.596Z', source: '198.18.1.2:41822', source_address: '198.18.1.2:41822', destination: 'edition.cnn.com', sni: null,
+    time: '2026-11-22T03:46:23.596Z', decision: 'allow', reason: null, source: '198.18.1.2:41822', source_address: '198.18.1.2:41822', destination: 'edition.cnn.com', sni: null,
     port: 80, protocol: 'HTTP/1.1', method: 'GET', path: '/politics/0', cluster: 'outbound|80||edition.cnn.com', upstream_host: '198.18.2.10:80',
     bytes_received: 0, bytes_sent: 12, duration_ms: 3, response_code: 301, response_flags: '-', response_code_details: 'via_upstream', route: 'to-cnn', direction: 'outbound',
   }, 'HTTP request: the Host without its port is the destination, the address the source');
@@ -68,6 +68,19 @@ t.test('formatAudit: identity, destination, port, cluster, bytes, result', async
   const v6 = httpRecord();
   v6.authority = '[2001:db8::1]:8080';
   t.equal(JSON.parse(formatAudit(v6)).destination, '2001:db8::1', 'IPv6 literal Host');
+
+  const unnamed = httpRecord();
+  unnamed.routeName = '';
+  unnamed.routeSource = { kind: 'VirtualService', name: 'cnn', namespace: 'default', ruleIndex: 1, matchIndex: 0 };
+  t.equal(JSON.parse(formatAudit(unnamed)).route, 'default/cnn.http.1.match.0', 'an unnamed VirtualService rule is named by where it is');
+  unnamed.routeSource = null;
+  t.equal(JSON.parse(formatAudit(unnamed)).route, null, 'no route matched: null');
+
+  const denied = httpRecord();
+  denied.policyDecision = 'would_deny';
+  denied.policyReason = 'not_in_registry';
+  const d = JSON.parse(formatAudit(denied)) as Record<string, unknown>;
+  t.same([d['decision'], d['reason']], ['would_deny', 'not_in_registry'], 'the egress decision and its reason');
 });
 
 t.test('rotation by size: whole lines, at most maxBytes per file, keep N files', async (t) => {
