@@ -3,7 +3,7 @@
 
 import type { ConfigMessage } from './compile/snapshot';
 import { ConfigErrorCode } from './errors';
-import { loadFiles, loadPaths, type LoadOptions, type SourceFile } from './resources/load';
+import { loadFiles, loadPaths, type LoadOptions, type LoadResult, type SourceFile } from './resources/load';
 
 export interface ValidateResult {
   /** No error-level message (warnings allowed). */
@@ -12,6 +12,8 @@ export interface ValidateResult {
   readonly lines: string[];
   /** The same messages with their level and stable code, in the same order as `lines`. */
   readonly messages: readonly ConfigMessage[];
+  /** `FILE:DOC: KIND/NAME (apiVersion)` of every object of a kind sluice does not read, hence did not check. */
+  readonly notChecked: readonly string[];
 }
 
 /**
@@ -31,16 +33,17 @@ function withFileChecks(opts: LoadOptions): LoadOptions {
 }
 
 export function validatePaths(paths: readonly string[], opts: LoadOptions): ValidateResult {
-  return result(loadPaths(paths, withFileChecks(opts)).messages);
+  return result(loadPaths(paths, withFileChecks(opts)));
 }
 
 /** The same for files already in memory (one document of a corpus, an editor buffer). */
 export function validateSources(files: readonly SourceFile[], opts: LoadOptions): ValidateResult {
-  return result(loadFiles(files, withFileChecks(opts)).messages);
+  return result(loadFiles(files, withFileChecks(opts)));
 }
 
-function result(loaded: readonly ConfigMessage[]): ValidateResult {
-  const messages = loaded.map((m) => (ERRORS_IN_VALIDATE.has(m.code) ? { ...m, level: 'error' as const } : m));
+function result(loaded: LoadResult): ValidateResult {
+  const notChecked = (loaded.ignored ?? []).map((o) => `${o.origin.file}:${o.origin.doc}: ${o.kind}/${o.name}${o.apiVersion === '' ? '' : ` (${o.apiVersion})`}`);
+  const messages = loaded.messages.map((m) => (ERRORS_IN_VALIDATE.has(m.code) ? { ...m, level: 'error' as const } : m));
   const ordered = [...messages.filter((m) => m.level === 'error'), ...messages.filter((m) => m.level === 'warning')];
-  return { ok: !ordered.some((m) => m.level === 'error'), lines: ordered.map((m) => m.text), messages: ordered };
+  return { ok: !ordered.some((m) => m.level === 'error'), lines: ordered.map((m) => m.text), messages: ordered, notChecked };
 }

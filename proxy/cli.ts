@@ -287,6 +287,8 @@ function cmdValidate(argv: string[]): number {
   const errors = messages.filter((m) => m.level === 'error');
   for (const m of errors) process.stdout.write(m.text + '\n');
   for (const m of messages) if (m.level === 'warning') process.stdout.write('warning: ' + m.text + '\n');
+  // Objects of other kinds were only warned about once per kind: name each one, so nothing passes unseen.
+  for (const line of result.notChecked) process.stdout.write(`not checked (not a kind sluice reads): ${line}\n`);
   if (errors.length === 0) process.stdout.write(`${paths.join(', ')}: valid\n`);
   return errors.length === 0 ? 0 : 1;
 }

@@ -267,9 +267,13 @@ export class Registry {
     } else {
       if (subset !== '') {
         const dr = this.destinationRuleFor(host, svc.entry.metadata.namespace);
-        if (dr === null || !(dr.spec.subsets ?? []).some((s) => s.name === subset)) {
+        // A subset no DestinationRule defines at all is reported by the loader (cross-checks.ts), once;
+        // here only the case the loader cannot see: defined, but not by a rule visible to this proxy.
+        const definedSomewhere = this.resources.destinationRules.some((d) => (d.spec.subsets ?? []).some((s) => s?.name === subset) &&
+          expandHost(d.spec.host, d.metadata.namespace) === host);
+        if (definedSomewhere && (dr === null || !(dr.spec.subsets ?? []).some((s) => s.name === subset))) {
           this.warn(ConfigErrorCode.TRAP, vs, `${path}.subset`,
-            `subset ${subset} of ${host} is not defined by any visible DestinationRule: requests routed here get 503 NC`);
+            `subset ${subset} of ${host} is defined, but by no DestinationRule visible to this proxy (exportTo, workloadSelector): requests routed here get 503 NC`);
         }
       }
       if (this.opts.role === 'gateway' && svc.resolution === 'NONE') {

@@ -33,6 +33,15 @@ export interface LoadOptions {
 export interface LoadResult {
   readonly resources: Resources;
   readonly messages: readonly ConfigMessage[];
+  /** Every object of a kind sluice does not read (warned once per kind), so `validate` can list them all. */
+  readonly ignored?: readonly IgnoredObject[];
+}
+
+export interface IgnoredObject {
+  readonly origin: Origin;
+  readonly kind: string;
+  readonly apiVersion: string;
+  readonly name: string;
 }
 
 export interface SourceFile {
@@ -80,7 +89,7 @@ const MAX_ALIAS_COUNT = 100;
 export function loadPaths(paths: readonly string[], opts: LoadOptions): LoadResult {
   const read = readPaths(paths);
   const loaded = loadFiles(read.files, opts);
-  return { resources: loaded.resources, messages: [...read.messages, ...loaded.messages] };
+  return { resources: loaded.resources, messages: [...read.messages, ...loaded.messages], ignored: loaded.ignored };
 }
 
 export function loadText(text: string, file: string, opts: LoadOptions): LoadResult {
@@ -143,10 +152,11 @@ interface LoadContext {
   readonly messages: ConfigMessage[];
   /** `group/Kind` already warned about in this load (NOT_READ: one warning per kind). */
   readonly ignoredKinds: Set<string>;
+  readonly ignored: IgnoredObject[];
 }
 
 function newContext(opts: LoadOptions): LoadContext {
-  return { opts, loc: new Locator(), out: [], messages: [], ignoredKinds: new Set() };
+  return { opts, loc: new Locator(), out: [], messages: [], ignoredKinds: new Set(), ignored: [] };
 }
 
 export function loadFiles(files: readonly SourceFile[], opts: LoadOptions): LoadResult {
@@ -194,7 +204,7 @@ function finish(ctx: LoadContext, known: readonly Resource[] = []): LoadResult {
   };
   crossCheck(resources, loc, messages);
   if (ctx.opts.checkFiles === true) checkCertFiles(resources, loc, messages, ctx.opts.uncheckedDir);
-  return { resources: deepFreeze(resources), messages };
+  return { resources: deepFreeze(resources), messages, ignored: ctx.ignored };
 }
 
 function parseFile(f: SourceFile, ctx: LoadContext): void {
@@ -278,7 +288,9 @@ function parseResource(raw: unknown, origin: Origin, prefix: string, ctx: LoadCo
   }
   for (const key of Object.keys(raw)) {
     if (!['apiVersion', 'kind', 'metadata', 'spec'].includes(key) && !IGNORED_TOP_LEVEL.has(key)) {
-      rep.warn(ConfigErrorCode.UNKNOWN_FIELD, prefix === '' ? null : prefix.slice(0, -1), `unknown field "${key}"`);
+      // The Kubernetes API server rejects an unknown top-level field of an Istio object; sluice can
+      // ignore it, so a running proxy only warns and `validate` fails it (ISTIO_REJECTS).
+      rep.warn(ConfigErrorCode.ISTIO_REJECTS, prefix === '' ? null : prefix.slice(0, -1), `unknown field "${key}" (Istio rejects unknown top-level fields)`);
     }
   }
   const metadata = required(raw.metadata, prefix + 'metadata', rep) && normaliseObject(raw.metadata, METADATA, prefix + 'metadata', loc, rep);
@@ -310,6 +322,7 @@ function readsKind(apiVersion: unknown, kind: string): boolean {
 function ignoreKind(apiVersion: unknown, kind: string, name: string, origin: Origin, prefix: string, ctx: LoadContext): void {
   const group = apiGroup(apiVersion) ?? '';
   const key = `${group}/${kind}`;
+  ctx.ignored.push({ origin, kind, apiVersion: typeof apiVersion === 'string' ? apiVersion : '', name });
   if (ctx.ignoredKinds.has(key)) return;
   ctx.ignoredKinds.add(key);
   const reason = NOT_READ.get(key) ?? `sluice reads ${KINDS.join(', ')} of ${ISTIO_NETWORKING_GROUP} (or a List of them)`;

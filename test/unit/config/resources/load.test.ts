@@ -45,7 +45,7 @@ t.test('document-level problems', async (t) => {
   t.same(messages('apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nspec: {hosts: [a.b]}\n'), ['error CFG_ERR_REQUIRED f.yaml:1: ServiceEntry/?: metadata: missing required field']);
   // kubectl get -o yaml output loads: status and Kubernetes bookkeeping are ignored silently.
   t.same(messages(SE('a').replace('metadata:', 'status: {}\nmetadata:\n  uid: 1234\n  resourceVersion: "7"') ), []);
-  t.same(messages(SE('a') + 'extra: 1\n'), ['warning CFG_WARN_UNKNOWN_FIELD f.yaml:1: ServiceEntry/a: unknown field "extra"']);
+  t.same(messages(SE('a') + 'extra: 1\n'), ['warning CFG_WARN_ISTIO_REJECTS f.yaml:1: ServiceEntry/a: unknown field "extra" (Istio rejects unknown top-level fields)']);
   for (const v of ['networking.istio.io/v1alpha3', 'networking.istio.io/v1beta1', 'networking.istio.io/v1']) {
     t.same(messages(SE('a').replace('networking.istio.io/v1', v)), [], v);
   }
