@@ -366,11 +366,11 @@ function describeClusters(snap: Snapshot, entries: readonly { cluster: string; w
 function explainHttp(snap: Snapshot, chain: FilterChain, target: ExplainTarget, port: number, t: Trace, live: LiveClusters | undefined): void {
   const f = chain.filter;
   if (f.kind !== 'http') return;
-  if (target.kind === 'tcp') {
-    // A connection to a VIP on an HTTP port: routed by Host; what a client that names the VIP
-    // itself (curl http://VIP:PORT/) gets, and whose address it is.
-    const owner = snap.resources.serviceEntries.find((se) => (se.spec.addresses ?? []).includes(target.ip));
-    if (owner !== undefined) t.line('vip', `${target.ip} is an address of ServiceEntry ${owner.metadata.namespace}/${owner.metadata.name} (${owner.spec.hosts.join(', ')}); the sidecar catches connections to it (loopback VIPs too)`);
+  // A connection to a ServiceEntry VIP on an HTTP port: routed by Host; what a client that names
+  // the VIP itself (curl http://VIP:PORT/) gets, and whose address it is.
+  const owner = target.kind === 'tcp' ? snap.resources.serviceEntries.find((se) => (se.spec.addresses ?? []).includes(target.ip)) : undefined;
+  if (target.kind === 'tcp' && owner !== undefined) {
+    t.line('vip', `${target.ip} is an address of ServiceEntry ${owner.metadata.namespace}/${owner.metadata.name} (${owner.spec.hosts.join(', ')}); the sidecar catches connections to it (loopback VIPs too)`);
     t.line('note', `HTTP is routed by the Host header; shown for Host ${target.ip}:${port} (give --url for another)`);
     explainHttp(snap, chain, { kind: 'url', url: new URL(`http://${target.ip.includes(':') ? `[${target.ip}]` : target.ip}:${port}/`) }, port, t, live);
     return;
