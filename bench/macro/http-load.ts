@@ -15,7 +15,7 @@
 import net from 'node:net';
 import autocannon from 'autocannon';
 
-export interface Latency { p50: number; p99: number; p999: number; max: number }
+export interface Latency { p50: number; p90: number; p99: number; p999: number; max: number }
 export interface HttpLoadResult {
   /** requests completed in the measured window */
   requests: number;
@@ -26,10 +26,10 @@ export interface HttpLoadResult {
 
 /** Percentiles (µs) of the first n values of a Float64Array of ms. */
 export function percentilesUs(values: Float64Array, n: number): Latency {
-  if (n === 0) return { p50: 0, p99: 0, p999: 0, max: 0 };
+  if (n === 0) return { p50: 0, p90: 0, p99: 0, p999: 0, max: 0 };
   const sorted = values.subarray(0, n).sort();
   const at = (q: number): number => sorted[Math.min(n - 1, Math.floor(q * n))]! * 1000;
-  return { p50: at(0.5), p99: at(0.99), p999: at(0.999), max: sorted[n - 1]! * 1000 };
+  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999), max: sorted[n - 1]! * 1000 };
 }
 
 export interface SaturationOptions { url: string; host: string; connections: number; durationS: number; warmupS: number }

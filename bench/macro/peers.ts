@@ -6,8 +6,8 @@
 //   sni      TLS passthrough routed by SNI `sni.bench`    (bulk over TLS, TLS connections/s)
 //   tlsorig  plain HTTP in, TLS originated to the upstream with the CA verified, sessions reused
 // Access logs are off everywhere (HAProxy logs nothing without a `log` line; nginx `access_log off`;
-// sluice `--access-log off`). CPU: process.cpuUsage() over IPC for sluice (a `--require` preload, so
-// the real CLI runs unchanged), /proc/<pid>/stat for HAProxy and nginx.
+// sluice `--access-log off`). CPU: utime+stime from /proc/<pid>/stat of the proxy and its child
+// processes for every peer (sluice's workers, nginx's master and workers); the real CLI runs unchanged.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -18,8 +18,20 @@ import { freePort } from '../../test/helpers/free-port';
 export type PeerName = 'sluice' | 'haproxy' | 'nginx' | 'node-relay';
 export const PEER_NAMES: readonly PeerName[] = ['sluice', 'haproxy', 'nginx', 'node-relay'];
 
-export interface FrontPorts { tcp: number; http: number; sni: number; tlsorig: number }
-export interface UpstreamTargets { tcp: number; http: number; tls: number; https: number; caFile: string }
+/**
+ * tcphttp: L4 (TCP proxy) to the upstream's keep-alive HTTP port, so a C HTTP client (wrk) drives
+ * the L4 path; tcpclose: L4 to the upstream's one-request-per-connection HTTP port (a new proxied
+ * connection per request). 0 = not served (the bare Node relay serves `tcp` only).
+ */
+export interface FrontPorts { tcp: number; http: number; sni: number; tlsorig: number; tcphttp: number; tcpclose: number }
+export interface UpstreamTargets { tcp: number; http: number; tls: number; https: number; httpClose: number; caFile: string }
+
+/**
+ * How a peer is started: `workers` > 1 is the multi-core row (sluice --concurrency N, nginx
+ * worker_processes N under a master, HAProxy nbthread N); `wrap` prefixes the command (valgrind for
+ * the instruction counts in profile.ts).
+ */
+export interface PeerOptions { workers?: number; cpuProfDir?: string; wrap?: string[] }
 
 export interface Peer {
   readonly name: PeerName;
@@ -64,6 +76,28 @@ export function procCpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / CLK_TCK;
 }
 
+/**
+ * utime+stime of pid and every descendant still running (nginx's master and workers, sluice's
+ * primary and its workers): /proc/<pid>/task/<tid>/children, recursively. Threads are inside their
+ * process's /proc/<pid>/stat already (HAProxy nbthread, Node's worker threads).
+ */
+export function procTreeCpuSeconds(pid: number): number {
+  let total = 0;
+  const stack = [pid];
+  for (let guard = 0; stack.length > 0 && guard < 1000; guard++) {
+    const p = stack.pop()!;
+    try { total += procCpuSeconds(p); } catch { continue; /* exited meanwhile */ }
+    let tasks: string[] = [];
+    try { tasks = fs.readdirSync(`/proc/${p}/task`); } catch { /* gone */ }
+    for (const t of tasks) {
+      let kids = '';
+      try { kids = fs.readFileSync(`/proc/${p}/task/${t}/children`, 'utf8'); } catch { /* gone */ }
+      for (const k of kids.split(' ')) if (k.trim() !== '') stack.push(Number(k));
+    }
+  }
+  return total;
+}
+
 export function procRssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : 0;
@@ -103,7 +137,7 @@ export async function waitListening(port: number, ms: number): Promise<void> {
 }
 
 async function frontPorts(): Promise<FrontPorts> {
-  return { tcp: await freePort(), http: await freePort(), sni: await freePort(), tlsorig: await freePort() };
+  return { tcp: await freePort(), http: await freePort(), sni: await freePort(), tlsorig: await freePort(), tcphttp: await freePort(), tcpclose: await freePort() };
 }
 
 function tail(buf: string[]): string {
@@ -118,18 +152,18 @@ function collect(child: ChildProcess): string[] {
   return out;
 }
 
-async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
   child.kill(signal);
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
 }
 
-async function waitAll(child: ChildProcess, out: string[], ports: FrontPorts, what: string): Promise<void> {
+async function waitAll(child: ChildProcess, out: string[], ports: FrontPorts, what: string, ms = 15_000): Promise<void> {
   const died = once(child, 'exit').then(() => { throw new Error(`${what} exited at start: ${tail(out)}`); });
-  const ready = Promise.all(Object.values(ports).filter((p) => p > 0).map((p) => waitListening(p as number, 15_000)));
+  const ready = Promise.all(Object.values(ports).filter((p) => p > 0).map((p) => waitListening(p as number, ms)));
   await Promise.race([ready, died]);
 }
 
@@ -137,7 +171,7 @@ async function waitAll(child: ChildProcess, out: string[], ports: FrontPorts, wh
 
 /** node-relay.ts: Node sockets + sluice's relay and nothing else; serves the L4 TCP frontend only (other ports 0). */
 export async function startNodeRelay(u: UpstreamTargets): Promise<Peer> {
-  const ports: FrontPorts = { tcp: await freePort(), http: 0, sni: 0, tlsorig: 0 };
+  const ports: FrontPorts = { tcp: await freePort(), http: 0, sni: 0, tlsorig: 0, tcphttp: 0, tcpclose: 0 };
   const preload = path.join(__dirname, 'cpu-ipc.js');
   const [cmd, argv] = withNofile(process.execPath, ['--require', preload, path.join(__dirname, 'node-relay.js'), JSON.stringify({ port: ports.tcp, upstreamPort: u.tcp })]);
   const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
@@ -146,22 +180,35 @@ export async function startNodeRelay(u: UpstreamTargets): Promise<Peer> {
   return ipcPeer('node-relay', child, ports);
 }
 
-/** A Node peer run with the cpu-ipc.js preload: CPU over IPC, RSS from /proc, SIGTERM to stop (so --cpu-prof writes its profile). */
-function ipcPeer(name: PeerName, child: ChildProcess, ports: FrontPorts): Peer {
+/**
+ * A Node peer: CPU from /proc like every other peer (the process and its workers), RSS from /proc,
+ * SIGTERM to stop (so --cpu-prof writes its profile).
+ */
+function ipcPeer(name: PeerName, child: ChildProcess, ports: FrontPorts, graceMs = 5000): Peer {
   return {
     name, pid: child.pid!, ports,
-    async cpuSeconds() {
-      const reply = once(child, 'message') as Promise<[{ cpuUs: number }]>;
-      child.send('usage');
-      const [m] = await reply;
-      return m.cpuUs / 1e6;
-    },
+    cpuSeconds: () => Promise.resolve(procTreeCpuSeconds(child.pid!)),
     rssBytes: () => procRssBytes(child.pid!),
-    stop: () => stopChild(child),
+    stop: () => stopChild(child, 'SIGTERM', graceMs),
   };
 }
 
 // ------------------------------------------------------------------ sluice
+
+/** A TCP ServiceEntry `<name>.bench` (VIP 198.19.255.<vip>:<port>) whose one endpoint is 127.0.0.1:<upPort>. */
+function tcpServiceEntry(name: string, vip: number, port: number, upPort: number): string {
+  return `---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: { name: ${name}-bench, namespace: istio-system }
+spec:
+  hosts: [${name}.bench]
+  addresses: [198.19.255.${vip}]
+  ports: [{ number: ${port}, name: tcp, protocol: TCP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, ports: { tcp: ${upPort} } }]
+`;
+}
 
 export function sluiceConfig(p: FrontPorts, u: UpstreamTargets): string {
   return `# sluice bench config: one egress gateway with the four bench frontends.
@@ -180,17 +227,11 @@ spec:
     tls: { mode: PASSTHROUGH }
   - port: { number: ${p.tlsorig}, name: http-orig, protocol: HTTP }
     hosts: [${TLS_HOST}]
----
-apiVersion: networking.istio.io/v1beta1
-kind: ServiceEntry
-metadata: { name: tcp-bench, namespace: istio-system }
-spec:
-  hosts: [tcp.bench]
-  addresses: [198.19.255.1]
-  ports: [{ number: 9000, name: tcp, protocol: TCP }]
-  resolution: STATIC
-  endpoints: [{ address: 127.0.0.1, ports: { tcp: ${u.tcp} } }]
----
+  - port: { number: ${p.tcphttp}, name: tcp-http, protocol: TCP }
+    hosts: ["*"]
+  - port: { number: ${p.tcpclose}, name: tcp-close, protocol: TCP }
+    hosts: ["*"]
+${tcpServiceEntry('tcphttp', 2, 9001, u.http)}${tcpServiceEntry('tcpclose', 3, 9002, u.httpClose)}${tcpServiceEntry('tcp', 1, 9000, u.tcp)}---
 apiVersion: networking.istio.io/v1beta1
 kind: ServiceEntry
 metadata: { name: http-bench, namespace: istio-system }
@@ -235,6 +276,10 @@ spec:
   tcp:
   - match: [{ port: ${p.tcp} }]
     route: [{ destination: { host: tcp.bench, port: { number: 9000 } } }]
+  - match: [{ port: ${p.tcphttp} }]
+    route: [{ destination: { host: tcphttp.bench, port: { number: 9001 } } }]
+  - match: [{ port: ${p.tcpclose} }]
+    route: [{ destination: { host: tcpclose.bench, port: { number: 9002 } } }]
 ---
 apiVersion: networking.istio.io/v1beta1
 kind: VirtualService
@@ -266,32 +311,42 @@ spec:
 `;
 }
 
-export interface SluiceStartOptions { cpuProfDir?: string }
-
-export async function startSluice(dir: string, u: UpstreamTargets, o: SluiceStartOptions = {}): Promise<Peer> {
+export async function startSluice(dir: string, u: UpstreamTargets, o: PeerOptions = {}): Promise<Peer> {
   const ports = await frontPorts();
   const cfg = path.join(dir, 'sluice.yaml');
   fs.writeFileSync(cfg, sluiceConfig(ports, u));
   const admin = await freePort();
-  const preload = path.join(__dirname, 'cpu-ipc.js');
-  const execArgv = ['--require', preload];
+  // No IPC channel and no preload: CPU comes from /proc, and a cluster worker (--concurrency 2)
+  // must not inherit a --require that touches its own IPC channel.
+  const execArgv: string[] = [];
   if (o.cpuProfDir !== undefined) execArgv.push('--cpu-prof', '--cpu-prof-dir', o.cpuProfDir);
   const args = [path.join(PROJECT_ROOT, 'dist', 'proxy', 'cli.js'), 'run', '--role', 'gateway', '--labels', 'istio=egressgateway',
     '--namespace', 'istio-system', '--config', cfg, '--admin', `127.0.0.1:${admin}`, '--prometheus-port', 'off',
-    '--health-port', 'off', '--access-log', 'off', '--concurrency', '1'];
-  const [cmd, argv] = withNofile(process.execPath, [...execArgv, ...args]);
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: { ...process.env, SLUICE_LOG_LEVEL: 'warn' } });
+    '--health-port', 'off', '--access-log', 'off', '--concurrency', String(o.workers ?? 1),
+    // exit on SIGTERM at once (no drain period): --cpu-prof and valgrind write their output on exit
+    '--drain-duration', '0s'];
+  const [cmd, argv] = withNofile(...wrapped(o, process.execPath, [...execArgv, ...args]));
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SLUICE_LOG_LEVEL: 'warn' } });
   const out = collect(child);
-  await waitAll(child, out, ports, 'sluice');
-  return ipcPeer('sluice', child, ports);
+  await waitAll(child, out, ports, 'sluice', startMs(o));
+  return ipcPeer('sluice', child, ports, startMs(o));
+}
+
+/** Start and stop grace: valgrind runs a proxy 20-50x slower; N workers boot one after another. */
+function startMs(o: PeerOptions): number {
+  return o.wrap !== undefined ? 180_000 : (o.workers ?? 1) > 1 ? 60_000 : 15_000;
+}
+
+function wrapped(o: PeerOptions, cmd: string, args: string[]): [string, string[]] {
+  return o.wrap === undefined || o.wrap.length === 0 ? [cmd, args] : [o.wrap[0]!, [...o.wrap.slice(1), cmd, ...args]];
 }
 
 // ------------------------------------------------------------------ HAProxy
 
-export function haproxyConfig(p: FrontPorts, u: UpstreamTargets): string {
-  return `# HAProxy bench config: one thread, the four bench frontends, keep-alive to upstreams.
+export function haproxyConfig(p: FrontPorts, u: UpstreamTargets, threads = 1): string {
+  return `# HAProxy bench config: one thread (nbthread N for the multi-core row), the bench frontends, keep-alive to upstreams.
 global
-  nbthread 1
+  nbthread ${threads}
   maxconn ${Math.floor((NOFILE - 100) / 2)}
   tune.ssl.default-dh-param 2048
 
@@ -309,6 +364,22 @@ frontend tcp
 backend tcp
   mode tcp
   server s1 127.0.0.1:${u.tcp}
+
+frontend tcphttp
+  mode tcp
+  bind 127.0.0.1:${p.tcphttp}
+  default_backend tcphttp
+backend tcphttp
+  mode tcp
+  server s1 127.0.0.1:${u.http}
+
+frontend tcpclose
+  mode tcp
+  bind 127.0.0.1:${p.tcpclose}
+  default_backend tcpclose
+backend tcpclose
+  mode tcp
+  server s1 127.0.0.1:${u.httpClose}
 
 frontend http
   mode http
@@ -344,31 +415,36 @@ export function haproxyAvailable(): boolean {
   return spawnSync('haproxy', ['-v'], { stdio: 'ignore' }).status === 0;
 }
 
-export async function startHaproxy(dir: string, u: UpstreamTargets): Promise<Peer> {
+export async function startHaproxy(dir: string, u: UpstreamTargets, o: PeerOptions = {}): Promise<Peer> {
   const ports = await frontPorts();
   const cfg = path.join(dir, 'haproxy.cfg');
-  fs.writeFileSync(cfg, haproxyConfig(ports, u));
+  fs.writeFileSync(cfg, haproxyConfig(ports, u, o.workers ?? 1));
   // -db: foreground, no master process: the pid we hold is the one doing the work.
-  const [cmd, argv] = withNofile('haproxy', ['-db', '-f', cfg]);
+  const [cmd, argv] = withNofile(...wrapped(o, 'haproxy', ['-db', '-f', cfg]));
   const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   const out = collect(child);
-  await waitAll(child, out, ports, 'haproxy');
+  await waitAll(child, out, ports, 'haproxy', startMs(o));
   return {
     name: 'haproxy', pid: child.pid!, ports,
-    cpuSeconds: () => Promise.resolve(procCpuSeconds(child.pid!)),
+    cpuSeconds: () => Promise.resolve(procTreeCpuSeconds(child.pid!)),
     rssBytes: () => procRssBytes(child.pid!),
-    stop: () => stopChild(child, 'SIGUSR1'), // soft stop
+    stop: () => stopChild(child, 'SIGUSR1', startMs(o)), // soft stop
   };
 }
 
 // ------------------------------------------------------------------ nginx
 
-export function nginxConfig(p: FrontPorts, u: UpstreamTargets, dir: string): string {
-  return `# nginx bench config: one worker (no master), the four bench frontends, keep-alive to upstreams.
+/**
+ * One worker: `master_process off`, so the one process is the worker. N workers (the multi-core
+ * row): a master and N workers (nginx only spreads work over workers with a master); the CPU read
+ * is the whole tree's.
+ */
+export function nginxConfig(p: FrontPorts, u: UpstreamTargets, dir: string, workers = 1): string {
+  return `# nginx bench config: one worker (no master) or N workers, the bench frontends, keep-alive to upstreams.
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 daemon off;
-master_process off;
-worker_processes 1;
+master_process ${workers > 1 ? 'on' : 'off'};
+worker_processes ${workers};
 worker_rlimit_nofile ${NOFILE};
 error_log ${dir}/nginx-error.log warn;
 pid ${dir}/nginx.pid;
@@ -409,6 +485,8 @@ http {
 stream {
   upstream tcp_up { server 127.0.0.1:${u.tcp}; }
   server { listen 127.0.0.1:${p.tcp}; proxy_pass tcp_up; }
+  server { listen 127.0.0.1:${p.tcphttp}; proxy_pass 127.0.0.1:${u.http}; }
+  server { listen 127.0.0.1:${p.tcpclose}; proxy_pass 127.0.0.1:${u.httpClose}; }
 
   map $ssl_preread_server_name $sni_up { ${SNI_HOST} 127.0.0.1:${u.tls}; default 127.0.0.1:1; }
   server { listen 127.0.0.1:${p.sni}; ssl_preread on; proxy_pass $sni_up; }
@@ -420,19 +498,19 @@ export function nginxAvailable(): boolean {
   return spawnSync('nginx', ['-v'], { stdio: 'ignore' }).status === 0 && fs.existsSync('/usr/lib/nginx/modules/ngx_stream_module.so');
 }
 
-export async function startNginx(dir: string, u: UpstreamTargets): Promise<Peer> {
+export async function startNginx(dir: string, u: UpstreamTargets, o: PeerOptions = {}): Promise<Peer> {
   const ports = await frontPorts();
   const cfg = path.join(dir, 'nginx.conf');
-  fs.writeFileSync(cfg, nginxConfig(ports, u, dir));
-  const [cmd, argv] = withNofile('nginx', ['-c', cfg, '-p', dir]);
+  fs.writeFileSync(cfg, nginxConfig(ports, u, dir, o.workers ?? 1));
+  const [cmd, argv] = withNofile(...wrapped(o, 'nginx', ['-c', cfg, '-p', dir]));
   const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   const out = collect(child);
-  await waitAll(child, out, ports, 'nginx');
+  await waitAll(child, out, ports, 'nginx', startMs(o));
   return {
     name: 'nginx', pid: child.pid!, ports,
-    cpuSeconds: () => Promise.resolve(procCpuSeconds(child.pid!)),
+    cpuSeconds: () => Promise.resolve(procTreeCpuSeconds(child.pid!)),
     rssBytes: () => procRssBytes(child.pid!),
-    stop: () => stopChild(child, 'SIGQUIT'), // graceful shutdown
+    stop: () => stopChild(child, 'SIGQUIT', startMs(o)), // graceful shutdown
   };
 }
 

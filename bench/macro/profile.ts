@@ -1,9 +1,22 @@
 // Where sluice's time goes: read a V8 .cpuprofile (`node --cpu-prof`) and list the functions with the
 // most self time, grouped by function + file:line, with the share of all samples. Also usable alone:
 //   node dist/bench/macro/profile.js FILE.cpuprofile [N]
+//
+// And instructions per request, which do not depend on how busy the machine is (issue 20):
+//   node dist/bench/macro/profile.js instructions [--requests 20000] [--peers sluice,nginx,haproxy]
+// Each proxy (one worker, the bench config, its own upstream process) runs under
+// `valgrind --tool=cachegrind --cache-sim=no` (plain instruction counting, the same count as
+// callgrind's Ir; `perf stat -e instructions` is not supported in this VM) twice: serving WARM
+// L7 keep-alive requests and WARM + N requests (h2load --h1, 4 connections), each run ending with a
+// clean exit. (Ir of the second - Ir of the first) / N is the steady-state cost of one request: start,
+// config load, JIT warm-up and shutdown are in both runs and cancel out. Also the L4 keep-alive
+// (HTTP through the TCP frontend) row the same way.
 
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
 
 interface CallFrame { functionName: string; url: string; lineNumber: number }
 interface ProfileNode { id: number; callFrame: CallFrame; children?: number[] }
@@ -91,7 +104,95 @@ export function profileMarkdown(title: string, s: ProfileSummary): string {
   return lines.join('\n');
 }
 
-if (require.main === module) {
+// ------------------------------------------------------------------ instruction counts
+
+export interface InstructionRow { peer: string; path: 'l7' | 'l4'; requests: number; irWarm: number; irFull: number; irPerRequest: number; errors: number }
+
+function cachegrindIr(log: string): number {
+  const m = /I\s+refs:\s+([\d,]+)/.exec(fs.readFileSync(log, 'utf8'));
+  if (!m) throw new Error(`no "I refs" in ${log}: ${fs.readFileSync(log, 'utf8').slice(-800)}`);
+  return Number(m[1]!.replace(/,/g, ''));
+}
+
+export async function instructionCounts(o: { requests: number; warm: number; peers: string[]; log: (s: string) => void }): Promise<InstructionRow[]> {
+  // Imported here so the .cpuprofile summary above stays usable without the bench's peers.
+  const { startSluice, startNginx, startHaproxy, HTTP_HOST } = await import('./peers');
+  const { h2load } = await import('./c-load');
+  const { makeCa } = await import('../../test/e2e/harness/certs');
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-ir-'));
+  const rows: InstructionRow[] = [];
+  try {
+    // nginx and HAProxy load the TLS origination frontend's CA at start, unused here
+    const ca = await makeCa(tmp, 'ir-ca');
+    for (const name of o.peers) {
+      const up = fork(path.join(__dirname, 'upstream.js'), [JSON.stringify({ only: ['http', 'httpClose'] })], { stdio: ['pipe', 'pipe', 'pipe', 'ipc'] });
+      try {
+        const line = (await once(up.stdout!, 'data'))[0] as Buffer;
+        const ports = (JSON.parse(line.toString().split('\n')[0]!) as { ports: { http: number; httpClose: number } }).ports;
+        const targets = { tcp: 1, http: ports.http, tls: 1, https: 1, httpClose: ports.httpClose, caFile: ca.certFile };
+        for (const kind of ['l7', 'l4'] as const) {
+          const ir: number[] = [];
+          let errors = 0;
+          for (const n of [o.warm, o.warm + o.requests]) {
+            const dir = fs.mkdtempSync(path.join(tmp, `${name}-`));
+            const logFile = path.join(dir, 'vg.log');
+            const wrap = ['valgrind', '--tool=cachegrind', '--cache-sim=no', '--branch-sim=no', `--cachegrind-out-file=${path.join(dir, 'cg.out')}`, `--log-file=${logFile}`];
+            const peer = name === 'sluice' ? await startSluice(dir, targets, { wrap }) : name === 'nginx' ? await startNginx(dir, targets, { wrap }) : await startHaproxy(dir, targets, { wrap });
+            try {
+              const port = kind === 'l7' ? peer.ports.http : peer.ports.tcphttp;
+              const r = await h2load({ url: `http://127.0.0.1:${port}/`, host: HTTP_HOST, requests: n, clients: 4, h1: true });
+              errors += r.errors;
+              if (r.errors > 0) throw new Error(`${name} ${kind}: ${r.errors} of ${n} requests failed: the count would not be of the work asked`);
+            } finally {
+              await peer.stop();
+            }
+            ir.push(cachegrindIr(logFile));
+          }
+          const row: InstructionRow = { peer: name, path: kind, requests: o.requests, irWarm: ir[0]!, irFull: ir[1]!, irPerRequest: (ir[1]! - ir[0]!) / o.requests, errors };
+          o.log(`instructions ${name} ${kind}: ${Math.round(row.irPerRequest).toLocaleString('en-US')} per request (${ir[0]} -> ${ir[1]} over ${o.requests} requests, errors ${errors})`);
+          rows.push(row);
+        }
+      } finally {
+        up.kill();
+      }
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  return rows;
+}
+
+export function instructionsMarkdown(rows: InstructionRow[]): string {
+  const peers = [...new Set(rows.map((r) => r.peer))];
+  const get = (p: string, k: string): InstructionRow | undefined => rows.find((r) => r.peer === p && r.path === k);
+  const lines = [`| instructions per request (valgrind Ir, steady state) | ${peers.join(' | ')} | sluice ÷ best peer |`, `|---|${peers.map(() => '---:').join('|')}|---:|`];
+  for (const [k, label] of [['l7', 'L7 HTTP/1.1 keep-alive'], ['l4', 'L4 (HTTP keep-alive through the TCP proxy)']] as const) {
+    const cells = peers.map((p) => get(p, k));
+    const s = get('sluice', k);
+    const others = cells.filter((c): c is InstructionRow => c !== undefined && c.peer !== 'sluice').map((c) => c.irPerRequest);
+    const ratio = s !== undefined && others.length > 0 ? `${(s.irPerRequest / Math.min(...others)).toFixed(2)}×` : '–';
+    lines.push(`| ${label} | ${cells.map((c) => (c === undefined ? '–' : Math.round(c.irPerRequest).toLocaleString('en-US'))).join(' | ')} | ${ratio} |`);
+  }
+  return lines.join('\n');
+}
+
+function argOf(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : dflt;
+}
+
+if (require.main === module && process.argv[2] === 'instructions') {
+  const requests = Number(argOf('requests', '20000'));
+  const warm = Number(argOf('warm', '5000'));
+  const peers = argOf('peers', 'sluice,nginx,haproxy').split(',');
+  const log = (s: string): void => { process.stderr.write(s + '\n'); };
+  instructionCounts({ requests, warm, peers, log }).then((rows) => {
+    const out = path.resolve(__dirname, '..', '..', '..', 'bench', 'results', 'instructions.json');
+    fs.mkdirSync(path.dirname(out), { recursive: true });
+    fs.writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), node: process.version, loadAvg: os.loadavg()[0], warm, requests, rows }, null, 2) + '\n');
+    process.stdout.write(instructionsMarkdown(rows) + '\n');
+  }, (e: unknown) => { process.stderr.write(`instructions: FAILED: ${(e as Error).stack ?? String(e)}\n`); process.exit(1); });
+} else if (require.main === module) {
   const file = process.argv[2];
   if (file === undefined) { process.stderr.write('usage: profile.js FILE.cpuprofile [N]\n'); process.exit(2); }
   process.stdout.write(profileMarkdown(path.basename(file), summarize(file, Number(process.argv[3] ?? 20))) + '\n');

@@ -18,6 +18,10 @@ export interface Cell {
   higherIsBetter: boolean;
   errors: number;
   note?: string;
+  /** min-max of value over the interleaved rounds */
+  spread?: { min: number; max: number };
+  /** min-max of cpuPerUnit over the rounds */
+  cpuSpread?: { min: number; max: number };
 }
 
 export interface Machine {
@@ -63,6 +67,24 @@ function fmt(v: number | undefined | null): string {
   return v.toFixed(2);
 }
 
+/** The best of HAProxy and nginx (the issue's headline compares against the better peer). */
+function bestPeer(row: Record<string, Cell>, of: (c: Cell) => number | null, lowerIsBetter: boolean): { name: string; v: number } | null {
+  let best: { name: string; v: number } | null = null;
+  for (const name of ['haproxy', 'nginx']) {
+    const c = row[name];
+    const v = c === undefined ? null : of(c);
+    if (v === null || !Number.isFinite(v) || v <= 0) continue;
+    if (best === null || (lowerIsBetter ? v < best.v : v > best.v)) best = { name, v };
+  }
+  return best;
+}
+
+const PEER_LABEL: Record<string, string> = { haproxy: 'HAProxy', nginx: 'nginx' };
+
+function spreadText(sp: { min: number; max: number } | undefined): string {
+  return sp === undefined ? '–' : `${fmt(sp.min)}–${fmt(sp.max)}`;
+}
+
 function ratio(a: Cell | undefined, b: Cell | undefined): string {
   if (a === undefined || b === undefined || b.value === 0) return '–';
   return `${(a.value / b.value).toFixed(2)}×`;
@@ -76,28 +98,33 @@ export function renderMarkdown(r: BenchReport): string {
   out.push(`Run ${r.startedAt}, ${r.seconds?.toFixed(0) ?? '?'} s, knobs ${JSON.stringify(r.knobs)}. One sluice worker vs HAProxy \`nbthread 1\` vs one nginx worker; client, proxy and upstream share the cores. *Bare Node relay* (plain L4 rows only): Node's sockets joined by sluice's relay and nothing else (\`bench/macro/node-relay.ts\`), the floor a Node proxy starts from.`);
   if (r.skipped.length > 0) out.push(`Skipped: ${r.skipped.join('; ')}.`);
   out.push('');
-  out.push('| metric | direct | sluice | HAProxy | nginx | bare Node relay | sluice ÷ direct | sluice ÷ HAProxy | sluice ÷ nginx | sluice ÷ bare Node |');
-  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  out.push('| metric | direct | sluice | HAProxy | nginx | bare Node relay | sluice ÷ best peer | sluice ÷ direct | sluice ÷ HAProxy | sluice ÷ nginx | sluice ÷ bare Node | sluice spread over rounds |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const [metric, row] of Object.entries(r.cells)) {
     const s = row.sluice;
     const gw = row['sluice (gateway port)'];
     // The capture row compares the sidecar with the same traffic sent to a gateway port.
     const direct = row.direct;
     const floor = row['node-relay'];
-    const cells = [fmt(direct?.value), fmt(s?.value), fmt(row.haproxy?.value), fmt(row.nginx?.value), fmt(floor?.value), ratio(s, direct), ratio(s, row.haproxy), ratio(s, row.nginx), ratio(s, floor)];
+    const best = s === undefined ? null : bestPeer(row, (c) => c.value, !s.higherIsBetter);
+    const vsBest = s !== undefined && best !== null ? `${(s.value / best.v).toFixed(2)}× ${PEER_LABEL[best.name]}` : '–';
+    const cells = [fmt(direct?.value), fmt(s?.value), fmt(row.haproxy?.value), fmt(row.nginx?.value), fmt(floor?.value), vsBest, ratio(s, direct), ratio(s, row.haproxy), ratio(s, row.nginx), ratio(s, floor), spreadText(s?.spread)];
     out.push(`| ${metric}${gw ? ` (gateway port: ${fmt(gw.value)}, captured ÷ gateway port ${ratio(s, gw)})` : ''} | ${cells.join(' | ')} |`);
   }
   out.push('');
-  out.push('CPU of the proxy process per unit of work (user + system; lower is better):');
+  out.push('CPU of the proxy process(es) per unit of work (utime + stime from /proc of the proxy and its workers; lower is better). The headline is sluice ÷ the best peer:');
   out.push('');
-  out.push('| metric | unit | sluice | HAProxy | nginx | bare Node relay | sluice ÷ HAProxy | sluice ÷ nginx | sluice ÷ bare Node |');
-  out.push('|---|---|---:|---:|---:|---:|---:|---:|---:|');
+  out.push('| metric | unit | sluice | HAProxy | nginx | bare Node relay | **sluice ÷ best peer** | sluice ÷ HAProxy | sluice ÷ nginx | sluice ÷ bare Node | spread over rounds (sluice; HAProxy; nginx) |');
+  out.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|');
   for (const [metric, row] of Object.entries(r.cells)) {
     const s = row.sluice;
     if (s === undefined || s.cpuPerUnit === null || s.cpuUnit === '') continue;
     const c = (t: string): number | null => row[t]?.cpuPerUnit ?? null;
     const rc = (t: string): string => { const a = c('sluice'); const b = c(t); return a !== null && b !== null && b > 0 ? `${(a / b).toFixed(2)}×` : '–'; };
-    out.push(`| ${metric.replace(/ \([^)]*\)$/, '')} | ${s.cpuUnit} | ${fmt(c('sluice'))} | ${fmt(c('haproxy'))} | ${fmt(c('nginx'))} | ${fmt(c('node-relay'))} | ${rc('haproxy')} | ${rc('nginx')} | ${rc('node-relay')} |`);
+    const best = bestPeer(row, (x) => x.cpuPerUnit, true);
+    const vsBest = best !== null && s.cpuPerUnit !== null ? `**${(s.cpuPerUnit / best.v).toFixed(2)}×** ${PEER_LABEL[best.name]}` : '–';
+    const sp = ['sluice', 'haproxy', 'nginx'].map((t) => spreadText(row[t]?.cpuSpread)).join('; ');
+    out.push(`| ${metric.replace(/ \([^)]*\)$/, '')} | ${s.cpuUnit} | ${fmt(c('sluice'))} | ${fmt(c('haproxy'))} | ${fmt(c('nginx'))} | ${fmt(c('node-relay'))} | ${vsBest} | ${rc('haproxy')} | ${rc('nginx')} | ${rc('node-relay')} | ${sp} |`);
   }
   const notes = Object.entries(r.cells).flatMap(([metric, row]) => Object.entries(row).filter(([, c]) => c.note !== undefined || c.errors > 0)
     .map(([t, c]) => `${metric} / ${t}: ${[c.note, c.errors > 0 ? `${c.errors} errors` : ''].filter(Boolean).join(', ')}`));
@@ -145,6 +172,38 @@ function doneWhen(r: BenchReport): string[] {
   const fixedP99 = Object.keys(c).find((k) => k.startsWith('L7 keep-alive, fixed') && k.includes('p99 ('));
   check('L7 p99 at the fixed rate ≤ 1.5× nginx', fixedP99 ? c[fixedP99]!.sluice : undefined, fixedP99 ? c[fixedP99]!.nginx : undefined, 1.5, true);
   check('sidecar capture conn/s ≥ 0.8× gateway port', get('Sidecar capture', 'sluice'), get('Sidecar capture', 'sluice (gateway port)'), 0.8);
+  // issue 20: CPU per unit against the best of HAProxy and nginx, C-driven (wrk) saturation
+  const cpuVsBest = (label: string, prefix: string, want: number): void => {
+    const row = Object.entries(c).find(([k]) => k.startsWith(prefix))?.[1];
+    const sv = row?.sluice?.cpuPerUnit ?? null;
+    const best = row === undefined ? null : bestPeer(row, (x) => x.cpuPerUnit, true);
+    if (sv === null || best === null) { rows.push(`| ${label} | not measured | – |`); return; }
+    const x = sv / best.v;
+    rows.push(`| ${label} | ${x.toFixed(2)}× (${PEER_LABEL[best.name]}) | ${x <= want ? 'yes' : '**no**'} |`);
+  };
+  const rateVsBest = (label: string, prefix: string): void => {
+    const row = Object.entries(c).find(([k]) => k.startsWith(prefix))?.[1];
+    const best = row === undefined ? null : bestPeer(row, (x) => x.value, false);
+    if (row?.sluice === undefined || best === null) { rows.push(`| ${label} | not measured | – |`); return; }
+    const x = row.sluice.value / best.v;
+    rows.push(`| ${label} | ${x.toFixed(2)}× (${PEER_LABEL[best.name]}) | ${x >= 1 ? 'yes' : '**no**'} |`);
+  };
+  cpuVsBest('CPU per L7 keep-alive request ≤ 1.0× best peer', 'L7 keep-alive, wrk', 1.0);
+  cpuVsBest('CPU per L4 request over keep-alive ≤ 1.0× best peer', 'L4 (HTTP keep-alive', 1.0);
+  cpuVsBest('CPU per L4 new connection ≤ 1.0× best peer', 'L4, a new connection', 1.0);
+  cpuVsBest('CPU per TLS origination request ≤ 1.2× best peer', 'TLS origination, keep-alive, wrk', 1.2);
+  cpuVsBest('CPU per new SNI-passthrough TLS connection ≤ 1.0× best peer', 'SNI passthrough, new TLS', 1.0);
+  for (const [label, prefix] of [['L7 keep-alive', 'L7 keep-alive, wrk'], ['L4 keep-alive', 'L4 (HTTP keep-alive'], ['L4 new connection', 'L4, a new connection'], ['TLS origination', 'TLS origination, keep-alive, wrk']] as const) {
+    rateVsBest(`${label} saturated (wrk) req/s ≥ 1.0× best peer`, prefix);
+  }
+  const p99 = Object.entries(c).find(([k]) => k.startsWith('Two hops') && k.includes('p99 added'))?.[1];
+  check('two-hop p99 added at the fixed rate ≤ nginx two-hop', p99?.sluice, p99?.nginx, 1.0, true);
+  const one = Object.entries(c).find(([k]) => k.includes('sluice 1 worker beside'))?.[1]?.sluice;
+  const two = Object.entries(c).find(([k]) => k.includes('2 workers / nbthread 2'))?.[1]?.sluice;
+  if (one?.cpuPerUnit != null && two?.cpuPerUnit != null) {
+    const x = two.cpuPerUnit / one.cpuPerUnit;
+    rows.push(`| --concurrency 2 CPU per L7 request ≤ 1.1× one worker's | ${x.toFixed(2)}× | ${x <= 1.1 ? 'yes' : '**no**'} |`);
+  } else rows.push(`| --concurrency 2 CPU per L7 request ≤ 1.1× one worker's | not measured | – |`);
   const settled = Object.keys(c).find((k) => k.startsWith('RSS per idle') && k.includes('idle ('));
   check('RSS per idle connection ≤ HAProxy (1 s after opening them)', get('RSS per idle', 'sluice'), get('RSS per idle', 'haproxy'), 1.0, true);
   check(`RSS per idle connection ≤ HAProxy (${settled?.match(/after (\d+ s) idle/)?.[1] ?? 'a while'} idle)`, settled ? c[settled]!.sluice : undefined, settled ? c[settled]!.haproxy : undefined, 1.0, true);

@@ -10,6 +10,9 @@
 // - http: HTTP/1.1 keep-alive, a canned 200 with a 12-byte body per request head. It does no more
 //         than find the end of each head, so the upstream costs as little CPU as possible and the
 //         proxy under test gets the rest of the 2 cores.
+// - httpClose: the same, but every response says `connection: close` and the upstream closes (wrk
+//         then opens a new connection per request: the L4 new-connection row).
+// - http1k: the same as http with a 1,024-byte body (the two-hop latency row, Istio's 1 kB payload).
 // - https: the same behind TLS, closing every `maxRequestsPerConnection`-th connection so proxies
 //         re-handshake (and should resume their TLS session) during the run.
 // IPC 'stats' answers with TLS handshake counts (full vs resumed) and the CPU used so far.
@@ -28,15 +31,16 @@ export interface UpstreamOptions {
   key?: string;
   maxRequestsPerConnection?: number;
   /** which servers to start; default all that the options allow */
-  only?: ('tcp' | 'tls' | 'http' | 'https')[];
+  only?: ('tcp' | 'tls' | 'http' | 'https' | 'httpClose' | 'http1k')[];
 }
 
-export interface UpstreamPorts { tcp?: number; tls?: number; http?: number; https?: number }
+export interface UpstreamPorts { tcp?: number; tls?: number; http?: number; https?: number; httpClose?: number; http1k?: number }
 
 const BLOCK = Buffer.alloc(256 * 1024, 0x61);
 const ONE = Buffer.from('k');
 const RESPONSE = Buffer.from('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 12\r\n\r\nhello world\n', 'latin1');
 const RESPONSE_CLOSE = Buffer.from('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 12\r\nconnection: close\r\n\r\nhello world\n', 'latin1');
+const RESPONSE_1K = Buffer.from(`HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1024\r\n\r\n${'k'.repeat(1023)}\n`, 'latin1');
 
 const stats = { handshakes: 0, resumed: 0, httpRequests: 0 };
 
@@ -67,7 +71,7 @@ function onCommandSocket(s: net.Socket): void {
 class HttpConn {
   matched = 0;
   served = 0;
-  constructor(readonly socket: net.Socket, readonly max: number) {}
+  constructor(readonly socket: net.Socket, readonly max: number, readonly response: Buffer) {}
 }
 
 function onHttpData(this: HttpConn, d: Buffer): void {
@@ -84,18 +88,18 @@ function onHttpData(this: HttpConn, d: Buffer): void {
           this.socket.end(RESPONSE_CLOSE);
           return;
         }
-        this.socket.write(RESPONSE);
+        this.socket.write(this.response);
       } else m = 2;
     } else m = 0;
   }
   this.matched = m;
 }
 
-function httpHandler(max: number): (s: net.Socket) => void {
+function httpHandler(max: number, response = RESPONSE): (s: net.Socket) => void {
   return (s) => {
     s.setNoDelay(true);
     s.on('error', ignore);
-    s.on('data', onHttpData.bind(new HttpConn(s, max)));
+    s.on('data', onHttpData.bind(new HttpConn(s, max, response)));
   };
 }
 
@@ -113,10 +117,12 @@ function countHandshake(s: tls.TLSSocket): void {
 
 export async function startUpstreams(o: UpstreamOptions): Promise<UpstreamPorts> {
   const host = o.host ?? '127.0.0.1';
-  const want = new Set(o.only ?? ['tcp', 'tls', 'http', 'https']);
+  const want = new Set(o.only ?? ['tcp', 'tls', 'http', 'https', 'httpClose', 'http1k']);
   const ports: UpstreamPorts = {};
   if (want.has('tcp')) ports.tcp = await listen(net.createServer({ noDelay: true }, onCommandSocket), host, o.tcpPort ?? 0);
   if (want.has('http')) ports.http = await listen(net.createServer({ noDelay: true }, httpHandler(0)), host, o.httpPort ?? 0);
+  if (want.has('httpClose')) ports.httpClose = await listen(net.createServer({ noDelay: true }, httpHandler(1)), host, 0);
+  if (want.has('http1k')) ports.http1k = await listen(net.createServer({ noDelay: true }, httpHandler(0, RESPONSE_1K)), host, 0);
   if (o.cert !== undefined && o.key !== undefined) {
     const cred = { cert: fs.readFileSync(o.cert), key: fs.readFileSync(o.key) };
     if (want.has('tls')) {
