@@ -3,12 +3,14 @@
 //   node dist/bench/macro/profile.js FILE.cpuprofile [N]
 //
 // And instructions per request, which do not depend on how busy the machine is (issue 20):
-//   node dist/bench/macro/profile.js instructions [--requests 20000] [--peers sluice,nginx,haproxy]
+//   node dist/bench/macro/profile.js instructions [--requests 20000] [--warm 5000] [--clients 1] [--peers sluice,nginx,haproxy] [--out FILE]
 // Each proxy (one worker, the bench config, its own upstream process) runs under
 // `valgrind --tool=cachegrind --cache-sim=no` (plain instruction counting, the same count as
 // callgrind's Ir; `perf stat -e instructions` is not supported in this VM) twice: serving WARM
-// L7 keep-alive requests and WARM + N requests (h2load --h1, 4 connections), each run ending with a
-// clean exit. (Ir of the second - Ir of the first) / N is the steady-state cost of one request: start,
+// L7 keep-alive requests and WARM + N requests (h2load --h1, by default one connection: requests
+// strictly one after another, so each wakeup carries one event and the count does not depend on
+// how the scheduler batched them; with several connections HAProxy's count moved 4x between two
+// runs), each run ending with a clean exit. (Ir of the second - Ir of the first) / N is the steady-state cost of one request: start,
 // config load, JIT warm-up and shutdown are in both runs and cancel out. Also the L4 keep-alive
 // (HTTP through the TCP frontend) row the same way.
 
@@ -114,7 +116,7 @@ function cachegrindIr(log: string): number {
   return Number(m[1]!.replace(/,/g, ''));
 }
 
-export async function instructionCounts(o: { requests: number; warm: number; peers: string[]; log: (s: string) => void }): Promise<InstructionRow[]> {
+export async function instructionCounts(o: { requests: number; warm: number; clients: number; peers: string[]; log: (s: string) => void }): Promise<InstructionRow[]> {
   // Imported here so the .cpuprofile summary above stays usable without the bench's peers.
   const { startSluice, startNginx, startHaproxy, HTTP_HOST } = await import('./peers');
   const { h2load } = await import('./c-load');
@@ -140,7 +142,7 @@ export async function instructionCounts(o: { requests: number; warm: number; pee
             const peer = name === 'sluice' ? await startSluice(dir, targets, { wrap }) : name === 'nginx' ? await startNginx(dir, targets, { wrap }) : await startHaproxy(dir, targets, { wrap });
             try {
               const port = kind === 'l7' ? peer.ports.http : peer.ports.tcphttp;
-              const r = await h2load({ url: `http://127.0.0.1:${port}/`, host: HTTP_HOST, requests: n, clients: 4, h1: true });
+              const r = await h2load({ url: `http://127.0.0.1:${port}/`, host: HTTP_HOST, requests: n, clients: o.clients, h1: true });
               errors += r.errors;
               if (r.errors > 0) throw new Error(`${name} ${kind}: ${r.errors} of ${n} requests failed: the count would not be of the work asked`);
             } finally {
@@ -184,12 +186,13 @@ function argOf(name: string, dflt: string): string {
 if (require.main === module && process.argv[2] === 'instructions') {
   const requests = Number(argOf('requests', '20000'));
   const warm = Number(argOf('warm', '5000'));
+  const clients = Number(argOf('clients', '1'));
   const peers = argOf('peers', 'sluice,nginx,haproxy').split(',');
   const log = (s: string): void => { process.stderr.write(s + '\n'); };
-  instructionCounts({ requests, warm, peers, log }).then((rows) => {
-    const out = path.resolve(__dirname, '..', '..', '..', 'bench', 'results', 'instructions.json');
+  instructionCounts({ requests, warm, clients, peers, log }).then((rows) => {
+    const out = path.resolve(argOf('out', path.resolve(__dirname, '..', '..', '..', 'bench', 'results', 'instructions.json')));
     fs.mkdirSync(path.dirname(out), { recursive: true });
-    fs.writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), node: process.version, loadAvg: os.loadavg()[0], warm, requests, rows }, null, 2) + '\n');
+    fs.writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), node: process.version, loadAvg: os.loadavg()[0], warm, requests, clients, rows }, null, 2) + '\n');
     process.stdout.write(instructionsMarkdown(rows) + '\n');
   }, (e: unknown) => { process.stderr.write(`instructions: FAILED: ${(e as Error).stack ?? String(e)}\n`); process.exit(1); });
 } else if (require.main === module) {
