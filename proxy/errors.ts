@@ -20,6 +20,10 @@ export const FLAG = {
   DOWNSTREAM_PROTOCOL_ERROR: 'DPE',
   FAULT_INJECTED: 'FI',
   DELAY_INJECTED: 'DI',
+  /** An RBAC filter (AuthorizationPolicy DENY/ALLOW) refused the request or connection. */
+  RBAC_ACCESS_DENIED: 'RBAC',
+  /** External authorization (AuthorizationPolicy CUSTOM) refused it, or could not be asked. */
+  UNAUTHORIZED_EXTERNAL_SERVICE: 'UAEX',
   /** none */
   NONE: '-',
 } as const;
@@ -63,6 +67,10 @@ export const ProxyErrorCode = {
   DOWNSTREAM_PROTOCOL: 'PRX_ERR_DOWNSTREAM_PROTOCOL',
   /** REGISTRY_ONLY blocked an unknown destination. */
   BLOCKED: 'PRX_ERR_BLOCKED',
+  /** An AuthorizationPolicy (DENY match, or no ALLOW match) refused it: Envoy's RBAC filter. */
+  RBAC_DENIED: 'PRX_ERR_RBAC_DENIED',
+  /** A CUSTOM AuthorizationPolicy matched: sluice has no external authorizer to ask, so denied as ext_authz with failure_mode_allow false. */
+  EXT_AUTHZ_DENIED: 'PRX_ERR_EXT_AUTHZ_DENIED',
   /** The SO_ORIGINAL_DST addon is missing or failed: the sidecar cannot know where to go. */
   ORIGINAL_DST: 'PRX_ERR_ORIGINAL_DST',
   /** Downstream TLS handshake (terminating gateway) failed. */
@@ -130,6 +138,8 @@ const RESCUE: Readonly<Record<ProxyErrorCodeValue, Rescue>> = {
   PRX_ERR_DOWNSTREAM_DISCONNECT: { status: 0, flags: FLAG.DOWNSTREAM_CONNECTION_TERMINATION, details: 'downstream_remote_disconnect', body: '', retryable: false },
   PRX_ERR_DOWNSTREAM_PROTOCOL: { status: 400, flags: FLAG.DOWNSTREAM_PROTOCOL_ERROR, details: 'http1.codec_error', body: 'Bad Request', retryable: false },
   PRX_ERR_BLOCKED: { status: 502, flags: FLAG.NONE, details: 'direct_response', body: '', retryable: false },
+  PRX_ERR_RBAC_DENIED: { status: 403, flags: FLAG.RBAC_ACCESS_DENIED, details: 'rbac_access_denied_matched_policy[none]', body: 'RBAC: access denied', retryable: false },
+  PRX_ERR_EXT_AUTHZ_DENIED: { status: 403, flags: FLAG.UNAUTHORIZED_EXTERNAL_SERVICE, details: 'ext_authz_error', body: '', retryable: false },
   PRX_ERR_ORIGINAL_DST: { status: 0, flags: FLAG.NO_ROUTE_FOUND, details: 'filter_chain_not_found', body: '', retryable: false },
   PRX_ERR_DOWNSTREAM_TLS: { status: 0, flags: FLAG.NONE, details: 'filter_chain_not_found', body: '', retryable: false },
   PRX_ERR_INSPECT_LIMIT: { status: 0, flags: FLAG.NO_ROUTE_FOUND, details: 'filter_chain_not_found', body: '', retryable: false },

@@ -3,6 +3,7 @@
 // deep-equal, deep-frozen output, and `version` is a hash of the inputs, so a reload that
 // changes nothing can be recognised and skipped.
 
+import { compileAuthorization } from './authorization';
 import { createHash } from 'node:crypto';
 import type { Resources } from '../resources/types';
 import type { Cluster, Inbound, Listener, Snapshot } from './snapshot';
@@ -107,6 +108,7 @@ export function compile(resources: Resources, opts: CompileOptions): Snapshot {
     clusters: frozenMap(clusters),
     warnings: reg.warnings(),
     resources,
+    authorization: compileAuthorization(resources, opts.namespace, opts.labels),
   };
   deepFreeze(snapshot);
   indexListeners(snapshot); // build the lookup index now, not on the first connection

@@ -47,6 +47,8 @@ export interface Snapshot {
   readonly clusters: ReadonlyMap<string, Cluster>;
   /** Problems found while compiling that do not stop the proxy (e.g. destination host unknown). */
   readonly warnings: readonly ConfigMessage[];
+  /** AuthorizationPolicies that apply to this proxy (config/compile/authorization.ts); absent = none. */
+  readonly authorization?: readonly CompiledPolicy[];
   /** The resources this snapshot was compiled from (for /config_dump and explain). */
   readonly resources: Resources;
 }
@@ -506,3 +508,43 @@ export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';
 export const BLACKHOLE_CLUSTER = 'BlackHoleCluster';
 /** Istio's default circuit-breaker thresholds (math.MaxUint32). */
 export const ISTIO_MAX_UINT32 = 4294967295;
+
+// ------------------------------------------------------------------ AuthorizationPolicy (compile/authorization.ts)
+
+export type AuthzAction = 'ALLOW' | 'DENY' | 'AUDIT' | 'CUSTOM';
+
+/** A list of values with its negation (`principals` / `notPrincipals`); null = not constrained. */
+export interface Constraint<T> {
+  readonly values: readonly T[] | null;
+  readonly notValues: readonly T[] | null;
+}
+
+export interface CompiledRule {
+  readonly from: readonly CompiledSource[] | null;
+  readonly to: readonly CompiledOperation[] | null;
+  readonly sni: readonly Constraint<string>[];
+  /** A field sluice cannot evaluate is present: an ALLOW rule with it never matches. */
+  readonly unsupported: boolean;
+}
+
+export interface CompiledSource {
+  readonly principals: Constraint<string>;
+  readonly namespaces: Constraint<string>;
+  readonly ipBlocks: Constraint<Cidr>;
+  readonly unsupported: boolean;
+}
+
+export interface CompiledOperation {
+  readonly hosts: Constraint<string>;
+  readonly ports: Constraint<string>;
+  readonly methods: Constraint<string>;
+  readonly paths: Constraint<string>;
+}
+
+export interface CompiledPolicy {
+  /** `ns[default]-policy[name]-rule[i]` is built from these (Envoy's RBAC policy naming in Istio). */
+  readonly name: string;
+  readonly namespace: string;
+  readonly action: AuthzAction;
+  readonly rules: readonly CompiledRule[];
+}

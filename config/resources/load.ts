@@ -13,10 +13,11 @@ import { METADATA } from './common';
 import { checkCertFiles } from './cert-files';
 import { crossCheck } from './cross-checks';
 import { DESTINATION_RULE_SPEC } from './destination-rule';
+import { AUTHORIZATION_POLICY_SPEC } from './authorization-policy';
 import { GATEWAY_SPEC } from './gateway';
 import { Locator, Reporter, describe, isMapping, normaliseObject, type ObjectSchema } from './schema';
 import { SERVICE_ENTRY_SPEC } from './service-entry';
-import { API_VERSIONS, KINDS, type Kind, type Metadata, type Origin, type Resource, type Resources } from './types';
+import { apiVersionsOf, KINDS, type Kind, type Metadata, type Origin, type Resource, type Resources } from './types';
 import { VIRTUAL_SERVICE_SPEC } from './virtual-service';
 
 export interface LoadOptions {
@@ -54,6 +55,7 @@ const SPEC_SCHEMAS: Readonly<Record<Kind, ObjectSchema>> = {
   Gateway: GATEWAY_SPEC,
   VirtualService: VIRTUAL_SERVICE_SPEC,
   DestinationRule: DESTINATION_RULE_SPEC,
+  AuthorizationPolicy: AUTHORIZATION_POLICY_SPEC,
 };
 
 /**
@@ -65,7 +67,6 @@ const SPEC_SCHEMAS: Readonly<Record<Kind, ObjectSchema>> = {
  */
 const NOT_READ: ReadonlyMap<string, string> = new Map([
   ['security.istio.io/PeerAuthentication', 'sluice does not take its mTLS mode from PeerAuthentication'],
-  ['security.istio.io/AuthorizationPolicy', 'sluice does not enforce authorization policies'],
   ['security.istio.io/RequestAuthentication', 'sluice does not validate JWTs'],
   ['networking.istio.io/Sidecar', 'sluice does not scope a sidecar\'s config by Sidecar resources'],
   ['networking.istio.io/EnvoyFilter', 'sluice is not Envoy and has no filters to patch'],
@@ -79,6 +80,8 @@ const NOT_READ: ReadonlyMap<string, string> = new Map([
 
 /** The API group whose ServiceEntry/Gateway/VirtualService/DestinationRule sluice reads. */
 const ISTIO_NETWORKING_GROUP = 'networking.istio.io';
+/** AuthorizationPolicy's group. */
+const SECURITY_GROUP = 'security.istio.io';
 
 const CONFIG_EXTENSIONS = ['.yaml', '.yml', '.json'];
 /** Top-level keys besides apiVersion/kind/metadata/spec that Kubernetes output carries. */
@@ -201,6 +204,7 @@ function finish(ctx: LoadContext, known: readonly Resource[] = []): LoadResult {
     gateways: unique.filter((r) => r.kind === 'Gateway') as Resources['gateways'],
     virtualServices: unique.filter((r) => r.kind === 'VirtualService') as Resources['virtualServices'],
     destinationRules: unique.filter((r) => r.kind === 'DestinationRule') as Resources['destinationRules'],
+    authorizationPolicies: unique.filter((r) => r.kind === 'AuthorizationPolicy') as Resources['authorizationPolicies'],
   };
   crossCheck(resources, loc, messages);
   if (ctx.opts.checkFiles === true) checkCertFiles(resources, loc, messages, ctx.opts.uncheckedDir);
@@ -283,8 +287,8 @@ function parseResource(raw: unknown, origin: Origin, prefix: string, ctx: LoadCo
 
   const apiVersion = raw.apiVersion;
   if (apiVersion === undefined || apiVersion === null) rep.error(ConfigErrorCode.REQUIRED, prefix + 'apiVersion', 'missing required field');
-  else if (typeof apiVersion !== 'string' || !(API_VERSIONS as readonly string[]).includes(apiVersion)) {
-    rep.error(ConfigErrorCode.API_VERSION, prefix + 'apiVersion', `unsupported apiVersion ${describe(apiVersion)}; expected one of ${API_VERSIONS.join(', ')}`);
+  else if (typeof apiVersion !== 'string' || !apiVersionsOf(kind as Kind).includes(apiVersion)) {
+    rep.error(ConfigErrorCode.API_VERSION, prefix + 'apiVersion', `unsupported apiVersion ${describe(apiVersion)}; expected one of ${apiVersionsOf(kind as Kind).join(', ')}`);
   }
   for (const key of Object.keys(raw)) {
     if (!['apiVersion', 'kind', 'metadata', 'spec'].includes(key) && !IGNORED_TOP_LEVEL.has(key)) {
@@ -316,6 +320,7 @@ function apiGroup(apiVersion: unknown): string | null {
 function readsKind(apiVersion: unknown, kind: string): boolean {
   if (!(KINDS as readonly string[]).includes(kind)) return false;
   const group = apiGroup(apiVersion);
+  if (kind === 'AuthorizationPolicy') return group === null || group === SECURITY_GROUP || !NOT_READ.has(`${group}/${kind}`);
   return group === null || group === ISTIO_NETWORKING_GROUP || !NOT_READ.has(`${group}/${kind}`);
 }
 
@@ -325,7 +330,7 @@ function ignoreKind(apiVersion: unknown, kind: string, name: string, origin: Ori
   ctx.ignored.push({ origin, kind, apiVersion: typeof apiVersion === 'string' ? apiVersion : '', name });
   if (ctx.ignoredKinds.has(key)) return;
   ctx.ignoredKinds.add(key);
-  const reason = NOT_READ.get(key) ?? `sluice reads ${KINDS.join(', ')} of ${ISTIO_NETWORKING_GROUP} (or a List of them)`;
+  const reason = NOT_READ.get(key) ?? `sluice reads ${KINDS.filter((k) => k !== 'AuthorizationPolicy').join(', ')} of ${ISTIO_NETWORKING_GROUP} and AuthorizationPolicy of ${SECURITY_GROUP} (or a List of them)`;
   const what = typeof apiVersion === 'string' ? `${kind} (${apiVersion})` : kind;
   new Reporter(ctx.messages, origin, `${kind}/${name}`).warn(ConfigErrorCode.IGNORED_KIND, prefix === '' ? null : prefix.slice(0, -1),
     `${what} ignored: ${reason} (one warning per kind: further ${kind} objects are ignored silently)`);

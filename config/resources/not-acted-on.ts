@@ -27,6 +27,13 @@ export const NOT_ACTED_ON: readonly NotActedOn[] = [
   { kind: 'DestinationRule', pattern: 'spec.**.connectionPool.tcp.maxConnectionDuration', why: 'upstream connections are not closed after a maximum age' },
   { kind: 'DestinationRule', pattern: 'spec.**.connectionPool.http.idleTimeout', why: 'pooled HTTP/1.1 connections idle out after 4 s whatever this says' },
   { kind: 'ServiceEntry', pattern: 'spec.workloadSelector', why: 'sluice discovers no workloads, so the entry has no endpoints from it' },
+  { kind: 'AuthorizationPolicy', pattern: 'spec.**.requestPrincipals', why: 'sluice validates no JWTs: an ALLOW rule using it never matches, a DENY rule is applied without it' },
+  { kind: 'AuthorizationPolicy', pattern: 'spec.**.notRequestPrincipals', why: 'sluice validates no JWTs: an ALLOW rule using it never matches, a DENY rule is applied without it' },
+  { kind: 'AuthorizationPolicy', pattern: 'spec.**.remoteIpBlocks', why: 'X-Forwarded-For is not trusted for policy: an ALLOW rule using it never matches, a DENY rule is applied without it' },
+  { kind: 'AuthorizationPolicy', pattern: 'spec.**.notRemoteIpBlocks', why: 'X-Forwarded-For is not trusted for policy: an ALLOW rule using it never matches, a DENY rule is applied without it' },
+  { kind: 'AuthorizationPolicy', pattern: 'spec.targetRef', why: 'policies attach by selector and namespace only; the policy applies as if it had no targetRef' },
+  { kind: 'AuthorizationPolicy', pattern: 'spec.targetRefs', why: 'policies attach by selector and namespace only; the policy applies as if it had no targetRefs' },
+  { kind: 'AuthorizationPolicy', pattern: 'spec.provider', why: 'sluice has no external authorizer: what a CUSTOM policy matches is denied (403, flag UAEX)' },
 ];
 
 /** Calls `fn(holder, field)` for every present value of `obj` whose path matches `segments`. */
@@ -48,7 +55,7 @@ function walk(obj: unknown, segments: readonly string[], fn: (holder: object, fi
 }
 
 export function checkNotActedOn(res: Resources, loc: Locator, out: ConfigMessage[]): void {
-  const all: Resource[] = [...res.serviceEntries, ...res.gateways, ...res.virtualServices, ...res.destinationRules];
+  const all: Resource[] = [...res.serviceEntries, ...res.gateways, ...res.virtualServices, ...res.destinationRules, ...(res.authorizationPolicies ?? [])];
   for (const r of all) {
     let rep: Reporter | null = null;
     for (const row of NOT_ACTED_ON) {

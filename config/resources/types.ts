@@ -9,9 +9,15 @@
 // Optional fields are `undefined` when absent: the compiler applies Istio's defaults, because
 // "absent" and "zero" mean different things in Istio (e.g. `tls: {}` on a Gateway = PASSTHROUGH).
 
-export type Kind = 'ServiceEntry' | 'Gateway' | 'VirtualService' | 'DestinationRule';
-export const KINDS: readonly Kind[] = ['ServiceEntry', 'Gateway', 'VirtualService', 'DestinationRule'];
+export type Kind = 'ServiceEntry' | 'Gateway' | 'VirtualService' | 'DestinationRule' | 'AuthorizationPolicy';
+export const KINDS: readonly Kind[] = ['ServiceEntry', 'Gateway', 'VirtualService', 'DestinationRule', 'AuthorizationPolicy'];
 export const API_VERSIONS = ['networking.istio.io/v1alpha3', 'networking.istio.io/v1beta1', 'networking.istio.io/v1'] as const;
+/** AuthorizationPolicy's group and versions (security.istio.io; v1beta1 and v1 are the same schema). */
+export const SECURITY_API_VERSIONS = ['security.istio.io/v1beta1', 'security.istio.io/v1'] as const;
+/** The apiVersions a kind may be written with. */
+export function apiVersionsOf(kind: Kind): readonly string[] {
+  return kind === 'AuthorizationPolicy' ? SECURITY_API_VERSIONS : API_VERSIONS;
+}
 
 /** Where a resource came from: used in every message about it (`FILE:DOC: KIND/NAME: field: msg`). */
 export interface Origin {
@@ -39,7 +45,8 @@ export type ServiceEntry = ResourceBase<'ServiceEntry', ServiceEntrySpec>;
 export type Gateway = ResourceBase<'Gateway', GatewaySpec>;
 export type VirtualService = ResourceBase<'VirtualService', VirtualServiceSpec>;
 export type DestinationRule = ResourceBase<'DestinationRule', DestinationRuleSpec>;
-export type Resource = ServiceEntry | Gateway | VirtualService | DestinationRule;
+export type AuthorizationPolicy = ResourceBase<'AuthorizationPolicy', AuthorizationPolicySpec>;
+export type Resource = ServiceEntry | Gateway | VirtualService | DestinationRule | AuthorizationPolicy;
 
 /** Everything loaded from all sources, grouped by kind, in load order. Frozen. */
 export interface Resources {
@@ -47,6 +54,55 @@ export interface Resources {
   readonly gateways: readonly Gateway[];
   readonly virtualServices: readonly VirtualService[];
   readonly destinationRules: readonly DestinationRule[];
+  /** security.istio.io AuthorizationPolicy (absent = none). */
+  readonly authorizationPolicies?: readonly AuthorizationPolicy[];
+}
+
+// ---------------------------------------------------------------- AuthorizationPolicy
+
+export interface AuthzSource {
+  readonly principals?: readonly string[];
+  readonly notPrincipals?: readonly string[];
+  readonly requestPrincipals?: readonly string[];
+  readonly notRequestPrincipals?: readonly string[];
+  readonly namespaces?: readonly string[];
+  readonly notNamespaces?: readonly string[];
+  readonly ipBlocks?: readonly string[];
+  readonly notIpBlocks?: readonly string[];
+  readonly remoteIpBlocks?: readonly string[];
+  readonly notRemoteIpBlocks?: readonly string[];
+}
+
+export interface AuthzOperation {
+  readonly hosts?: readonly string[];
+  readonly notHosts?: readonly string[];
+  readonly ports?: readonly string[];
+  readonly notPorts?: readonly string[];
+  readonly methods?: readonly string[];
+  readonly notMethods?: readonly string[];
+  readonly paths?: readonly string[];
+  readonly notPaths?: readonly string[];
+}
+
+export interface AuthzCondition {
+  readonly key: string;
+  readonly values?: readonly string[];
+  readonly notValues?: readonly string[];
+}
+
+export interface AuthzRule {
+  readonly from?: readonly { readonly source?: AuthzSource }[];
+  readonly to?: readonly { readonly operation?: AuthzOperation }[];
+  readonly when?: readonly AuthzCondition[];
+}
+
+export interface AuthorizationPolicySpec {
+  readonly selector?: { readonly matchLabels?: Readonly<Record<string, string>> };
+  readonly targetRef?: Readonly<Record<string, string>>;
+  readonly targetRefs?: readonly Readonly<Record<string, string>>[];
+  readonly rules?: readonly AuthzRule[];
+  readonly action?: 'ALLOW' | 'DENY' | 'AUDIT' | 'CUSTOM';
+  readonly provider?: { readonly name?: string };
 }
 
 // ---------------------------------------------------------------- shared

@@ -38,6 +38,7 @@ import { grpcTimeoutMs } from './grpc';
 import { UpgradeOffer, WEBSOCKET_REQUEST_LINES, upgradeOffer } from './upgrade';
 import { appendedXfcc } from './xfcc';
 import type { DownstreamStream } from './stream';
+import { allowedByRbac, principalOf } from './rbac';
 
 /** Per downstream connection: what the listener decided, attached to the socket. */
 export class DownstreamInfo {
@@ -212,6 +213,14 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
     completeRequest(ctx, stats, record);
     return;
   }
+  // Envoy's RBAC filter runs before the router (proxy/l7/rbac.ts).
+  if (!allowedByRbac(ctx.snapshot.authorization, {
+    principal: principalOf(info.peerUriSan), sourceIp: info.remoteIp, host: stripPort(authority), sni: info.sni,
+    port: portOfAddress(info.localAddress), method: head.method, path,
+  }, stats, stream, record)) {
+    completeRequest(ctx, stats, record);
+    return;
+  }
   const hcm = info.hcm;
   if (hcm.httpsRedirect) {
     sendLocalReply(stream, record, 301, '', '-', 'direct_response', ['location', 'https://' + stripPort(authority) + path]);
@@ -354,4 +363,10 @@ function stripPort(authority: string): string {
   }
   const i = authority.lastIndexOf(':');
   return i < 0 ? authority : authority.slice(0, i);
+}
+
+/** The port of an `ip:port` / `[v6]:port` address; 0 when there is none. */
+function portOfAddress(address: string): number {
+  const n = Number(address.slice(address.lastIndexOf(':') + 1));
+  return Number.isInteger(n) ? n : 0;
 }

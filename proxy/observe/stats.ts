@@ -357,6 +357,9 @@ export class HttpStats {
   /** indexed by status class 1..5 */
   readonly downstream_rq_xx: readonly Counter[];
   readonly no_route: Counter;
+  /** Envoy's RBAC filter stats (`http.<prefix>.rbac.allowed|denied`): AuthorizationPolicy verdicts. */
+  readonly rbac_allowed: Counter;
+  readonly rbac_denied: Counter;
   readonly no_cluster: Counter;
 
   constructor(store: StatsStore, statPrefix: string) {
@@ -379,6 +382,8 @@ export class HttpStats {
     this.downstream_rq_time = store.histogram(p + 'downstream_rq_time');
     this.downstream_rq_xx = [1, 2, 3, 4, 5].map((c) => store.counter(p + 'downstream_rq_' + c + 'xx'));
     this.no_route = store.counter(p + 'no_route');
+    this.rbac_allowed = store.counter(p + 'rbac.allowed');
+    this.rbac_denied = store.counter(p + 'rbac.denied');
     this.no_cluster = store.counter(p + 'no_cluster');
   }
 

@@ -15,6 +15,13 @@ const SAMPLES: Readonly<Record<string, string>> = {
   'spec.**.tls.credentialName': doc('DestinationRule', 'd', '  host: a.example.com\n  trafficPolicy: {portLevelSettings: [{port: {number: 443}, tls: {mode: SIMPLE, credential_name: c}}]}'),
   'spec.**.connectionPool.tcp.maxConnectionDuration': doc('DestinationRule', 'd', '  host: a.example.com\n  trafficPolicy: {connectionPool: {tcp: {maxConnectionDuration: 1h}}}'),
   'spec.**.connectionPool.http.idleTimeout': doc('DestinationRule', 'd', '  host: a.example.com\n  trafficPolicy: {connectionPool: {http: {idleTimeout: 30s}}}'),
+  'spec.**.requestPrincipals': doc('AuthorizationPolicy', 'a', '  rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]', 'security.istio.io/v1'),
+  'spec.**.notRequestPrincipals': doc('AuthorizationPolicy', 'a', '  rules: [{from: [{source: {notRequestPrincipals: ["*"]}}]}]', 'security.istio.io/v1'),
+  'spec.**.remoteIpBlocks': doc('AuthorizationPolicy', 'a', '  rules: [{from: [{source: {remoteIpBlocks: [198.18.0.0/16]}}]}]', 'security.istio.io/v1'),
+  'spec.**.notRemoteIpBlocks': doc('AuthorizationPolicy', 'a', '  rules: [{from: [{source: {notRemoteIpBlocks: [198.18.0.0/16]}}]}]', 'security.istio.io/v1beta1'),
+  'spec.targetRef': doc('AuthorizationPolicy', 'a', '  targetRef: {kind: Gateway, name: g}', 'security.istio.io/v1'),
+  'spec.targetRefs': doc('AuthorizationPolicy', 'a', '  targetRefs: [{kind: Gateway, name: g}]', 'security.istio.io/v1'),
+  'spec.provider': doc('AuthorizationPolicy', 'a', '  action: CUSTOM\n  provider: {name: ext}\n  rules: [{}]', 'security.istio.io/v1'),
   'spec.workloadSelector': doc('ServiceEntry', 's', '  hosts: [a.example.com]\n  resolution: STATIC\n  workloadSelector: {labels: {app: a}}'),
 };
 
@@ -43,6 +50,6 @@ t.test('README lists exactly the rows of the table', async (t) => {
   t.ok(start >= 0, 'README has the section');
   const section = README.slice(start, README.indexOf('Every other kind', start));
   for (const row of NOT_ACTED_ON) t.ok(section.includes('`' + row.kind + ' ' + row.pattern + '`'), `README names ${row.kind} ${row.pattern}`);
-  const listed = [...section.matchAll(/`((?:ServiceEntry|Gateway|VirtualService|DestinationRule) spec[^`]*)`/g)].map((m) => m[1]);
+  const listed = [...section.matchAll(/`((?:ServiceEntry|Gateway|VirtualService|DestinationRule|AuthorizationPolicy) spec[^`]*)`/g)].map((m) => m[1]);
   t.same(listed.sort(), NOT_ACTED_ON.map((r) => `${r.kind} ${r.pattern}`).sort(), 'and nothing else');
 });

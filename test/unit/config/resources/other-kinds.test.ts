@@ -18,13 +18,14 @@ t.test('other kinds load as one warning per kind; only the Istio kinds are read'
   t.same(r.messages.filter((m) => m.level === 'error'), [], 'no errors');
   for (const m of r.messages) t.equal(m.code, 'CFG_WARN_IGNORED_KIND', m.text);
   const warned = r.messages.map((m) => /: \w+\/[^:]+: (\w+) \(/.exec(m.text)?.[1]);
-  t.same(warned.sort(), ['AuthorizationPolicy', 'Deployment', 'Gateway', 'HTTPRoute', 'PeerAuthentication', 'Service', 'Sidecar'],
+  t.same(warned.sort(), ['Deployment', 'Gateway', 'HTTPRoute', 'PeerAuthentication', 'Service', 'Sidecar'],
     'each ignored kind once (two PeerAuthentications, one warning)');
   t.match(r.messages.find((m) => m.text.includes('gateway.networking.k8s.io'))?.text, /gateway-api\.yaml:1: Gateway\/egress: Gateway \(gateway\.networking\.k8s\.io\/v1\) ignored: a Gateway API Gateway/);
   t.same(r.resources.gateways.map((g) => `${g.apiVersion} ${g.metadata.namespace}/${g.metadata.name}`), ['networking.istio.io/v1 istio-system/egress'],
     'the Gateway API Gateway of the same name is not read as an Istio Gateway');
   t.equal(r.resources.serviceEntries.length, 1);
   t.equal(r.resources.virtualServices.length, 1);
+  t.equal(r.resources.authorizationPolicies?.length, 1, 'AuthorizationPolicy is read (config/resources/authorization-policy.ts)');
 });
 
 t.test('one warning per kind and load, also inside a List; a non-string kind stays an error', async (t) => {

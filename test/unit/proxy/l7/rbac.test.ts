@@ -1,0 +1,122 @@
+// AuthorizationPolicy on an egress gateway, over ISTIO_MUTUAL: real curl presents a workload
+// certificate (SPIFFE URI SAN, made by openssl from a test CA) to a gateway Runtime on loopback.
+// The billing identity may reach api.pay.example; the web identity is refused as Envoy's RBAC
+// filter refuses (403 `RBAC: access denied`, flag RBAC), a DENY policy wins over the ALLOW, and
+// every verdict is counted (http.<prefix>.rbac.allowed|denied), logged and audited.
+
+import fs from 'node:fs';
+import http from 'node:http';
+import type net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { makeCa, makeWorkloadCerts, type CertFiles, type WorkloadCerts } from '../../../e2e/harness/certs';
+import { curl } from '../../../helpers/curl';
+import { freePort, startTestRuntime } from '../../../helpers/gateway';
+
+t.setTimeout(60_000); // a bound for a hang, not a timed assertion
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-rbac-'));
+t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+const BILLING = 'spiffe://cluster.local/ns/default/sa/billing';
+const WEB = 'spiffe://cluster.local/ns/default/sa/web';
+let ca: CertFiles;
+let gatewayCerts: WorkloadCerts;
+let billing: WorkloadCerts;
+let web: WorkloadCerts;
+t.before(async () => {
+  ca = await makeCa(dir, 'ca');
+  gatewayCerts = await makeWorkloadCerts(path.join(dir, 'gw'), ca, 'spiffe://cluster.local/ns/istio-system/sa/egressgateway');
+  billing = await makeWorkloadCerts(path.join(dir, 'billing'), ca, BILLING);
+  web = await makeWorkloadCerts(path.join(dir, 'web'), ca, WEB);
+});
+
+function config(gwPort: number, upstreamPort: number): string {
+  return `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: pay, namespace: istio-system }
+spec:
+  hosts: [api.pay.example]
+  ports: [{ number: 80, name: http, protocol: HTTP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, ports: { http: ${upstreamPort} } }]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: egress, namespace: istio-system }
+spec:
+  selector: { istio: egressgateway }
+  servers:
+  - port: { number: ${gwPort}, name: https, protocol: HTTPS }
+    hosts: [api.pay.example]
+    tls: { mode: ISTIO_MUTUAL }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: pay, namespace: istio-system }
+spec:
+  hosts: [api.pay.example]
+  gateways: [egress]
+  http:
+  - name: to-pay
+    route: [{ destination: { host: api.pay.example, port: { number: 80 } } }]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: billing-to-pay, namespace: istio-system }
+spec:
+  selector: { matchLabels: { istio: egressgateway } }
+  action: ALLOW
+  rules:
+  - from: [{ source: { principals: [cluster.local/ns/default/sa/billing] } }]
+    to: [{ operation: { hosts: [api.pay.example], methods: [GET, POST] } }]
+---
+apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata: { name: no-refunds, namespace: istio-system }
+spec:
+  action: DENY
+  rules:
+  - to: [{ operation: { paths: [/refunds*] } }]
+`;
+}
+
+t.test('billing reaches api.pay.example, web gets 403 RBAC, DENY wins over ALLOW', async (t) => {
+  const upstream = http.createServer((req, res) => res.end('paid ' + req.url));
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => {
+    upstream.closeAllConnections();
+    upstream.close(() => r());
+  }));
+  const gwPort = await freePort();
+  const auditFile = path.join(dir, 'audit.log');
+  const rt = await startTestRuntime(t, config(gwPort, (upstream.address() as net.AddressInfo).port), {
+    certsDir: gatewayCerts.dir, auditLog: { path: auditFile },
+  });
+  const as = (who: WorkloadCerts, p: string): Promise<{ code: number; stdout: string; stderr: string }> => curl([
+    '-k', '--cert', who.certChainFile, '--key', who.keyFile, '--resolve', `api.pay.example:${gwPort}:127.0.0.1`,
+    '-w', '\n%{http_code}', `https://api.pay.example:${gwPort}${p}`,
+  ]);
+
+  const ok = await as(billing, '/charge');
+  t.equal(ok.stdout, 'paid /charge\n200', 'billing: allowed and forwarded: ' + ok.stderr);
+  const denied = await as(web, '/charge');
+  t.equal(denied.stdout, 'RBAC: access denied\n403', 'web: 403 with Envoy\'s RBAC body');
+  const refund = await as(billing, '/refunds/1');
+  t.equal(refund.stdout, 'RBAC: access denied\n403', 'billing on a DENY path: DENY is evaluated before ALLOW');
+
+  const lines = await rt.lines();
+  t.ok(lines.some((l) => / 403 RBAC rbac_access_denied_matched_policy\[none\] .*"api\.pay\.example:\d+"/.test(l)), 'access log: flag RBAC, no ALLOW matched: ' + lines.join('\n'));
+  t.ok(lines.some((l) => / 403 RBAC rbac_access_denied_matched_policy\[ns\[istio-system\]-policy\[no-refunds\]-rule\[0\]\]/.test(l)), 'access log: the DENY policy named');
+  const prefix = [...rt.rt.stats.all()].find((s) => /^http\..*\.rbac\.denied$/.test(s.name))?.name.slice(0, -'.rbac.denied'.length);
+  t.ok(prefix !== undefined, 'rbac stats exist');
+  t.equal(rt.stat(`${prefix}.rbac.allowed`), 1, 'rbac.allowed');
+  t.equal(rt.stat(`${prefix}.rbac.denied`), 2, 'rbac.denied');
+
+  await rt.rt.flushAccessLog();
+  const audit = fs.readFileSync(auditFile, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.match(audit.find((a) => a['source'] === WEB), { decision: 'deny', reason: 'rbac:none', destination: 'api.pay.example', port: gwPort, response_code: 403 }, 'audit: web denied, by whom, to where');
+  t.match(audit.find((a) => a['source'] === BILLING && a['response_code'] === 200), { decision: 'allow', route: 'to-pay' }, 'audit: billing allowed, route named');
+  t.match(audit.find((a) => a['path'] === '/refunds/1'), { decision: 'deny', reason: 'rbac:ns[istio-system]-policy[no-refunds]-rule[0]' });
+});
