@@ -79,7 +79,7 @@ http {
   uwsgi_temp_path ${dir}/nginx-uwsgi;
   scgi_temp_path ${dir}/nginx-scgi;
   http2_max_concurrent_streams 1024;
-  upstream h2_up { server 127.0.0.1:${upstream}; keepalive 16; }
+  upstream h2_up { server 127.0.0.1:${upstream}; keepalive 512; }
   server {
     listen 127.0.0.1:${front} http2;
     location / { grpc_pass grpc://h2_up; }
@@ -129,12 +129,14 @@ async function startPeer(name: string, dir: string, front: number, upstream: num
 }
 
 /** h2load's summary: "finished in 10.00s, 12345.67 req/s", the done count, and the "time for request" mean. */
-function parseH2load(out: string): { rps: number; done: number; meanMs: number | null } {
+function parseH2load(out: string): { rps: number; done: number; ok: number; meanMs: number | null } {
   const rps = Number(/finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out)?.[1] ?? 0);
   const done = Number(/requests: \d+ total, \d+ started, (\d+) done/.exec(out)?.[1] ?? 0);
   const m = /time for request:\s+\S+\s+\S+\s+(\S+)/.exec(out);
   const meanMs = m === null ? null : m[1]!.endsWith('ms') ? Number(m[1]!.slice(0, -2)) : m[1]!.endsWith('us') ? Number(m[1]!.slice(0, -2)) / 1000 : Number(m[1]!.slice(0, -1)) * 1000;
-  return { rps, done, meanMs };
+  // Only 2xx answers count as work done: a peer that fails requests fast would otherwise look cheap.
+  const ok = Number(/status codes: (\d+) 2xx/.exec(out)?.[1] ?? 0);
+  return { rps, done, ok, meanMs };
 }
 
 async function measure(name: string, pid: number, front: number, o: { durationS: number; clients: number; streams: number; bodyFile: string }): Promise<RowResult> {
@@ -143,7 +145,10 @@ async function measure(name: string, pid: number, front: number, o: { durationS:
     '-H', 'content-type: application/grpc', '-H', 'te: trailers', '-H', ':authority: h2.bench', `http://127.0.0.1:${front}/bench.Bench/Echo`], { encoding: 'utf8', timeout: (o.durationS + 30) * 1000 });
   const cpu = procCpuSeconds(pid) - cpu0;
   const p = parseH2load(r.stdout ?? '');
-  return { peer: name, rps: p.rps, cpuUsPerRq: p.done > 0 ? Math.round((cpu * 1e6) / p.done) : 0, meanMs: p.meanMs, note: p.done === 0 ? 'no request completed: ' + (r.stdout ?? '').slice(-300) : '' };
+  const okRps = p.done > 0 ? (p.rps * p.ok) / p.done : 0;
+  const failed = p.done - p.ok;
+  const note = p.ok === 0 ? 'no 2xx answer: ' + (r.stdout ?? '').slice(-300) : failed > 0 ? `${failed} of ${p.done} answers not 2xx (not counted)` : '';
+  return { peer: name, rps: okRps, cpuUsPerRq: p.ok > 0 ? Math.round((cpu * 1e6) / p.ok) : 0, meanMs: p.meanMs, note };
 }
 
 async function main(): Promise<void> {
