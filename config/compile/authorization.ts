@@ -91,6 +91,14 @@ export function compileAuthorization(resources: Resources, namespace: string, la
     }));
 }
 
+const SPIFFE = 'spiffe://';
+
+/** Istio writes principals without the scheme: `cluster.local/ns/default/sa/billing`. */
+export function principalOf(peerUriSan: string | null): string | null {
+  if (peerUriSan === null) return null;
+  return peerUriSan.startsWith(SPIFFE) ? peerUriSan.slice(SPIFFE.length) : peerUriSan;
+}
+
 /** Istio's string match: `*`, `prefix*`, `*suffix`, or exact. */
 export function istioStringMatch(pattern: string, value: string): boolean {
   if (pattern === '*') return true;
@@ -119,10 +127,13 @@ function ruleMatches(rule: CompiledRule, r: AuthzRequest, forAllow: boolean): bo
     && check(s.namespaces, namespaceOf(r.principal), istioStringMatch)
     && check(s.ipBlocks, r.sourceIp, (c, ip) => cidrContains(c, ip)))) return false;
   const host = r.host === null ? null : r.host.toLowerCase();
+  // A TCP connection has no method or path (Istio: HTTP-only fields on TCP make an ALLOW rule
+  // match nothing and are dropped from a DENY rule).
+  const tcp = r.method === null;
   if (rule.to !== null && !rule.to.some((o) => check(o.hosts, host, istioStringMatch)
     && check(o.ports, String(r.port), (p, v) => p === v)
-    && check(o.methods, r.method, (p, v) => p === v)
-    && check(o.paths, r.path === null ? null : r.path.split('?')[0]!, istioStringMatch))) return false;
+    && (tcp ? !forAllow || (o.methods.values === null && o.methods.notValues === null) : check(o.methods, r.method, (p, v) => p === v))
+    && (tcp ? !forAllow || (o.paths.values === null && o.paths.notValues === null) : check(o.paths, r.path === null ? null : r.path.split('?')[0]!, istioStringMatch)))) return false;
   const sni = r.sni === null ? null : r.sni.toLowerCase();
   return rule.sni.every((c) => check(c, sni, istioStringMatch));
 }

@@ -108,7 +108,9 @@ export function compile(resources: Resources, opts: CompileOptions): Snapshot {
     clusters: frozenMap(clusters),
     warnings: reg.warnings(),
     resources,
-    authorization: compileAuthorization(resources, opts.namespace, opts.labels),
+    // Istio enforces AuthorizationPolicy where traffic is received: on a gateway, and on a sidecar's
+    // inbound side only (never on its outbound). sluice enforces it on gateways; sidecar inbound is not yet.
+    authorization: sidecar ? [] : compileAuthorization(resources, opts.namespace, opts.labels),
   };
   deepFreeze(snapshot);
   indexListeners(snapshot); // build the lookup index now, not on the first connection

@@ -54,6 +54,8 @@ export interface TcpPlan {
   readonly clusterName: string | null;
   /** undefined: no such cluster (NC), or no route */
   readonly cluster: UpstreamCluster | undefined;
+  /** An AuthorizationPolicy refused the connection (Envoy's network RBAC filter): closed, logged with this. */
+  readonly denied?: { readonly flag: Flag; readonly details: string; readonly reason: string };
 }
 
 /** Where a planned connection goes: its stats, its record and the picked host. */
@@ -71,6 +73,17 @@ export interface Routed {
 export function routePlan(ctx: ProxyContext, plan: TcpPlan, info: L4Info): Routed | null {
   const stats = ctx.tcpStatsFor(plan.statPrefix);
   stats.downstream_cx_total.inc();
+  if (plan.denied !== undefined) {
+    const record = recordIfLogged(ctx, info);
+    if (record !== null) {
+      record.upstreamCluster = plan.clusterName;
+      record.routeName = plan.routeName;
+      record.policyDecision = 'deny';
+      record.policyReason = plan.denied.reason;
+    }
+    logFailure(ctx, record, plan.denied.flag, plan.denied.details, null);
+    return null;
+  }
   if (plan.clusterName === null) {
     stats.downstream_cx_no_route.inc();
     const r = rescueFor(ProxyErrorCode.NO_FILTER_CHAIN);

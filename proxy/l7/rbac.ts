@@ -7,20 +7,13 @@
 // AUDIT match the policy as the reason of an allowed request.
 
 import { evaluateAuthz, type AuthzRequest } from '../../config/compile/authorization';
+export { principalOf } from '../../config/compile/authorization';
 import type { CompiledPolicy } from '../../config/compile/snapshot';
 import { ProxyErrorCode, rescueFor } from '../errors';
 import type { AccessLogRecord } from '../observe/access-log-record';
 import type { HttpStats } from '../observe/stats';
 import type { DownstreamStream } from './stream';
 import { sendLocalReply } from './local-reply';
-
-const SPIFFE = 'spiffe://';
-
-/** Istio writes principals without the scheme: `cluster.local/ns/default/sa/billing`. */
-export function principalOf(peerUriSan: string | null): string | null {
-  if (peerUriSan === null) return null;
-  return peerUriSan.startsWith(SPIFFE) ? peerUriSan.slice(SPIFFE.length) : peerUriSan;
-}
 
 /** True when the request may go on; otherwise the 403 has been sent and the record filled. */
 export function allowedByRbac(policies: readonly CompiledPolicy[] | undefined, r: AuthzRequest, stats: HttpStats, stream: DownstreamStream, record: AccessLogRecord): boolean {

@@ -7,7 +7,10 @@
 
 import type { TcpProxy } from '../../config/compile/snapshot';
 import { findTcpRoute, pickCluster } from '../../config/compile/lookup';
+import { evaluateAuthz, principalOf } from '../../config/compile/authorization';
 import type { ProxyContext } from '../context';
+import { ProxyErrorCode, rescueFor } from '../errors';
+import { sanitizeStatSegment } from '../observe/stats';
 import type { L4Info, TcpPlan } from '../l4/tcp-proxy';
 
 /** Route by the filter's TCP routes (first match on destination/source/SNI), then pick a cluster by weight. */
@@ -15,7 +18,37 @@ export function planTcp(ctx: ProxyContext, filter: TcpProxy, info: L4Info): TcpP
   const route = findTcpRoute(filter.routes, info);
   if (route === null) return { statPrefix: filter.statPrefix, routeName: null, clusterName: null, cluster: undefined };
   const clusterName = pickCluster(route.clusters, Math.random());
-  return { statPrefix: filter.statPrefix, routeName: route.name, clusterName, cluster: ctx.clusters.get(clusterName) };
+  const denied = rbacDenial(ctx, filter.statPrefix, info);
+  return { statPrefix: filter.statPrefix, routeName: route.name, clusterName, cluster: ctx.clusters.get(clusterName), ...(denied === null ? {} : { denied }) };
+}
+
+/**
+ * Envoy's network RBAC filter, as Istio puts it on a gateway's TCP/TLS chains: the connection is
+ * checked once (principal, source, SNI as the host, port; no method or path) and, when denied,
+ * closed before any upstream connection (flag RBAC, or UAEX for CUSTOM). `tcp.<prefix>.rbac.allowed|denied`.
+ */
+function rbacDenial(ctx: ProxyContext, statPrefix: string, info: L4Info): TcpPlan['denied'] | null {
+  const policies = ctx.snapshot.authorization;
+  if (policies === undefined || policies.length === 0) return null;
+  ctx.tcpStatsFor(statPrefix); // registers the stat scope, for the Prometheus view of the rbac counters
+  const port = Number(info.localAddress.slice(info.localAddress.lastIndexOf(':') + 1));
+  const v = evaluateAuthz(policies, {
+    principal: principalOf(info.peerUriSan), sourceIp: info.remoteIp, host: info.sni, sni: info.sni,
+    port: Number.isInteger(port) ? port : 0, method: null, path: null,
+  });
+  if (v === null) return null;
+  const p = 'tcp.' + sanitizeStatSegment(statPrefix) + '.rbac.';
+  if (v.allowed) {
+    ctx.stats.counter(p + 'allowed').inc();
+    return null;
+  }
+  ctx.stats.counter(p + 'denied').inc();
+  const rescue = rescueFor(v.custom ? ProxyErrorCode.EXT_AUTHZ_DENIED : ProxyErrorCode.RBAC_DENIED);
+  return {
+    flag: rescue.flags,
+    details: v.custom ? rescue.details : `rbac_access_denied_matched_policy[${v.policy}]`,
+    reason: (v.custom ? 'ext_authz:' : 'rbac:') + v.policy,
+  };
 }
 
 /** Straight to one cluster, no route (the sidecar catch-all: PassthroughCluster / BlackHoleCluster). */

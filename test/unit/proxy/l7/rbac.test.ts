@@ -6,7 +6,8 @@
 
 import fs from 'node:fs';
 import http from 'node:http';
-import type net from 'node:net';
+import { execFile } from 'node:child_process';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -31,7 +32,7 @@ t.before(async () => {
   web = await makeWorkloadCerts(path.join(dir, 'web'), ca, WEB);
 });
 
-function config(gwPort: number, upstreamPort: number): string {
+function config(gwPort: number, upstreamPort: number, tcpPort: number, echoPort: number): string {
   return `
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -43,6 +44,25 @@ spec:
   endpoints: [{ address: 127.0.0.1, ports: { http: ${upstreamPort} } }]
 ---
 apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: db, namespace: istio-system }
+spec:
+  hosts: [db.pay.example]
+  ports: [{ number: 5432, name: tcp, protocol: TCP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, ports: { tcp: ${echoPort} } }]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: db, namespace: istio-system }
+spec:
+  hosts: [db.pay.example]
+  gateways: [egress]
+  tcp:
+  - match: [{ port: ${tcpPort} }]
+    route: [{ destination: { host: db.pay.example, port: { number: 5432 } } }]
+---
+apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: { name: egress, namespace: istio-system }
 spec:
@@ -50,6 +70,9 @@ spec:
   servers:
   - port: { number: ${gwPort}, name: https, protocol: HTTPS }
     hosts: [api.pay.example]
+    tls: { mode: ISTIO_MUTUAL }
+  - port: { number: ${tcpPort}, name: tls-db, protocol: TLS }
+    hosts: [db.pay.example]
     tls: { mode: ISTIO_MUTUAL }
 ---
 apiVersion: networking.istio.io/v1
@@ -71,6 +94,8 @@ spec:
   rules:
   - from: [{ source: { principals: [cluster.local/ns/default/sa/billing] } }]
     to: [{ operation: { hosts: [api.pay.example], methods: [GET, POST] } }]
+  - from: [{ source: { principals: [cluster.local/ns/default/sa/billing] } }]
+    to: [{ operation: { hosts: [db.pay.example], ports: ["${tcpPort}"] } }]
 ---
 apiVersion: security.istio.io/v1beta1
 kind: AuthorizationPolicy
@@ -78,7 +103,7 @@ metadata: { name: no-refunds, namespace: istio-system }
 spec:
   action: DENY
   rules:
-  - to: [{ operation: { paths: [/refunds*] } }]
+  - to: [{ operation: { ports: ["${gwPort}"], paths: [/refunds*] } }]
 `;
 }
 
@@ -89,9 +114,13 @@ t.test('billing reaches api.pay.example, web gets 403 RBAC, DENY wins over ALLOW
     upstream.closeAllConnections();
     upstream.close(() => r());
   }));
+  const echo = net.createServer((s) => s.pipe(s));
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => echo.close(() => r())));
   const gwPort = await freePort();
+  const tcpPort = await freePort();
   const auditFile = path.join(dir, 'audit.log');
-  const rt = await startTestRuntime(t, config(gwPort, (upstream.address() as net.AddressInfo).port), {
+  const rt = await startTestRuntime(t, config(gwPort, (upstream.address() as net.AddressInfo).port, tcpPort, (echo.address() as net.AddressInfo).port), {
     certsDir: gatewayCerts.dir, auditLog: { path: auditFile },
   });
   const as = (who: WorkloadCerts, p: string): Promise<{ code: number; stdout: string; stderr: string }> => curl([
@@ -119,4 +148,19 @@ t.test('billing reaches api.pay.example, web gets 403 RBAC, DENY wins over ALLOW
   t.match(audit.find((a) => a['source'] === WEB), { decision: 'deny', reason: 'rbac:none', destination: 'api.pay.example', port: gwPort, response_code: 403 }, 'audit: web denied, by whom, to where');
   t.match(audit.find((a) => a['source'] === BILLING && a['response_code'] === 200), { decision: 'allow', route: 'to-pay' }, 'audit: billing allowed, route named');
   t.match(audit.find((a) => a['path'] === '/refunds/1'), { decision: 'deny', reason: 'rbac:ns[istio-system]-policy[no-refunds]-rule[0]' });
+
+  // TLS (ISTIO_MUTUAL) terminated into TCP: the network RBAC filter, checked once per connection.
+  const tcp = (who: WorkloadCerts): Promise<string> => new Promise((resolve) => {
+    const c = execFile('openssl', ['s_client', '-quiet', '-no_ign_eof', '-connect', `127.0.0.1:${tcpPort}`, '-servername', 'db.pay.example', '-cert', who.certChainFile, '-key', who.keyFile],
+      { timeout: 10_000 }, (_err, stdout) => resolve(stdout));
+    c.stdin!.write('ping\n');
+    setTimeout(() => c.stdin!.end(), 1000);
+  });
+  t.equal(await tcp(billing), 'ping\n', 'billing: the TCP bytes reach db.pay.example and come back');
+  t.equal(await tcp(web), '', 'web: closed before a byte is relayed');
+  const tcpLines = (await rt.lines()).filter((l) => l.includes('db.pay.example'));
+  t.ok(tcpLines.some((l) => /"- - -" 0 RBAC - rbac_access_denied_matched_policy\[none\]/.test(l)), 'access log: the denied connection, flag RBAC: ' + tcpLines.join('\n'));
+  const tcpPrefix = [...rt.rt.stats.all()].find((s) => /^tcp\..*\.rbac\.denied$/.test(s.name))?.name.slice(0, -'.rbac.denied'.length);
+  t.equal(rt.stat(`${tcpPrefix}.rbac.allowed`), 1, 'tcp rbac.allowed');
+  t.equal(rt.stat(`${tcpPrefix}.rbac.denied`), 1, 'tcp rbac.denied');
 });
