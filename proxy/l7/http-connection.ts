@@ -213,8 +213,9 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
     completeRequest(ctx, stats, record);
     return;
   }
-  // Envoy's RBAC filter runs before the router (proxy/l7/rbac.ts).
-  if (!allowedByRbac(ctx.snapshot.authorization, {
+  // Envoy's RBAC filter runs before the router (proxy/l7/rbac.ts); nothing is built when no policy applies.
+  const policies = ctx.snapshot.authorization;
+  if (policies !== undefined && policies.length > 0 && !allowedByRbac(policies, {
     principal: principalOf(info.peerUriSan), sourceIp: info.remoteIp, host: stripPort(authority), sni: info.sni,
     port: portOfAddress(info.localAddress), method: head.method, path,
   }, stats, stream, record)) {
