@@ -9,8 +9,8 @@
 // callgrind's Ir; `perf stat -e instructions` is not supported in this VM) twice: serving WARM
 // L7 keep-alive requests and WARM + N requests (h2load --h1, by default one connection: requests
 // strictly one after another, so each wakeup carries one event and the count does not depend on
-// how the scheduler batched them; with several connections HAProxy's count moved 4x between two
-// runs), each run ending with a clean exit. (Ir of the second - Ir of the first) / N is the steady-state cost of one request: start,
+// how the scheduler batched them; with one connection the peers' counts repeat to 0.02%), each
+// run ending with a clean exit. (Ir of the second - Ir of the first) / N is the steady-state cost of one request: start,
 // config load, JIT warm-up and shutdown are in both runs and cancel out. Also the L4 keep-alive
 // (HTTP through the TCP frontend) row the same way.
 
