@@ -34,6 +34,11 @@ export class ProxyContext {
   readonly admission: Admission;
   /** Downstream timeouts (`--request-headers-timeout`); see README "Timeouts and limits". */
   readonly timeouts: DownstreamTimeouts;
+  /**
+   * `--outbound-policy-mode`: in `report`, an AuthorizationPolicy denial is let through and logged
+   * `would_deny` (Envoy's RBAC shadow rules: `rbac.shadow_denied`); REGISTRY_ONLY's report mode is compiled in.
+   */
+  readonly policyMode: 'enforce' | 'report';
   /** Replaced atomically on reload; connections capture the value they started with. */
   snapshot: Snapshot;
   /**
@@ -46,7 +51,7 @@ export class ProxyContext {
   private readonly httpStats = new Map<string, HttpStats>();
   private readonly tcpStats = new Map<string, TcpStats>();
 
-  constructor(init: { role: Role; stats: StatsStore; clusters: ClusterManager; accessLog: AccessLogSink; log: Logger; serverTls: ServerTlsContexts; snapshot: Snapshot; limits?: ConnectionLimits; timeouts?: DownstreamTimeouts }) {
+  constructor(init: { role: Role; stats: StatsStore; clusters: ClusterManager; accessLog: AccessLogSink; log: Logger; serverTls: ServerTlsContexts; snapshot: Snapshot; limits?: ConnectionLimits; timeouts?: DownstreamTimeouts; policyMode?: 'enforce' | 'report' }) {
     this.role = init.role;
     this.stats = init.stats;
     this.clusters = init.clusters;
@@ -55,6 +60,7 @@ export class ProxyContext {
     this.serverTls = init.serverTls;
     this.admission = new Admission(init.limits ?? NO_CONNECTION_LIMITS, init.stats, init.log);
     this.timeouts = init.timeouts ?? defaultTimeouts(init.role);
+    this.policyMode = init.policyMode ?? 'enforce';
     this.snapshot = init.snapshot;
   }
 

@@ -274,7 +274,7 @@ export class Runtime implements Drainable {
     const accessLog = withEgressPolicy(logs, { registryOnly: o.role === 'sidecar' && o.outboundPolicy === 'REGISTRY_ONLY', mode: o.outboundPolicyMode ?? 'enforce' }, s);
     this.accessLog = accessLog;
     this.closers.push(() => accessLog.close());
-    const ctx = new ProxyContext({ role: o.role, stats: s, clusters: this.clusters, accessLog, log: this.log, serverTls: new ServerTlsContexts(), snapshot, ...(o.connectionLimits !== undefined ? { limits: o.connectionLimits } : {}), ...(o.timeouts !== undefined ? { timeouts: o.timeouts } : {}) });
+    const ctx = new ProxyContext({ role: o.role, stats: s, clusters: this.clusters, accessLog, log: this.log, serverTls: new ServerTlsContexts(), snapshot, ...(o.connectionLimits !== undefined ? { limits: o.connectionLimits } : {}), ...(o.timeouts !== undefined ? { timeouts: o.timeouts } : {}), policyMode: o.outboundPolicyMode ?? 'enforce' });
     this.ctx = ctx;
 
     if (o.role === 'gateway') {

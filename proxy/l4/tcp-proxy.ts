@@ -56,6 +56,8 @@ export interface TcpPlan {
   readonly cluster: UpstreamCluster | undefined;
   /** An AuthorizationPolicy refused the connection (Envoy's network RBAC filter): closed, logged with this. */
   readonly denied?: { readonly flag: Flag; readonly details: string; readonly reason: string };
+  /** Report mode: what an AuthorizationPolicy would have denied, let through and logged `would_deny` with this reason. */
+  readonly wouldDeny?: string;
 }
 
 /** Where a planned connection goes: its stats, its record and the picked host. */
@@ -91,6 +93,10 @@ export function routePlan(ctx: ProxyContext, plan: TcpPlan, info: L4Info): Route
     return null;
   }
   const record = routedRecord(ctx, info, plan.clusterName, plan.routeName);
+  if (record !== null && plan.wouldDeny !== undefined) {
+    record.policyDecision = 'would_deny';
+    record.policyReason = plan.wouldDeny;
+  }
   const cluster = plan.cluster;
   if (cluster === undefined) {
     const r = rescueFor(ProxyErrorCode.NO_CLUSTER);

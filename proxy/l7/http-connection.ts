@@ -218,7 +218,7 @@ export function routeStream(ctx: ProxyContext, info: DownstreamInfo, stream: Dow
   if (policies !== undefined && policies.length > 0 && !allowedByRbac(policies, {
     principal: principalOf(info.peerUriSan), sourceIp: info.remoteIp, host: stripPort(authority), sni: info.sni,
     port: portOfAddress(info.localAddress), method: head.method, path,
-  }, stats, stream, record)) {
+  }, stats, stream, record, ctx.policyMode)) {
     completeRequest(ctx, stats, record);
     return;
   }

@@ -3,7 +3,8 @@
 // Istio's order CUSTOM, DENY, ALLOW). Denied: 403 `RBAC: access denied`, flag RBAC, details
 // `rbac_access_denied_matched_policy[ns[NS]-policy[NAME]-rule[I]]` (`[none]` when no ALLOW policy
 // matched); a CUSTOM match: 403, flag UAEX. Counted in `http.<prefix>.rbac.allowed|denied` when any
-// policy applies; the audit line gets `"decision":"deny"` with the policy as the reason, or for an
+// policy applies (under --outbound-policy-mode report a denial is let through: rbac.shadow_denied,
+// audit `would_deny`); the audit line gets `"decision":"deny"` with the policy as the reason, or for an
 // AUDIT match the policy as the reason of an allowed request.
 
 import { evaluateAuthz, type AuthzRequest } from '../../config/compile/authorization';
@@ -16,13 +17,20 @@ import type { DownstreamStream } from './stream';
 import { sendLocalReply } from './local-reply';
 
 /** True when the request may go on; otherwise the 403 has been sent and the record filled. */
-export function allowedByRbac(policies: readonly CompiledPolicy[] | undefined, r: AuthzRequest, stats: HttpStats, stream: DownstreamStream, record: AccessLogRecord): boolean {
+export function allowedByRbac(policies: readonly CompiledPolicy[] | undefined, r: AuthzRequest, stats: HttpStats, stream: DownstreamStream, record: AccessLogRecord, mode: 'enforce' | 'report' = 'enforce'): boolean {
   if (policies === undefined || policies.length === 0) return true;
   const v = evaluateAuthz(policies, r);
   if (v === null) return true;
   if (v.allowed) {
     stats.rbac_allowed.inc();
     if (v.audit !== null) record.policyReason = 'audit:' + v.audit;
+    return true;
+  }
+  if (mode === 'report') {
+    // Report mode: let it through, as Envoy's shadow rules do, and say what enforce would have done.
+    stats.rbac_shadow_denied.inc();
+    record.policyDecision = 'would_deny';
+    record.policyReason = (v.custom ? 'ext_authz:' : 'rbac:') + v.policy;
     return true;
   }
   stats.rbac_denied.inc();

@@ -19,7 +19,10 @@ export function planTcp(ctx: ProxyContext, filter: TcpProxy, info: L4Info): TcpP
   if (route === null) return { statPrefix: filter.statPrefix, routeName: null, clusterName: null, cluster: undefined };
   const clusterName = pickCluster(route.clusters, Math.random());
   const denied = rbacDenial(ctx, filter.statPrefix, info);
-  return { statPrefix: filter.statPrefix, routeName: route.name, clusterName, cluster: ctx.clusters.get(clusterName), ...(denied === null ? {} : { denied }) };
+  const plan: TcpPlan = { statPrefix: filter.statPrefix, routeName: route.name, clusterName, cluster: ctx.clusters.get(clusterName) };
+  if (denied === null || denied === undefined) return plan;
+  // Report mode (Envoy's shadow rules): the connection goes on, its line says what enforce would do.
+  return ctx.policyMode === 'report' ? { ...plan, wouldDeny: denied.reason } : { ...plan, denied };
 }
 
 /**
@@ -42,7 +45,7 @@ function rbacDenial(ctx: ProxyContext, statPrefix: string, info: L4Info): TcpPla
     ctx.stats.counter(p + 'allowed').inc();
     return null;
   }
-  ctx.stats.counter(p + 'denied').inc();
+  ctx.stats.counter(p + (ctx.policyMode === 'report' ? 'shadow_denied' : 'denied')).inc();
   const rescue = rescueFor(v.custom ? ProxyErrorCode.EXT_AUTHZ_DENIED : ProxyErrorCode.RBAC_DENIED);
   return {
     flag: rescue.flags,

@@ -360,6 +360,8 @@ export class HttpStats {
   /** Envoy's RBAC filter stats (`http.<prefix>.rbac.allowed|denied`): AuthorizationPolicy verdicts. */
   readonly rbac_allowed: Counter;
   readonly rbac_denied: Counter;
+  /** Denials let through in report mode (Envoy's shadow rules: `rbac.shadow_denied`). */
+  readonly rbac_shadow_denied: Counter;
   readonly no_cluster: Counter;
 
   constructor(store: StatsStore, statPrefix: string) {
@@ -384,6 +386,7 @@ export class HttpStats {
     this.no_route = store.counter(p + 'no_route');
     this.rbac_allowed = store.counter(p + 'rbac.allowed');
     this.rbac_denied = store.counter(p + 'rbac.denied');
+    this.rbac_shadow_denied = store.counter(p + 'rbac.shadow_denied');
     this.no_cluster = store.counter(p + 'no_cluster');
   }
 

@@ -164,3 +164,42 @@ t.test('billing reaches api.pay.example, web gets 403 RBAC, DENY wins over ALLOW
   t.equal(rt.stat(`${tcpPrefix}.rbac.allowed`), 1, 'tcp rbac.allowed');
   t.equal(rt.stat(`${tcpPrefix}.rbac.denied`), 1, 'tcp rbac.denied');
 });
+
+t.test('--outbound-policy-mode report: what the policies deny is let through, audited would_deny (Envoy shadow rules)', async (t) => {
+  const upstream = http.createServer((req, res) => res.end('paid ' + req.url));
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => {
+    upstream.closeAllConnections();
+    upstream.close(() => r());
+  }));
+  const echo = net.createServer((s) => s.pipe(s));
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => echo.close(() => r())));
+  const gwPort = await freePort();
+  const tcpPort = await freePort();
+  const auditFile = path.join(dir, 'audit-report.log');
+  const rt = await startTestRuntime(t, config(gwPort, (upstream.address() as net.AddressInfo).port, tcpPort, (echo.address() as net.AddressInfo).port), {
+    certsDir: gatewayCerts.dir, auditLog: { path: auditFile }, outboundPolicyMode: 'report',
+  });
+  const r = await curl(['-k', '--cert', web.certChainFile, '--key', web.keyFile, '--resolve', `api.pay.example:${gwPort}:127.0.0.1`,
+    '-w', '\n%{http_code}', `https://api.pay.example:${gwPort}/charge`]);
+  t.equal(r.stdout, 'paid /charge\n200', 'web: let through in report mode');
+  const tcpOut = await new Promise<string>((resolve) => {
+    const c = execFile('openssl', ['s_client', '-quiet', '-no_ign_eof', '-connect', `127.0.0.1:${tcpPort}`, '-servername', 'db.pay.example', '-cert', web.certChainFile, '-key', web.keyFile],
+      { timeout: 10_000 }, (_err, stdout) => resolve(stdout));
+    c.stdin!.write('ping\n');
+    setTimeout(() => c.stdin!.end(), 1000);
+  });
+  t.equal(tcpOut, 'ping\n', 'web on TCP: let through too');
+  const shadow = [...rt.rt.stats.all()].filter((s) => /\.rbac\.shadow_denied$/.test(s.name)).map((s) => [s.name.split('.')[0], s.kind === 'histogram' ? -1 : s.value]);
+  t.same(shadow.sort(), [['http', 1], ['tcp', 1]], 'counted as shadow denials (http and tcp)');
+  t.notOk([...rt.rt.stats.all()].some((s) => /\.rbac\.denied$/.test(s.name) && s.kind !== 'histogram' && s.value > 0), 'nothing denied');
+  await rt.rt.flushAccessLog();
+  let audit: Record<string, unknown>[] = [];
+  for (let i = 0; i < 100 && audit.length < 2; i++) {
+    audit = fs.readFileSync(auditFile, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+    if (audit.length < 2) await new Promise((res) => setTimeout(res, 20));
+  }
+  t.match(audit.find((a) => a['protocol'] !== 'tcp'), { decision: 'would_deny', reason: 'rbac:none', source: WEB, response_code: 200 });
+  t.match(audit.find((a) => a['protocol'] === 'tcp'), { decision: 'would_deny', reason: 'rbac:none', source: WEB, destination: 'db.pay.example' });
+});
