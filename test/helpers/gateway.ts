@@ -77,12 +77,14 @@ export function rawExchange(port: number, request: string | Buffer, opts: { endA
 }
 
 /**
- * The smallest gateway config: `host` (port 80, HTTP) is one STATIC endpoint on loopback, a Gateway
- * `gw` (selector istio=egressgateway) serves it on `gwPort`, and VirtualService `vs` applies `http`
- * (YAML list items, default: route everything to the host).
+ * The smallest gateway config: `host` (port 80, `protocol`, default HTTP) is one STATIC endpoint on
+ * loopback, a Gateway `gw` (selector istio=egressgateway) serves it on `gwPort`, and VirtualService
+ * `vs` applies `http` (YAML list items, default: route everything to the host).
  */
-export function oneUpstreamConfig(o: { gwPort: number; upstreamPort: number; host?: string; http?: string }): string {
+export function oneUpstreamConfig(o: { gwPort: number; upstreamPort: number; host?: string; http?: string; protocol?: string }): string {
   const host = o.host ?? 'up.example';
+  const protocol = o.protocol ?? 'HTTP';
+  const portName = protocol.toLowerCase();
   const http = o.http ?? `  - route: [{ destination: { host: ${host}, port: { number: 80 } } }]`;
   return `
 apiVersion: networking.istio.io/v1beta1
@@ -90,9 +92,9 @@ kind: ServiceEntry
 metadata: { name: up, namespace: default }
 spec:
   hosts: [${host}]
-  ports: [{ number: 80, name: http, protocol: HTTP }]
+  ports: [{ number: 80, name: ${portName}, protocol: ${protocol} }]
   resolution: STATIC
-  endpoints: [{ address: 127.0.0.1, ports: { http: ${o.upstreamPort} } }]
+  endpoints: [{ address: 127.0.0.1, ports: { ${portName}: ${o.upstreamPort} } }]
 ---
 apiVersion: networking.istio.io/v1beta1
 kind: Gateway

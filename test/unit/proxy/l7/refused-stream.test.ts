@@ -6,41 +6,16 @@
 import http2 from 'node:http2';
 import type net from 'node:net';
 import t from 'tap';
-import { freePort, startTestRuntime } from '../../../helpers/gateway';
+import { freePort, oneUpstreamConfig, startTestRuntime } from '../../../helpers/gateway';
 import { send } from '../../../helpers/recording-upstream';
 
-function config(gwPort: number, upPort: number): string {
-  return `
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: up, namespace: default }
-spec:
-  hosts: [up.example]
-  ports: [{ number: 8080, name: http2, protocol: HTTP2 }]
-  resolution: STATIC
-  endpoints: [{ address: 127.0.0.1, ports: { http2: ${upPort} } }]
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: gw, namespace: default }
-spec:
-  selector: { istio: egressgateway }
-  servers: [{ port: { number: ${gwPort}, name: http, protocol: HTTP }, hosts: [up.example] }]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: vs, namespace: default }
-spec:
-  hosts: [up.example]
-  gateways: [gw]
-  http:
-  - match: [{ uri: { prefix: /retried } }]
+// up.example is an HTTP2 port, so sluice speaks HTTP/2 to the upstream; /retried retries refused
+// streams, everything else retries only retriable-4xx.
+const ROUTES = `  - match: [{ uri: { prefix: /retried } }]
     retries: { attempts: 2, retryOn: refused-stream }
-    route: [{ destination: { host: up.example, port: { number: 8080 } } }]
+    route: [{ destination: { host: up.example, port: { number: 80 } } }]
   - retries: { attempts: 2, retryOn: retriable-4xx }
-    route: [{ destination: { host: up.example, port: { number: 8080 } } }]
-`;
-}
+    route: [{ destination: { host: up.example, port: { number: 80 } } }]`;
 
 t.test('REFUSED_STREAM is retried under refused-stream, not under another class', async (t) => {
   const refusedPaths = new Map<string, number>();
@@ -62,7 +37,7 @@ t.test('REFUSED_STREAM is retried under refused-stream, not under another class'
   t.teardown(() => new Promise<void>((r) => { server.close(() => r()); }));
   const upPort = (server.address() as net.AddressInfo).port;
   const gwPort = await freePort();
-  await startTestRuntime(t, config(gwPort, upPort));
+  await startTestRuntime(t, oneUpstreamConfig({ gwPort, upstreamPort: upPort, protocol: 'HTTP2', http: ROUTES }));
 
   const retried = await send(gwPort, { path: '/retried' });
   t.equal(retried.status, 200, 'refused twice, answered on the third try');
